@@ -1,0 +1,15 @@
+"""Prefect flows: thin wrappers that call the work in `tasks/` and publish what it did.
+
+Prefect reads its settings at import, so the defaults that keep it offline and patient are set here, before any
+flow module imports it: no telemetry (it would try the network), and time for the ephemeral server to start.
+"""
+
+import os
+
+for _key, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "gristmill",
+}.items():
+    os.environ.setdefault(_key, _value)

@@ -1,0 +1,57 @@
+"""What every stage flow does the same way: bind units to Prefect's task runner, track, publish the summary."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prefect import task, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from conf.schema import PipelineConfig
+from tasks.stage import Mapper, StageContext, StageResult, StageSummary, execute
+from tasks.tracking import Tracker
+
+
+@task(cache_policy=NO_CACHE)
+def run_unit(fn: Callable[[Any], Any], item: Any) -> Any:
+    """One unit of a stage's work (usually one shard) as a Prefect task run."""
+    return fn(item)
+
+
+def prefect_mapper(stage: str) -> Mapper:
+    """Map a stage's units over the flow's task runner; results come back in input order."""
+    unit_task = run_unit.with_options(name=f"{stage}-unit")
+
+    def mapper(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if not items:
+            return []
+        return [future.result() for future in unit_task.map(unmapped(fn), list(items))]
+
+    return mapper
+
+
+def tracker_for(config: PipelineConfig) -> Tracker:
+    return Tracker(config.workspace, config.tracking.uri, config.tracking.experiment)
+
+
+def run_stage(
+    config: PipelineConfig,
+    stage: str,
+    run: Callable[[StageContext], StageResult],
+    parent_run_id: str | None,
+) -> StageSummary:
+    summary = execute(config, stage, run, tracker_for(config), parent_run_id, prefect_mapper(stage))
+    create_table_artifact(
+        key=artifact_key(config.name, stage),
+        table=[summary.model_dump(mode="json")],
+        description=f"{stage}: {summary.status}",
+    )
+    return summary
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys take lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")

@@ -1,0 +1,37 @@
+"""The whole chain: crawl -> dedup -> clean -> tokenize -> train -> evaluate, under one MLflow parent run."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from conf.schema import PipelineConfig
+from flows.common import tracker_for
+from flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
+from tasks.stage import StageSummary
+
+
+@flow(name="pipeline")
+def pipeline(config: PipelineConfig) -> list[StageSummary]:
+    """Turn a website into a trained, evaluated and registered language model."""
+    tracker = tracker_for(config)
+    run_id = tracker.start_run(
+        config.name, tags={"gristmill.pipeline": config.name, "prefect.flow_run_id": str(flow_run.id or "")}
+    )
+    tracker.log_params(run_id, config.model_dump(mode="json"))
+    try:
+        summaries = [
+            crawl_flow(config, run_id),
+            dedup_flow(config, run_id),
+            clean_flow(config, run_id),
+            tokenize_flow(config, run_id),
+            train_flow(config, run_id),
+            evaluate_flow(config, run_id),
+        ]
+    except BaseException:
+        tracker.end_run(run_id, ok=False)
+        raise
+    tracker.log_table(run_id, [s.model_dump(mode="json") for s in summaries], "summary.json")
+    tracker.log_metrics(run_id, {f"time.{s.stage}_s": s.seconds for s in summaries})
+    tracker.end_run(run_id)
+    return summaries

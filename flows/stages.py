@@ -1,0 +1,61 @@
+"""One Prefect flow per stage. Each runs on its own against an existing workspace, or inside `pipeline`."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from conf.schema import PipelineConfig
+from flows.common import run_stage
+from tasks import train
+from tasks.clean import stage as clean
+from tasks.crawl import stage as crawl
+from tasks.dedup import stage as dedup
+from tasks.evaluate import stage as evaluate
+from tasks.stage import StageSummary
+from tasks.tokenize import stage as tokenize
+
+
+@flow(name="crawl")
+def crawl_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Fetch pages breadth-first from the seeds, respecting robots.txt; extract their main text."""
+    return run_stage(config, "crawl", crawl.run, parent_run_id)
+
+
+@flow(name="dedup")
+def dedup_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Remove exact and MinHash near-duplicate documents."""
+    return run_stage(config, "dedup", dedup.run, parent_run_id)
+
+
+@flow(name="clean")
+def clean_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Normalise text and drop documents that fail the quality rules, recording why."""
+    return run_stage(config, "clean", clean.run, parent_run_id)
+
+
+@flow(name="tokenize")
+def tokenize_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Train a byte-level BPE tokenizer, then encode and pack the corpus into training sequences."""
+    return run_stage(config, "tokenize", tokenize.run, parent_run_id)
+
+
+@flow(name="train")
+def train_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Train the Llama-style decoder with Lightning; resumes from its last checkpoint."""
+    return run_stage(config, "train", train.run, parent_run_id)
+
+
+@flow(name="evaluate")
+def evaluate_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+    """Perplexity, generations and a bias probe; export to Hugging Face format and register the model."""
+    return run_stage(config, "evaluate", evaluate.run, parent_run_id)
+
+
+STAGE_FLOWS = {
+    "crawl": crawl_flow,
+    "dedup": dedup_flow,
+    "clean": clean_flow,
+    "tokenize": tokenize_flow,
+    "train": train_flow,
+    "evaluate": evaluate_flow,
+}

@@ -1,0 +1,19 @@
+"""Text normalisation: mojibake repair, Unicode NFC, whitespace and control characters."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import ftfy
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str, fix_unicode: bool = True) -> str:
+    text = ftfy.fix_text(text, normalization="NFC") if fix_unicode else unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

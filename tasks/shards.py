@@ -1,0 +1,305 @@
+"""The one place that reads and writes shards and manifests.
+
+Layout of a stage's output inside the workspace::
+
+    <workspace>/<stage>/<dataset>/part-00000.parquet   one or more datasets per stage (documents, rejected, train…)
+    <workspace>/<stage>/_progress/<unit>.json          one file per finished unit of work (resume)
+    <workspace>/<stage>/manifest.json                   written last: the stage is complete when it exists
+
+Every file is written under a temporary name and renamed into place, so a reader never sees half a shard and a
+killed stage leaves only whole shards behind. A stage whose manifest matches its config and input is skipped; a
+stage interrupted halfway keeps the units it finished (their `_progress` records) and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PROGRESS_DIR = "_progress"
+
+
+class ShardInfo(BaseModel):
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class UnitRecord(BaseModel):
+    """What one finished unit of work produced: its shards per dataset and its stats."""
+
+    unit: str
+    shards: dict[str, list[ShardInfo]] = Field(default_factory=dict)
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    stage: str
+    config_hash: str
+    input_hash: str | None
+    code_version: str
+    shards: dict[str, list[ShardInfo]]
+    rows: dict[str, int]
+    bytes: int
+    files: dict[str, str] = Field(default_factory=dict, description="Other outputs, relative to the stage dir.")
+    stats: dict[str, Any] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    created_at: str
+
+
+# --------------------------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(path: Path, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema) -> ShardInfo:
+    """Write one Parquet shard atomically and return its size and checksum."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
+            writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+            rows += batch.num_rows
+    info = ShardInfo(name=path.name, rows=rows, bytes=tmp.stat().st_size, sha256=file_sha256(tmp))
+    os.replace(tmp, path)
+    return info
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+class ShardWriter:
+    """Streams records into shards of at most `rows_per_shard` rows: `part-00000.parquet`, `part-00001…`."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_shard: int, first_index: int = 0) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.rows_per_shard = rows_per_shard
+        self.next_index = first_index
+        self.buffer: list[dict[str, Any]] = []
+        self.shards: list[ShardInfo] = []
+
+    def write(self, record: dict[str, Any]) -> ShardInfo | None:
+        self.buffer.append(record)
+        return self.flush() if len(self.buffer) >= self.rows_per_shard else None
+
+    def flush(self) -> ShardInfo | None:
+        if not self.buffer:
+            return None
+        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        info = write_shard(self.directory / shard_name(self.next_index), table, self.schema)
+        self.shards.append(info)
+        self.buffer.clear()
+        self.next_index += 1
+        return info
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def iter_batches(
+    paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 1024
+) -> Iterator[pa.RecordBatch]:
+    """Stream record batches from shards one at a time: memory is bounded by `batch_size`, not the corpus."""
+    for path in paths:
+        try:
+            parquet = pq.ParquetFile(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise ShardError(f"{path}: not a readable Parquet shard: {err}") from err
+        missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
+        if missing:
+            raise ShardError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
+        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def iter_records(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    for batch in iter_batches(paths, columns):
+        yield from batch.to_pylist()
+
+
+class ShardError(RuntimeError):
+    """A shard or manifest is missing or unreadable; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+@cache
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("gristmill")
+    except PackageNotFoundError:
+        release = "0+unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{release}+g{sha}" if sha else release
+
+
+class StageOutput:
+    """A stage's directory in the workspace: up-to-date checks, per-unit progress, and the final manifest."""
+
+    def __init__(self, workspace: str | Path, stage: str) -> None:
+        self.stage = stage
+        self.path = Path(workspace) / stage
+        self.manifest_path = self.path / MANIFEST_NAME
+        self._progress = self.path / PROGRESS_DIR
+        self._started = time.time()
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.path / dataset
+
+    def read_manifest(self) -> Manifest | None:
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            return Manifest.model_validate_json(self.manifest_path.read_text())
+        except ValueError as err:
+            raise ShardError(f"{self.manifest_path}: unreadable manifest: {err}") from err
+
+    def input_hash(self) -> str:
+        """Identity of this stage's output as an input to the next: the hash of its manifest's bytes."""
+        if not self.manifest_path.is_file():
+            raise ShardError(f"stage {self.stage!r} has no output at {self.path} (no {MANIFEST_NAME}); run it first")
+        return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
+
+    def up_to_date(self, config_hash: str, input_hash: str | None) -> Manifest | None:
+        """The manifest if the stage finished with this config and input and all its files are intact."""
+        manifest = self.read_manifest()
+        if manifest is None or manifest.schema_version != MANIFEST_SCHEMA_VERSION:
+            return None
+        if manifest.config_hash != config_hash or manifest.input_hash != input_hash:
+            return None
+        for dataset, shards in manifest.shards.items():
+            for shard in shards:
+                path = self.dataset_dir(dataset) / shard.name
+                if not path.is_file() or path.stat().st_size != shard.bytes:
+                    return None
+        if any(not (self.path / rel).exists() for rel in manifest.files.values()):
+            return None
+        return manifest
+
+    def begin(self, config_hash: str, input_hash: str | None) -> None:
+        """Start (or resume) work: keep finished units only if they were made with this config and input."""
+        key = {"config_hash": config_hash, "input_hash": input_hash}
+        key_path = self._progress / "_key.json"
+        if key_path.is_file() and json.loads(key_path.read_text()) == key:
+            self.manifest_path.unlink(missing_ok=True)
+            return
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        atomic_write_json(key_path, key)
+
+    def finished_unit(self, unit: str) -> UnitRecord | None:
+        path = self._progress / f"{unit}.json"
+        if not path.is_file():
+            return None
+        record = UnitRecord.model_validate_json(path.read_text())
+        for dataset, shards in record.shards.items():
+            for shard in shards:
+                shard_path = self.dataset_dir(dataset) / shard.name
+                if not shard_path.is_file() or shard_path.stat().st_size != shard.bytes:
+                    return None
+        return record
+
+    def finish_unit(self, record: UnitRecord) -> UnitRecord:
+        atomic_write_json(self._progress / f"{record.unit}.json", record.model_dump(mode="json"))
+        return record
+
+    def units(self) -> list[UnitRecord]:
+        if not self._progress.is_dir():
+            return []
+        paths = sorted(p for p in self._progress.glob("*.json") if not p.name.startswith("_"))
+        return [UnitRecord.model_validate_json(p.read_text()) for p in paths]
+
+    def commit(
+        self,
+        config_hash: str,
+        input_hash: str | None,
+        units: list[UnitRecord],
+        stats: dict[str, Any],
+        files: dict[str, str] | None = None,
+        timings: dict[str, float] | None = None,
+        mlflow_run_id: str | None = None,
+    ) -> Manifest:
+        """Write the manifest that marks the stage complete."""
+        shards: dict[str, list[ShardInfo]] = {}
+        for record in sorted(units, key=lambda r: r.unit):
+            for dataset, infos in record.shards.items():
+                shards.setdefault(dataset, []).extend(infos)
+        manifest = Manifest(
+            stage=self.stage,
+            config_hash=config_hash,
+            input_hash=input_hash,
+            code_version=code_version(),
+            shards=shards,
+            rows={dataset: sum(s.rows for s in infos) for dataset, infos in shards.items()},
+            bytes=sum(s.bytes for infos in shards.values() for s in infos),
+            files=files or {},
+            stats=stats,
+            timings={"wall_s": round(time.time() - self._started, 3), **(timings or {})},
+            mlflow_run_id=mlflow_run_id,
+            created_at=datetime.now(UTC).isoformat(),
+        )
+        atomic_write_json(self.manifest_path, manifest.model_dump(mode="json"))
+        return manifest
+
+    def shard_paths(self, dataset: str, manifest: Manifest | None = None) -> list[Path]:
+        """Paths of a finished stage's shards for one dataset, in order (empty list if it wrote none)."""
+        manifest = manifest or self.read_manifest()
+        if manifest is None:
+            raise ShardError(f"stage {self.stage!r} has no manifest at {self.manifest_path}; run it first")
+        return [self.dataset_dir(dataset) / s.name for s in manifest.shards.get(dataset, [])]

@@ -1,0 +1,175 @@
+"""Running one stage: skip it when up to date, resume its finished units, commit its manifest, track it.
+
+A stage is a function `run(ctx: StageContext) -> StageResult` in `tasks/<stage>/`. It does its work in units
+(usually one per input shard) through `ctx.unit(...)`, so a rerun after a crash redoes only the unfinished ones,
+and it maps units over `ctx.map`, which the flows bind to Prefect's task runner (and tests to a plain loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from conf.schema import STAGES, PipelineConfig, Section
+from tasks.shards import Manifest, StageOutput, UnitRecord
+from tasks.tracking import Tracker
+
+log = logging.getLogger("gristmill.stage")
+
+T = TypeVar("T")
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+UPSTREAM: dict[str, str | None] = {stage: (STAGES[i - 1] if i else None) for i, stage in enumerate(STAGES)}
+
+
+def serial_map(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+    return [fn(item) for item in items]
+
+
+@dataclass
+class StageContext:
+    config: PipelineConfig
+    output: StageOutput
+    upstream: StageOutput | None
+    tracker: Tracker | None = None
+    run_id: str | None = None  # this stage's MLflow child run
+    parent_run_id: str | None = None  # the pipeline's MLflow run
+    map: Mapper = serial_map
+
+    @property
+    def workspace(self) -> Path:
+        return Path(self.config.workspace)
+
+    def unit(self, name: str, work: Callable[[], UnitRecord]) -> UnitRecord:
+        """Run one unit of work unless an earlier, interrupted run of this stage already finished it."""
+        done = self.output.finished_unit(name)
+        if done is not None:
+            log.info("%s: unit %s already done, reusing it", self.output.stage, name)
+            return done
+        return self.output.finish_unit(work())
+
+    def input_paths(self, dataset: str = "documents") -> list[Path]:
+        assert self.upstream is not None, f"stage {self.output.stage} has no upstream"
+        return self.upstream.shard_paths(dataset)
+
+
+@dataclass
+class StageResult:
+    units: list[UnitRecord]
+    count_in: int
+    unit_in: str
+    count_out: int
+    unit_out: str
+    stats: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class StageSummary(BaseModel):
+    """One line of the pipeline's summary table, the same for every stage."""
+
+    stage: str
+    status: Literal["ran", "up to date"]
+    count_in: int
+    unit_in: str
+    count_out: int
+    unit_out: str
+    seconds: float
+    mlflow_run_id: str | None
+    manifest: str
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, status: str, seconds: float, path: Path, run_id: str | None):
+        s = manifest.stats
+        return cls(
+            stage=manifest.stage,
+            status=status,
+            count_in=int(s.get("in", 0)),
+            unit_in=str(s.get("unit_in", "")),
+            count_out=int(s.get("out", 0)),
+            unit_out=str(s.get("unit_out", "")),
+            seconds=round(seconds, 2),
+            mlflow_run_id=run_id,
+            manifest=str(path),
+        )
+
+
+def stage_fingerprint(config: PipelineConfig, stage: str) -> str:
+    section: Section = config.section(stage)
+    return section.fingerprint()
+
+
+def execute(
+    config: PipelineConfig,
+    stage: str,
+    run: Callable[[StageContext], StageResult],
+    tracker: Tracker | None = None,
+    parent_run_id: str | None = None,
+    mapper: Mapper = serial_map,
+) -> StageSummary:
+    """Run `stage` (or report it up to date) and return its summary; on failure the finished units stay."""
+    started = time.perf_counter()
+    output = StageOutput(config.workspace, stage)
+    upstream_name = UPSTREAM[stage]
+    upstream = StageOutput(config.workspace, upstream_name) if upstream_name else None
+    input_hash = upstream.input_hash() if upstream else None  # fails clearly if the upstream never ran
+    config_hash = stage_fingerprint(config, stage)
+
+    run_id = None
+    if tracker:
+        run_id = tracker.start_run(stage, parent_run_id, tags={"gristmill.stage": stage})
+        tracker.log_params(run_id, {stage: config.section(stage).model_dump(mode="json")})
+    try:
+        manifest = output.up_to_date(config_hash, input_hash)
+        status = "up to date" if manifest else "ran"
+        if manifest is None:
+            output.begin(config_hash, input_hash)
+            ctx = StageContext(config, output, upstream, tracker, run_id, parent_run_id, mapper)
+            result = run(ctx)
+            stats = {
+                "in": result.count_in,
+                "unit_in": result.unit_in,
+                "out": result.count_out,
+                "unit_out": result.unit_out,
+                **result.stats,
+            }
+            manifest = output.commit(
+                config_hash, input_hash, result.units, stats, files=result.files, mlflow_run_id=run_id
+            )
+        log.info("%s: %s", stage, status)
+        if tracker and run_id:
+            _track(tracker, run_id, manifest, status, output)
+    except BaseException:
+        if tracker and run_id:
+            tracker.end_run(run_id, ok=False)
+        raise
+    if tracker and run_id:
+        tracker.end_run(run_id)
+    return StageSummary.from_manifest(manifest, status, time.perf_counter() - started, output.manifest_path, run_id)
+
+
+def _track(tracker: Tracker, run_id: str, manifest: Manifest, status: str, output: StageOutput) -> None:
+    tracker.set_tags(
+        run_id,
+        {
+            "gristmill.status": status,
+            "gristmill.produced_by_run": manifest.mlflow_run_id or "",
+            "gristmill.code_version": manifest.code_version,
+        },
+    )
+    tracker.log_metrics(
+        run_id,
+        {
+            **manifest.stats,
+            "rows": manifest.rows,
+            "bytes": manifest.bytes,
+            "shards": sum(len(s) for s in manifest.shards.values()),
+            "time": manifest.timings,
+        },
+    )
+    tracker.log_artifact(run_id, output.manifest_path)

@@ -1,0 +1,99 @@
+"""The tokenize stage: train BPE on the cleaned text, then encode, pack and split every shard.
+
+Units: `tokenizer` (trained once on a sample of documents), then one per input shard, which writes a train and a
+validation shard of packed rows. Documents go to validation by a hash of their id, so the split is stable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tasks.shards import UnitRecord, iter_batches, write_shard
+from tasks.stage import StageContext, StageResult
+from tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer, save_for_hf, train_bpe
+from tasks.tokenize.pack import Packer, is_validation, rows_to_batch, tokens_schema
+
+ENCODE_BATCH = 256
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg = ctx.config.tokenize
+    inputs = ctx.input_paths()
+    tokenizer_dir = ctx.output.path / "tokenizer"
+
+    def train_tokenizer() -> UnitRecord:
+        if tokenizer_dir.exists():
+            shutil.rmtree(tokenizer_dir)  # a half-written tokenizer from a killed run
+        texts = (t for b in iter_batches(inputs, ["text"]) for t in b.column("text").to_pylist() if t)
+        tokenizer = train_bpe(itertools.islice(texts, cfg.train_sample_docs), cfg.vocab_size, cfg.min_frequency)
+        scratch = tokenizer_dir.with_name(".tokenizer.tmp")
+        shutil.rmtree(scratch, ignore_errors=True)
+        save_for_hf(tokenizer, scratch, model_max_length=cfg.seq_len)
+        scratch.rename(tokenizer_dir)
+        return UnitRecord(unit="tokenizer", stats={"vocab_size": tokenizer.get_vocab_size()})
+
+    vocab_size = ctx.unit("tokenizer", train_tokenizer).stats["vocab_size"]
+    schema = tokens_schema(cfg.seq_len, vocab_size)
+
+    def encode_shard(path: Path) -> UnitRecord:
+        def work() -> UnitRecord:
+            tokenizer = load_tokenizer(tokenizer_dir)
+            eos = tokenizer.token_to_id(EOS_TOKEN)
+            dtype = np.uint16 if vocab_size <= 1 << 16 else np.uint32
+            packers = {split: Packer(cfg.seq_len + 1, dtype) for split in ("train", "val")}
+            docs = {"train": 0, "val": 0}
+            text_bytes = 0
+            for batch in iter_batches([path], ["doc_id", "text"], batch_size=ENCODE_BATCH):
+                ids, texts = batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()
+                for doc_id, encoding in zip(ids, tokenizer.encode_batch(texts), strict=True):
+                    split = "val" if is_validation(doc_id, cfg.val_fraction) else "train"
+                    packers[split].add([*encoding.ids, eos])
+                    docs[split] += 1
+                text_bytes += sum(len(t.encode()) for t in texts)
+            shards = {}
+            for split, packer in packers.items():
+                batches = [rows_to_batch(rows, schema) for rows in packer.rows()]
+                if batches:
+                    shards[split] = [write_shard(ctx.output.dataset_dir(split) / path.name, batches, schema)]
+            stats = {
+                "docs": docs,
+                "tokens": {split: p.tokens_in for split, p in packers.items()},
+                "tokens_dropped": sum(p.dropped for p in packers.values()),
+                "text_bytes": text_bytes,
+            }
+            return UnitRecord(unit=path.stem, shards=shards, stats=stats)
+
+        return ctx.unit(path.stem, work)
+
+    units = ctx.map(encode_shard, inputs)
+    tokens = {s: sum(u.stats["tokens"][s] for u in units) for s in ("train", "val")}
+    docs = {s: sum(u.stats["docs"][s] for u in units) for s in ("train", "val")}
+    rows = {s: sum(i.rows for u in units for i in u.shards.get(s, [])) for s in ("train", "val")}
+    if rows["train"] == 0 or rows["val"] == 0:
+        raise ValueError(
+            f"tokenize: {rows['train']} train and {rows['val']} validation sequences of {cfg.seq_len + 1} tokens "
+            f"from {sum(docs.values())} documents; need both > 0 (lower tokenize.seq_len, raise "
+            "tokenize.val_fraction, or crawl more pages)"
+        )
+    text_bytes = sum(u.stats["text_bytes"] for u in units)
+    return StageResult(
+        units=units,
+        count_in=sum(docs.values()),
+        unit_in="docs",
+        count_out=rows["train"] + rows["val"],
+        unit_out="sequences",
+        stats={
+            "vocab_size": vocab_size,
+            "seq_len": cfg.seq_len,
+            "docs": docs,
+            "tokens": tokens,
+            "sequences": rows,
+            "tokens_dropped": sum(u.stats["tokens_dropped"] for u in units),
+            "bytes_per_token": round(text_bytes / max(sum(tokens.values()), 1), 4),
+        },
+        files={"tokenizer": "tokenizer"},
+    )

@@ -1,0 +1,148 @@
+"""The one place that talks to MLflow: parent and child runs, params, metrics, artifacts, the model registry.
+
+Everything goes through an explicit `MlflowClient` and explicit run ids: MLflow's active run is per thread, and
+Prefect runs tasks in worker threads, so the fluent `mlflow.start_run()` API would lose the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+log = logging.getLogger("gristmill.tracking")
+
+# MLflow 3 accepts 6000 characters per param value; keep well under so any backend takes it.
+MAX_PARAM_CHARS = 500
+BATCH = 900  # log_batch takes at most 1000 metrics per call
+
+
+def default_tracking_uri(workspace: str | Path) -> str:
+    return f"sqlite:///{Path(workspace).resolve() / 'mlflow' / 'mlflow.db'}"
+
+
+class Tracker:
+    """MLflow for one pipeline: `uri` defaults to sqlite inside the workspace, artifacts beside it."""
+
+    def __init__(self, workspace: str | Path, uri: str | None, experiment: str) -> None:
+        self.workspace = Path(workspace).resolve()
+        self.uri = uri or default_tracking_uri(self.workspace)
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.experiment_id = self._experiment(experiment)
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        # Artifacts default to ./mlruns in the working directory; keep them in the workspace instead.
+        artifacts = None
+        if self.uri.startswith("sqlite:///"):
+            artifacts = (self.workspace / "mlflow" / "artifacts").as_uri()
+        return self.client.create_experiment(name, artifact_location=artifacts)
+
+    # ---------------------------------------------------------------------------------------------- runs
+
+    def start_run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
+        all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+        if parent_run_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, ok: bool = True) -> None:
+        status = RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
+        self.client.set_terminated(run_id, status=status)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        flat = flatten(params)
+        items = [Param(k, _param_value(v)) for k, v in sorted(flat.items())]
+        for start in range(0, len(items), 100):  # backends cap params per batch at 100
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
+        numeric = {k: float(v) for k, v in flatten(metrics).items() if _is_number(v)}
+        items = [Metric(k, v, timestamp=_now_ms(), step=step) for k, v in sorted(numeric.items())]
+        for start in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, metrics=items[start : start + BATCH])
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        self.client.log_text(run_id, json.dumps(obj, indent=2, sort_keys=True, default=str), artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def log_table(self, run_id: str, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        if rows:
+            columns = {key: [row.get(key) for row in rows] for key in rows[0]}
+            self.client.log_table(run_id, columns, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def artifact_uri(self, run_id: str, artifact_path: str) -> str:
+        return f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+
+    # ---------------------------------------------------------------------------------------------- registry
+
+    def register_model(
+        self, name: str, run_id: str, artifact_path: str, tags: Mapping[str, str], description: str = ""
+    ) -> int:
+        """Register the logged model directory as a new version of `name`; return the version number."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, description="Gristmill language model")
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+                raise
+        version = self.client.create_model_version(
+            name,
+            source=self.artifact_uri(run_id, artifact_path),
+            run_id=run_id,
+            tags=dict(tags),
+            description=description,
+        )
+        return int(version.version)
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: how nested configs and stats become MLflow params and metrics."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
