@@ -1,0 +1,37 @@
+"""Test helpers that write real stage outputs through the project's own shard store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+
+from tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
+from tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
+
+
+def document(url: str, text: str | None, status: int = 200) -> dict:
+    return {
+        "doc_id": doc_id(url),
+        "url": url,
+        "fetched_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "status": status,
+        "content_type": "text/html",
+        "title": url.rsplit("/", 1)[-1],
+        "text": text,
+        "raw_bytes": len(text or ""),
+    }
+
+
+def write_documents_stage(workspace: str | Path, stage: str, shards: list[list[dict]]) -> Manifest:
+    """A finished stage (e.g. crawl) whose output is the given documents, one list per shard."""
+    out = StageOutput(workspace, stage)
+    out.begin("test", None)
+    units = []
+    for index, docs in enumerate(shards):
+        table = pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA)
+        info = write_shard(out.dataset_dir("documents") / f"part-{index:05d}.parquet", table, DOCUMENT_SCHEMA)
+        units.append(out.finish_unit(UnitRecord(unit=f"part-{index:05d}", shards={"documents": [info]})))
+    total = sum(len(docs) for docs in shards)
+    return out.commit("test", None, units, stats={"in": total, "out": total})

@@ -1,0 +1,93 @@
+"""The stage executor: skip when up to date, resume finished units after a crash, track in MLflow."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conf.schema import PipelineConfig
+from tasks.crawl.records import DOCUMENT_SCHEMA
+from tasks.shards import StageOutput, UnitRecord, write_shard
+from tasks.stage import StageContext, StageResult, execute
+from tasks.tracking import Tracker
+from tests.helpers import document, write_documents_stage
+
+
+def make_config(tmp_path: Path) -> PipelineConfig:
+    return PipelineConfig(workspace=str(tmp_path / "ws"), crawl={"seeds": ["http://127.0.0.1/"]})
+
+
+def fake_crawl_output(config: PipelineConfig, shards: int = 3) -> None:
+    docs = [[document(f"http://h/{i}/{j}", "some text " * 10) for j in range(5)] for i in range(shards)]
+    write_documents_stage(config.workspace, "crawl", docs)
+
+
+def counting_stage(calls: list[str], fail_on: str | None = None):
+    """A dedup-shaped stage whose units copy their shard; it records which units actually ran."""
+
+    def run(ctx: StageContext) -> StageResult:
+        def unit(path: Path) -> UnitRecord:
+            def work() -> UnitRecord:
+                if path.stem == fail_on:
+                    raise RuntimeError(f"crash in {path.stem}")
+                calls.append(path.stem)
+                info = write_shard(
+                    ctx.output.dataset_dir("documents") / path.name, pq.read_table(path), DOCUMENT_SCHEMA
+                )
+                return UnitRecord(unit=path.stem, shards={"documents": [info]})
+
+            return ctx.unit(path.stem, work)
+
+        units = ctx.map(unit, ctx.input_paths())
+        return StageResult(units, 15, "docs", sum(u.shards["documents"][0].rows for u in units), "docs")
+
+    return run
+
+
+def test_crashed_stage_redoes_only_unfinished_units_then_is_up_to_date(tmp_path):
+    config = make_config(tmp_path)
+    fake_crawl_output(config)
+    calls: list[str] = []
+    with pytest.raises(RuntimeError, match="crash in part-00001"):
+        execute(config, "dedup", counting_stage(calls, fail_on="part-00001"))
+    assert calls == ["part-00000"]
+    assert not StageOutput(config.workspace, "dedup").manifest_path.exists()
+
+    summary = execute(config, "dedup", counting_stage(calls))
+    assert summary.status == "ran" and summary.count_out == 15
+    assert calls == ["part-00000", "part-00001", "part-00002"]  # part-00000 was not redone
+
+    again = execute(config, "dedup", counting_stage(calls))
+    assert again.status == "up to date" and calls == ["part-00000", "part-00001", "part-00002"]
+
+
+def test_a_new_upstream_or_config_makes_the_stage_run_again(tmp_path):
+    config = make_config(tmp_path)
+    fake_crawl_output(config)
+    calls: list[str] = []
+    execute(config, "dedup", counting_stage(calls))
+    config.dedup.threshold = 0.5
+    assert execute(config, "dedup", counting_stage(calls)).status == "ran"
+    fake_crawl_output(config, shards=2)
+    assert execute(config, "dedup", counting_stage(calls)).status == "ran"
+    assert len(calls) == 3 + 3 + 2
+
+
+def test_running_a_stage_without_its_upstream_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="stage 'crawl' has no output"):
+        execute(make_config(tmp_path), "dedup", counting_stage([]))
+
+
+def test_stage_runs_are_tracked_as_mlflow_children(tmp_path):
+    config = make_config(tmp_path)
+    fake_crawl_output(config)
+    tracker = Tracker(config.workspace, None, "test")
+    parent = tracker.start_run("pipeline")
+    summary = execute(config, "dedup", counting_stage([]), tracker, parent)
+    run = tracker.client.get_run(summary.mlflow_run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.tags["gristmill.status"] == "ran"
+    assert run.data.metrics["out"] == 15 and run.data.params["dedup.threshold"] == "0.8"
+    assert run.info.status == "FINISHED"
+    assert "manifest.json" in [a.path for a in tracker.client.list_artifacts(run.info.run_id)]
+    assert tracker.uri.startswith("sqlite:///") and Path(config.workspace, "mlflow", "mlflow.db").is_file()
