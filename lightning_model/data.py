@@ -1,8 +1,8 @@
 """Streaming the packed token shards into Lightning.
 
-A shard is read only when its turn comes, so memory is bounded by one shard however large the corpus. Rows are
-split across distributed ranks and dataloader workers by index (row i goes to reader i mod readers), so no row is
-read twice or lost, and a seeded permutation of shards and rows makes every epoch reproducible.
+A shard is read only when its turn comes, so memory is bounded by one shard however large the corpus. Rows
+are split across distributed ranks and dataloader workers by index (row i goes to reader i mod readers), so no
+row is read twice or lost, and a seeded permutation of shards and rows makes every epoch reproducible.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ COLUMN = "tokens"
 
 
 def shard_row_length(path: Path) -> tuple[int, int]:
-    """(rows, tokens per row) of one shard, from its footer alone; ValueError naming the shard if it is not one."""
+    """(rows, tokens per row) of one shard, from its footer; ValueError naming a shard that is not one."""
     file = pq.ParquetFile(path)
     schema = file.schema_arrow
     if COLUMN not in schema.names:
@@ -47,13 +47,11 @@ class TokenShardDataset(IterableDataset):
 
     shuffle: each epoch visits the shards, and the rows within each shard, in a permutation seeded by
     (seed, epoch). infinite: after the last row start the next epoch (training, which max_steps bounds);
-    otherwise stop after one pass (validation). A finite pass gives every reader the same number of rows, dropping
-    at most readers - 1, so distributed ranks run the same number of validation batches and none waits forever.
+    otherwise stop after one pass (validation). A finite pass gives every reader the same number of rows,
+    dropping at most readers - 1, so distributed ranks run as many validation batches and none waits forever.
     """
 
-    def __init__(
-        self, paths: Sequence[str | Path], shuffle: bool, seed: int = 0, infinite: bool = False
-    ) -> None:
+    def __init__(self, paths: Sequence[str | Path], shuffle: bool, seed: int = 0, infinite: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("no token shards given")

@@ -1,5 +1,5 @@
 """Export to Hugging Face format: `LlamaForCausalLM` weights plus our tokenizer, loadable offline by
-`transformers.pipeline("text-generation", model=dir)`. Module names already match, so export is a plain copy."""
+`transformers.pipeline("text-generation", model=dir)`. Module names already match: export is a plain copy."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def hf_config(model_config: ModelConfig) -> LlamaConfig:
-    """The same architecture as a `transformers.LlamaConfig` (transformers 5 keeps RoPE in `rope_parameters`)."""
+    """The same architecture as a `transformers.LlamaConfig` (v5 keeps RoPE settings in `rope_parameters`)."""
     from transformers import LlamaConfig
 
     c = model_config
@@ -57,7 +57,6 @@ def export_hf(model: Llama, model_config: ModelConfig, tokenizer_dir: Path, out_
         bos_token_id=model_config.bos_token_id,
         eos_token_id=model_config.eos_token_id,
         pad_token_id=model_config.pad_token_id,
-        max_length=model_config.max_position_embeddings,
     )
     # transformers 5 always writes safetensors (it dropped the `safe_serialization` switch), and writes
     # generation_config.json beside config.json.

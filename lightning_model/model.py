@@ -1,8 +1,8 @@
 """A Llama-style decoder, readable in one sitting (after nanoGPT's model.py).
 
 RMSNorm (Zhang & Sennrich 2019), rotary position embeddings (Su et al. 2021), SwiGLU (Shazeer 2020),
-grouped-query attention (Ainslie et al. 2023) through `F.scaled_dot_product_attention`. Module names are those of
-Hugging Face's `LlamaForCausalLM`, so our state dict loads into it unchanged (see export.py).
+grouped-query attention (Ainslie et al. 2023) through `F.scaled_dot_product_attention`. Module names are those
+of Hugging Face's `LlamaForCausalLM`, so our state dict loads into it unchanged (see export.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class ModelConfig:
-    """Architecture hyperparameters, named as in Hugging Face's `LlamaConfig` so export is a field-by-field copy.
+    """Architecture hyperparameters, named as in Hugging Face's `LlamaConfig`: export copies them one by one.
 
-    Token-id defaults follow tasks/tokenize/bpe.py, whose special tokens come first: end-of-text (0, also used as
-    beginning-of-text, as in GPT-2) and padding (1).
+    Token-id defaults follow tasks/tokenize/bpe.py, whose special tokens come first: end-of-text (0, also used
+    as beginning-of-text, as in GPT-2) and padding (1).
     """
 
     vocab_size: int
@@ -218,7 +218,8 @@ class Llama(nn.Module):
         return logits, loss
 
     def num_parameters(self, non_embedding: bool = True) -> int:
-        """Parameters in matrix multiplies (6N in the FLOPs formula): embeddings excluded, tied head counted."""
+        """With non_embedding, those in matrix multiplies (N in 6N FLOPs/token): the embedding lookup table
+        is excluded, the output head (tied or not) counted."""
         total = sum(p.numel() for p in self.parameters())
         if non_embedding:
             total -= self.model.embed_tokens.weight.numel()

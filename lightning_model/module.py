@@ -1,4 +1,4 @@
-"""The LightningModule: next-token loss, AdamW with decay on matrices only, warmup then cosine decay per step."""
+"""The LightningModule: next-token loss, AdamW decaying matrices only, warmup then cosine decay per step."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class LitLlama(L.LightningModule):
 
     def __init__(self, model_config: dict[str, Any], train_config: dict[str, Any]) -> None:
         super().__init__()
-        # Plain dicts, not dataclasses: torch >= 2.6 loads checkpoints weights-only and rejects arbitrary classes.
-        self.save_hyperparameters()
+        # Plain dicts, not dataclasses: torch >= 2.6 loads checkpoints weights-only, rejecting other classes.
+        self.save_hyperparameters(logger=False)  # tasks/train.py logs params once, resume-safe
         self.model = Llama(ModelConfig.from_dict(model_config))
         self.train_config = dict(train_config)
         self.tokens_seen = 0  # target tokens trained on, over all ranks; kept in the checkpoint
@@ -69,7 +69,10 @@ class LitLlama(L.LightningModule):
         vectors = [p for p in params if p.dim() < 2]
         on_cuda = params[0].device.type == "cuda"  # Lightning moves the model before asking for the optimizer
         optimizer = torch.optim.AdamW(
-            [{"params": matrices, "weight_decay": cfg["weight_decay"]}, {"params": vectors, "weight_decay": 0.0}],
+            [
+                {"params": matrices, "weight_decay": cfg["weight_decay"]},
+                {"params": vectors, "weight_decay": 0.0},
+            ],
             lr=cfg["learning_rate"],
             betas=(0.9, 0.95),
             fused=True if on_cuda else None,

@@ -1,22 +1,28 @@
-"""The train stage: the Llama-style decoder in Lightning, on the packed token shards.
+"""The train stage: fit the Llama-style decoder on the packed token shards with Lightning.
 
-One unit of work. Checkpoints go to `train/checkpoints/`; a stage interrupted mid-training resumes from
-`last.ckpt`. The final weights are written to `train/final/` (state dict + model config) for evaluate to load.
+`train_model` is plain Python (no Prefect): it seeds, picks the hardware, validates once before the first
+step (so "validation loss fell" is measurable), trains to `max_steps`, and writes the final weights as a plain
+state dict plus `model_config.json`, which `load_model` reads back for evaluation. Checkpoints go to
+`checkpoint_dir` every `val_every_steps` and at the end; when `checkpoint_dir/last.ckpt` exists the next call
+resumes from it, so an interrupted stage continues and a raised `max_steps` trains on from where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
 
 from conf.schema import TrainConfig
 from lightning_model.data import TokenShardDataModule
@@ -29,72 +35,84 @@ from tasks.tracking import Tracker
 
 log = logging.getLogger("gristmill.train")
 
-
-def run(ctx: StageContext) -> StageResult:
-    cfg = ctx.config.train
-    tokenized = ctx.upstream
-    stats = tokenized.read_manifest().stats
-    tokenizer = load_tokenizer(tokenized.path / "tokenizer")
-    eos, pad = tokenizer.token_to_id(EOS_TOKEN), tokenizer.token_to_id(PAD_TOKEN)
-    model_config = ModelConfig.from_train_config(
-        cfg, stats["vocab_size"], stats["seq_len"], bos_token_id=eos, eos_token_id=eos, pad_token_id=pad
-    )
-
-    def train() -> UnitRecord:
-        result = train_model(
-            cfg,
-            tokenized.shard_paths("train"),
-            tokenized.shard_paths("val"),
-            model_config,
-            ctx.output.path,
-            ctx.tracker.uri if ctx.tracker else None,
-            ctx.run_id,
-        )
-        if ctx.tracker and ctx.run_id:
-            log_loss_curve(ctx.tracker, ctx.run_id)
-        return UnitRecord(unit="train", stats=result)
-
-    unit = ctx.unit("train", train)
-    return StageResult(
-        units=[unit],
-        count_in=int(stats["sequences"]["train"]),
-        unit_in="sequences",
-        count_out=int(unit.stats["steps"]),
-        unit_out="steps",
-        stats=unit.stats,
-        files={"model": "final", "checkpoints": "checkpoints"},
-    )
-
-
-class TrainingFigures(Callback):
-    """Every validation loss (to report how far it fell) and the token throughput of this fit."""
-
-    def __init__(self) -> None:
-        self.val_losses: list[float] = []
-        self.tokens_per_s = 0.0
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and "val/loss" in trainer.callback_metrics:
-            self.val_losses.append(float(trainer.callback_metrics["val/loss"]))
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = (time.perf_counter(), pl_module.tokens_seen)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        started, tokens = self._start
-        seconds = time.perf_counter() - started
-        self.tokens_per_s = (pl_module.tokens_seen - tokens) / seconds if seconds > 0 else 0.0
+WEIGHTS_FILE = "model.pt"
+CONFIG_FILE = "model_config.json"
+LAST_CHECKPOINT = "last.ckpt"
+FINAL_DIR = "final"  # the stage's weights, for evaluate (manifest files["model"])
+CHECKPOINTS_DIR = "checkpoints"
+TRAIN_LOSS_WINDOW = 10  # train_loss_last is the mean of this many final steps: one batch is too noisy
 
 
 def resolve_hardware(cfg: TrainConfig) -> tuple[str, str]:
-    """(accelerator, precision): auto means bf16 mixed precision on a GPU, fp32 on the CPU."""
+    """(accelerator, precision): "auto" is a GPU with bf16 mixed precision if there is one, else fp32 CPU."""
     accelerator = cfg.accelerator
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("train.accelerator is 'gpu' but torch sees no CUDA device (torch.cuda.is_available())")
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
+        if accelerator == "gpu":
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        else:
+            precision = "32-true"
     return accelerator, precision
+
+
+class TrainingHistory(Callback):
+    """Losses over the whole training, kept in the checkpoint: a resumed run still knows its first losses."""
+
+    def __init__(self) -> None:
+        self.val_losses: list[tuple[int, float]] = []  # (global step, mean val loss)
+        self.train_loss_first: float | None = None
+        self.recent_train_losses: deque[float] = deque(maxlen=TRAIN_LOSS_WINDOW)
+        self.tokens_this_run = 0
+        self.train_seconds = 0.0
+        self._started: float | None = None
+        self._tokens_at_start = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or loss is None:
+            return
+        step = trainer.global_step
+        if self.val_losses and self.val_losses[-1][0] == step:
+            return  # the same step validated twice (e.g. a resume at a validation boundary)
+        self.val_losses.append((step, float(loss)))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._tokens_at_start = pl_module.tokens_seen
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = float(outputs["loss"] if isinstance(outputs, dict) else outputs)
+        if self.train_loss_first is None:
+            self.train_loss_first = loss
+        self.recent_train_losses.append(loss)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._started is not None:
+            self.train_seconds = time.perf_counter() - self._started
+            self.tokens_this_run = pl_module.tokens_seen - self._tokens_at_start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "val_losses": [list(item) for item in self.val_losses],
+            "train_loss_first": self.train_loss_first,
+            "recent_train_losses": list(self.recent_train_losses),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.val_losses = [(int(step), float(loss)) for step, loss in state_dict.get("val_losses", [])]
+        self.train_loss_first = state_dict.get("train_loss_first")
+        self.recent_train_losses.extend(state_dict.get("recent_train_losses", []))
+
+
+class _CallerRunLogger(MLFlowLogger):
+    """Logs into a run the caller created and will end: Lightning's logger would mark it finished itself."""
+
+    def finalize(self, status: str = "success") -> None:
+        pass
 
 
 def train_model(
@@ -102,82 +120,173 @@ def train_model(
     train_paths: list[Path],
     val_paths: list[Path],
     model_config: ModelConfig,
-    out_dir: Path,
-    tracking_uri: str | None,
-    mlflow_run_id: str | None,
+    checkpoint_dir: Path,
+    tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
+    weights_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and write `out_dir/final`; return the run's figures."""
+    """Train (or resume training) and write `model.pt` + `model_config.json` into `weights_dir` (default:
+    `final/` beside `checkpoint_dir`). Returns steps, tokens_seen, train/val loss first and last, parameters,
+    tokens_per_s; val_loss_first is measured at step 0, before any update."""
+    checkpoint_dir = Path(checkpoint_dir)
+    weights_dir = Path(weights_dir) if weights_dir is not None else checkpoint_dir.parent / FINAL_DIR
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     accelerator, precision = resolve_hardware(cfg)
-    checkpoint_dir = Path(out_dir) / "checkpoints"
-    last = checkpoint_dir / "last.ckpt"
-    module = LitLlama(model_config.to_dict(), cfg.model_dump(mode="json"))
-    data = TokenShardDataModule(train_paths, val_paths, cfg.batch_size, cfg.num_workers, cfg.seed)
-    figures = TrainingFigures()
-    logger: Any = False
-    if mlflow_run_id:
-        from lightning.pytorch.loggers import MLFlowLogger
 
-        # Explicit URI and run: MLFlowLogger otherwise reads MLFLOW_TRACKING_URI or falls back to ./mlruns.
-        logger = MLFlowLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
+    datamodule = TokenShardDataModule(
+        [str(p) for p in train_paths], [str(p) for p in val_paths], cfg.batch_size, cfg.num_workers, cfg.seed
+    )
+    module = LitLlama(model_config.to_dict(), cfg.model_dump(mode="json"))
+    history = TrainingHistory()
+    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, every_n_train_steps=cfg.val_every_steps)
+    logger: MLFlowLogger | bool = False
+    if mlflow_run_id is not None:
+        if tracking_uri is None:
+            raise ValueError("train_model: give tracking_uri with mlflow_run_id (else MLflow uses ./mlruns)")
+        logger = _CallerRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
+
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=cfg.devices,
         precision=precision,
         max_steps=cfg.max_steps,
+        # Training streams forever (one endless epoch), so validation is scheduled in steps, not epochs.
         val_check_interval=cfg.val_every_steps,
         check_val_every_n_epoch=None,
         limit_val_batches=cfg.val_batches,
-        num_sanity_val_steps=0,
+        num_sanity_val_steps=0,  # the step-0 validation below covers it, and is recorded
         gradient_clip_val=cfg.grad_clip or None,
-        log_every_n_steps=max(1, min(10, cfg.val_every_steps // 2)),
+        log_every_n_steps=max(1, min(10, cfg.max_steps // 100)),
         logger=logger,
-        callbacks=[
-            figures,
-            ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, every_n_train_steps=cfg.val_every_steps),
-        ],
-        default_root_dir=str(out_dir),
+        callbacks=[checkpoints, history],
         enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
         enable_model_summary=False,
+        deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none
+        default_root_dir=str(checkpoint_dir),
     )
-    resume = last.is_file()
-    if not resume:
-        trainer.validate(module, datamodule=data, verbose=False)  # the loss before any training
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    save_final(module.model, model_config, Path(out_dir) / "final")
+
+    last = checkpoint_dir / LAST_CHECKPOINT
+    resume = last if last.is_file() else None
+    if resume is None:
+        # The untrained model's validation loss: the baseline every later validation is compared against.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    else:
+        log.info("resuming training from %s", resume)
+    # weights_only: our checkpoints hold only tensors and plain containers, so the safe loader suffices.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    # Also checkpoint the final step (ModelCheckpoint saves only every val_every_steps), so a later call with
+    # a higher max_steps continues from here.
+    trainer.save_checkpoint(last)
+
+    model: Llama = module.model
+    if trainer.is_global_zero:
+        save_model(model, model_config, weights_dir)
+        if isinstance(logger, MLFlowLogger):
+            _log_model_params(logger, model_config, model)
+
+    recent = list(history.recent_train_losses)
+    val_losses = [loss for _, loss in history.val_losses]
     return {
         "steps": trainer.global_step,
-        "resumed": resume,
-        "parameters": module.model.num_parameters(non_embedding=False),
-        "parameters_non_embedding": module.model.num_parameters(),
+        "resumed": resume is not None,
         "tokens_seen": module.tokens_seen,
-        "train_loss_last": float(trainer.callback_metrics.get("train/loss", float("nan"))),
-        "val_loss_first": figures.val_losses[0] if figures.val_losses else float("nan"),
-        "val_loss_last": figures.val_losses[-1] if figures.val_losses else float("nan"),
-        "tokens_per_s": round(figures.tokens_per_s, 1),
+        "train_loss_first": history.train_loss_first,
+        "train_loss_last": sum(recent) / len(recent) if recent else None,
+        "val_loss_first": val_losses[0] if val_losses else None,
+        "val_loss_last": val_losses[-1] if val_losses else None,
+        "val_losses": [[step, loss] for step, loss in history.val_losses],
+        "parameters": model.num_parameters(non_embedding=False),
+        "non_embedding_parameters": model.num_parameters(non_embedding=True),
+        "tokens_per_s": history.tokens_this_run / history.train_seconds if history.train_seconds else 0.0,
         "accelerator": accelerator,
         "precision": precision,
     }
 
 
-def save_final(model: Llama, config: ModelConfig, final_dir: Path) -> None:
-    scratch = final_dir.with_name(".final.tmp")
+def _log_model_params(logger: MLFlowLogger, model_config: ModelConfig, model: Llama) -> None:
+    """Architecture params, logged once: MLflow refuses to change a param, and a resumed run logs again."""
+    from mlflow.entities import Param
+
+    client, run_id = logger.experiment, logger.run_id
+    existing = client.get_run(run_id).data.params
+    wanted = {f"model.{k}": str(v) for k, v in model_config.to_dict().items()}
+    wanted["model.parameters"] = str(model.num_parameters(non_embedding=False))
+    new = [Param(k, v) for k, v in sorted(wanted.items()) if k not in existing]
+    for start in range(0, len(new), 100):
+        client.log_batch(run_id, params=new[start : start + 100])
+
+
+def save_model(model: Llama, model_config: ModelConfig, weights_dir: Path) -> Path:
+    """`model.pt` (state dict on CPU; a tied head stays one tensor) and `model_config.json`, swapped in as a
+    whole directory so a reader never sees new weights with an old config."""
+    weights_dir = Path(weights_dir)
+    scratch = weights_dir.with_name(f".{weights_dir.name}.tmp")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    torch.save(model.state_dict(), scratch / "model.pt")
-    (scratch / "model_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    shutil.rmtree(final_dir, ignore_errors=True)
-    scratch.rename(final_dir)
+    torch.save({name: t.detach().cpu() for name, t in model.state_dict().items()}, scratch / WEIGHTS_FILE)
+    (scratch / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
+    shutil.rmtree(weights_dir, ignore_errors=True)
+    scratch.rename(weights_dir)
+    return weights_dir
 
 
-def load_model(final_dir: Path) -> tuple[Llama, ModelConfig]:
-    final_dir = Path(final_dir)
-    if not (final_dir / "model.pt").is_file():
-        raise FileNotFoundError(f"{final_dir}/model.pt: no trained model; run the train stage first")
-    config = ModelConfig.from_dict(json.loads((final_dir / "model_config.json").read_text()))
-    model = Llama(config)
-    model.load_state_dict(torch.load(final_dir / "model.pt", map_location="cpu", weights_only=True))
-    return model.eval(), config
+def load_model(weights_dir: Path, device: str | torch.device = "cpu") -> tuple[Llama, ModelConfig]:
+    """The trained model (in eval mode) and its config, from what `train_model` wrote."""
+    weights_dir = Path(weights_dir)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (weights_dir / name).is_file():
+            raise FileNotFoundError(f"{weights_dir / name}: no trained model here; run the train stage first")
+    model_config = ModelConfig.from_dict(json.loads((weights_dir / CONFIG_FILE).read_text()))
+    model = Llama(model_config)
+    state = torch.load(weights_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), model_config
+
+
+def run(ctx: StageContext) -> StageResult:
+    """The pipeline's train stage: tokenize's shards and tokenizer in; `final/` (weights + config) and
+    `checkpoints/` out. One unit of work; an interrupted stage resumes from `checkpoints/last.ckpt`."""
+    cfg = ctx.config.train
+    tokenized = ctx.upstream
+    assert tokenized is not None, "the train stage reads the tokenize stage's output"
+    tokenize_stats = tokenized.read_manifest().stats
+    tokenizer = load_tokenizer(tokenized.path / "tokenizer")
+    eos, pad = tokenizer.token_to_id(EOS_TOKEN), tokenizer.token_to_id(PAD_TOKEN)
+    model_config = ModelConfig.from_train_config(
+        cfg,
+        vocab_size=int(tokenize_stats["vocab_size"]),
+        max_position_embeddings=int(tokenize_stats["seq_len"]),
+        bos_token_id=eos,  # documents are separated (and begun) by end-of-text, as in GPT-2
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+
+    def train() -> UnitRecord:
+        stats = train_model(
+            cfg,
+            tokenized.shard_paths("train"),
+            tokenized.shard_paths("val"),
+            model_config,
+            checkpoint_dir=ctx.output.path / CHECKPOINTS_DIR,
+            tracking_uri=ctx.tracker.uri if ctx.tracker else None,
+            mlflow_run_id=ctx.run_id if ctx.tracker else None,
+            weights_dir=ctx.output.path / FINAL_DIR,
+        )
+        if ctx.tracker and ctx.run_id:
+            log_loss_curve(ctx.tracker, ctx.run_id)
+        return UnitRecord(unit="train", stats={k: v for k, v in stats.items() if _is_finite(v)})
+
+    unit = ctx.unit("train", train)
+    return StageResult(
+        units=[unit],
+        count_in=int(tokenize_stats["sequences"]["train"]),
+        unit_in="sequences",
+        count_out=int(unit.stats["steps"]),
+        unit_out="steps",
+        stats=unit.stats,
+        files={"model": FINAL_DIR, "checkpoints": CHECKPOINTS_DIR},
+    )
 
 
 def log_loss_curve(tracker: Tracker, run_id: str) -> None:
@@ -198,3 +307,9 @@ def log_loss_curve(tracker: Tracker, run_id: str) -> None:
     axis.grid(alpha=0.3)
     tracker.log_figure(run_id, figure, "loss_curve.png")
     plt.close(figure)
+
+
+def _is_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is not None

@@ -1,0 +1,125 @@
+"""The whole pipeline, end to end, on a small demo site: real HTTP, Prefect, MLflow, Lightning, transformers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conf.schema import STAGES, load_config
+from tasks.tracking import Tracker
+
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
+SMALL = [
+    "crawl.demo_site.max_packages=40",
+    "crawl.max_pages=150",
+    "tokenize.vocab_size=1024",
+    "tokenize.seq_len=64",
+    "train.hidden_size=64",
+    "train.num_hidden_layers=2",
+    "train.num_attention_heads=4",
+    "train.num_key_value_heads=2",
+    "train.intermediate_size=172",
+    "train.max_steps=60",
+    "train.warmup_steps=6",
+    "train.val_every_steps=20",
+    "train.val_batches=5",
+    "evaluate.max_new_tokens=8",
+    "evaluate.ppl_batches=5",
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("pipeline") / "ws"
+    return load_config(DEMO, [f"workspace={workspace}", *SMALL])
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, config):
+    from flows.pipeline import pipeline
+
+    return pipeline(config)
+
+
+def test_every_stage_runs_and_hands_data_on(first_run):
+    assert [s.stage for s in first_run] == list(STAGES)
+    assert all(s.status == "ran" for s in first_run)
+    crawl, dedup, clean, tokenize, train, _ = first_run
+    assert crawl.count_out > 50
+    assert dedup.count_in == crawl.count_out and 0 < dedup.count_out < dedup.count_in  # license texts repeat
+    assert clean.count_in == dedup.count_out and 0 < clean.count_out <= clean.count_in
+    assert tokenize.count_in == clean.count_out and tokenize.count_out > 0
+    assert train.count_out == 60
+
+
+def test_mlflow_holds_the_parent_run_six_children_and_model_version_1(first_run, config):
+    tracker = Tracker(config.workspace, None, config.tracking.experiment)
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0].info.run_id
+    children = {r.data.tags["gristmill.stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent}
+    assert sorted(children) == sorted(STAGES)
+    assert children["dedup"].data.metrics["removed.exact"] + children["dedup"].data.metrics["removed.near"] > 0
+    assert children["clean"].data.params["clean.min_words"] == "50"
+    assert children["tokenize"].data.metrics["tokens.train"] > 0
+    history = tracker.client.get_metric_history(children["train"].info.run_id, "train/loss")
+    assert len(history) >= 5
+    assert children["evaluate"].data.metrics["perplexity"] > 1
+    version = tracker.client.get_model_version(config.tracking.registered_model, "1")
+    assert version.run_id == children["evaluate"].info.run_id
+    assert version.tags["gristmill.pipeline_run_id"] == parent
+
+
+def test_validation_loss_falls(first_run, config):
+    from tasks.shards import StageOutput
+
+    stats = StageOutput(config.workspace, "train").read_manifest().stats
+    assert stats["val_loss_last"] < stats["val_loss_first"] - 0.5
+
+
+def test_export_loads_and_generates_with_transformers_pipeline(first_run, config):
+    from transformers import pipeline
+
+    generator = pipeline("text-generation", model=str(Path(config.workspace) / "evaluate" / "export"))
+    text = generator("The Python package", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("The Python package") and len(text) > len("The Python package")
+
+
+def test_rerun_is_up_to_date(first_run, config):
+    from flows.pipeline import pipeline
+
+    again = pipeline(config)
+    assert [s.status for s in again] == ["up to date"] * len(STAGES)
+    assert sum(s.seconds for s in again) < sum(s.seconds for s in first_run) / 4
+
+
+def test_deleting_a_stage_output_reruns_it_and_only_the_stages_after_it(first_run, config):
+    from flows.pipeline import pipeline
+
+    shutil.rmtree(Path(config.workspace) / "clean")
+    again = pipeline(config)
+    assert [s.status for s in again] == ["up to date", "up to date", "ran", "ran", "ran", "ran"]
+    tracker = Tracker(config.workspace, None, config.tracking.experiment)
+    assert tracker.client.get_model_version(config.tracking.registered_model, "2") is not None
+
+
+def test_cli_runs_one_stage_against_the_workspace(first_run, config):
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(DEMO), f"workspace={config.workspace}", *SMALL, "--stage", "dedup"])
+    assert result.exit_code == 0, result.output
+    assert "dedup" in result.output and "up to date" in result.output
+
+
+def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
+    from flows.cli import app
+
+    workspace = tmp_path / "never"
+    result = CliRunner().invoke(app, ["run", str(DEMO), f"workspace={workspace}", "train.max_stepz=5"])
+    assert result.exit_code == 2
+    assert "train.max_stepz: unknown key" in result.output
+    assert not workspace.exists()
