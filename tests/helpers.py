@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
 from tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
@@ -35,3 +37,13 @@ def write_documents_stage(workspace: str | Path, stage: str, shards: list[list[d
         units.append(out.finish_unit(UnitRecord(unit=f"part-{index:05d}", shards={"documents": [info]})))
     total = sum(len(docs) for docs in shards)
     return out.commit("test", None, units, stats={"in": total, "out": total})
+
+
+def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = None) -> Path:
+    """A shard as the tokenize stage writes it: one fixed-size-list column `tokens`."""
+    width = rows.shape[1]  # (rows, seq_len + 1)
+    flat = pa.array(rows.reshape(-1), type=dtype or pa.uint16())
+    column = pa.FixedSizeListArray.from_arrays(flat, width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"tokens": column}), path, row_group_size=4)
+    return path

@@ -13,18 +13,9 @@ import torch
 
 from lightning_model import data
 from lightning_model.data import TokenShardDataModule, TokenShardDataset
+from tests.helpers import write_token_shard
 
 ROW = 9  # seq_len 8 + 1
-
-
-def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = None) -> Path:
-    """A shard as the tokenize stage writes it: one fixed-size-list column `tokens`."""
-    width = rows.shape[1] if rows.ndim == 2 else ROW
-    flat = pa.array(rows.reshape(-1), type=dtype or pa.uint16())
-    column = pa.FixedSizeListArray.from_arrays(flat, width)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"tokens": column}), path, row_group_size=4)
-    return path
 
 
 def numbered_shards(tmp_path: Path, rows_per_shard: list[int]) -> list[Path]:

@@ -12,7 +12,7 @@ from conf.schema import TrainConfig
 from lightning_model.data import read_rows
 from lightning_model.model import ModelConfig
 from tasks.train import load_model, resolve_hardware, train_model
-from tests.lightning_model.test_data import write_token_shard
+from tests.helpers import write_token_shard
 
 SEQ_LEN = 32
 VOCAB = 64
