@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -123,3 +131,28 @@ def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
     assert result.exit_code == 2
     assert "train.max_stepz: unknown key" in result.output
     assert not workspace.exists()
+
+
+def test_ui_serves_the_pipeline_store(first_run, config, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(json.dumps(config.model_dump(mode="json")))  # JSON is YAML
+    gristmill = Path(sys.executable).parent / "gristmill"
+    server = subprocess.Popen([str(gristmill), "ui", str(config_file), "--port", str(port)], start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search"
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    models = json.load(response)["registered_models"]
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("gristmill ui did not answer within 60 s")
+        assert [m["name"] for m in models] == [config.tracking.registered_model]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
