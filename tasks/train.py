@@ -182,8 +182,6 @@ def train_model(
     model: Llama = module.model
     if trainer.is_global_zero:
         save_model(model, model_config, weights_dir)
-        if isinstance(logger, MLFlowLogger):
-            _log_model_params(logger, model_config, model)
 
     recent = list(history.recent_train_losses)
     val_losses = [loss for _, loss in history.val_losses]
@@ -202,19 +200,6 @@ def train_model(
         "accelerator": accelerator,
         "precision": precision,
     }
-
-
-def _log_model_params(logger: MLFlowLogger, model_config: ModelConfig, model: Llama) -> None:
-    """Architecture params, logged once: MLflow refuses to change a param, and a resumed run logs again."""
-    from mlflow.entities import Param
-
-    client, run_id = logger.experiment, logger.run_id
-    existing = client.get_run(run_id).data.params
-    wanted = {f"model.{k}": str(v) for k, v in model_config.to_dict().items()}
-    wanted["model.parameters"] = str(model.num_parameters(non_embedding=False))
-    new = [Param(k, v) for k, v in sorted(wanted.items()) if k not in existing]
-    for start in range(0, len(new), 100):
-        client.log_batch(run_id, params=new[start : start + 100])
 
 
 def save_model(model: Llama, model_config: ModelConfig, weights_dir: Path) -> Path:
@@ -274,6 +259,7 @@ def run(ctx: StageContext) -> StageResult:
             weights_dir=ctx.output.path / FINAL_DIR,
         )
         if ctx.tracker and ctx.run_id:
+            ctx.tracker.log_params(ctx.run_id, {"model": model_config.to_dict()})
             log_loss_curve(ctx.tracker, ctx.run_id)
         return UnitRecord(unit="train", stats={k: v for k, v in stats.items() if _is_finite(v)})
 

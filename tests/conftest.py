@@ -45,3 +45,14 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path} (set GRISTMILL_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matrices: a second OpenMP thread only adds spin-waiting, slow on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

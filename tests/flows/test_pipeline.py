@@ -74,6 +74,7 @@ def test_mlflow_holds_the_parent_run_six_children_and_model_version_1(first_run,
     assert children["dedup"].data.metrics["removed.exact"] + children["dedup"].data.metrics["removed.near"] > 0
     assert children["clean"].data.params["clean.min_words"] == "50"
     assert children["tokenize"].data.metrics["tokens.train"] > 0
+    assert children["train"].data.params["model.hidden_size"] == "64"
     history = tracker.client.get_metric_history(children["train"].info.run_id, "train/loss")
     assert len(history) >= 5
     assert children["evaluate"].data.metrics["perplexity"] > 1

@@ -14,14 +14,7 @@ from lightning_model.export import hf_config
 from lightning_model.model import Llama, ModelConfig
 from lightning_model.module import LitLlama, lr_factor
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second OpenMP thread only adds spin-waiting, slow on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**overrides) -> ModelConfig:
