@@ -120,6 +120,10 @@ class TrainConfig(Section):
         "auto", description="auto = bf16-mixed on GPU, 32-true on CPU."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="Lightning's multi-device strategy.")
+    num_nodes: int = Field(1, ge=1)
+    compile: bool = Field(False, description="torch.compile the model (GPU runs).")
     seed: int = 1337
 
     @model_validator(mode="after")

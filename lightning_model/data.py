@@ -7,6 +7,7 @@ row is read twice or lost, and a seeded permutation of shards and rows makes eve
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,19 +66,29 @@ class TokenShardDataset(IterableDataset):
         self.row_length = widths.pop()
         self.shuffle, self.seed, self.infinite = shuffle, seed, infinite
         self.epoch = 0
+        self.skip_batches, self.batch_size = 0, 1
+
+    def resume_after(self, batches: int, batch_size: int) -> None:
+        """Continue the stream after the first `batches` batches this rank's DataLoader already delivered."""
+        self.skip_batches, self.batch_size = batches, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    @staticmethod
-    def _reader() -> tuple[int, int]:
+    def _worker(self) -> tuple[int, int]:
+        """(this worker's role, number of workers). A DataLoader takes batch i from worker i mod workers; a resumed
+        loader starts again at worker 0, so roles rotate by the batches skipped to keep every batch in its place."""
+        worker = get_worker_info()
+        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        return (worker_id + self.skip_batches) % workers, workers
+
+    def _reader(self) -> tuple[int, int]:
         """(this reader's index, number of readers) over distributed ranks x dataloader workers."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        worker = get_worker_info()
-        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        return rank * workers + worker_id, world * workers
+        role, workers = self._worker()
+        return rank * workers + role, world * workers
 
     def _epoch_rows(self, epoch: int, reader: int, readers: int) -> Iterator[torch.Tensor]:
         rng = np.random.default_rng((self.seed, epoch))
@@ -96,20 +107,29 @@ class TokenShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         reader, readers = self._reader()
+        rows = itertools.chain.from_iterable(self._epochs(reader, readers))
+        return itertools.islice(rows, self._rows_to_skip(), None)
+
+    def _epochs(self, reader: int, readers: int) -> Iterator[Iterator[torch.Tensor]]:
         epoch = self.epoch
         while True:
-            yield from self._epoch_rows(epoch, reader, readers)
+            yield self._epoch_rows(epoch, reader, readers)
             if not self.infinite:
                 return
             epoch += 1
+
+    def _rows_to_skip(self) -> int:
+        """Rows of this worker's stream already consumed: the skipped batches that came from its role."""
+        role, workers = self._worker()
+        return (self.skip_batches - role + workers - 1) // workers * self.batch_size
 
 
 class TokenShardDataModule(L.LightningDataModule):
     """Training rows stream forever, reshuffled each pass (training is bounded by max_steps); validation rows
     are read once, in order, so every validation sees the same data.
 
-    A resumed run starts its training stream at a fresh epoch (the count of earlier starts is kept in the
-    checkpoint) rather than replaying the batches the interrupted run already trained on.
+    The checkpoint records how many training batches were consumed, so a resumed run continues the same stream
+    exactly where the interrupted one stopped: it sees the batches an uninterrupted run would have seen.
     """
 
     def __init__(
@@ -123,7 +143,7 @@ class TokenShardDataModule(L.LightningDataModule):
         super().__init__()
         self.train_paths, self.val_paths = list(train_paths), list(val_paths)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.starts = 0  # how many earlier runs began streaming the training data
+        self.consumed_batches = 0  # training batches delivered before this run started (from the checkpoint)
 
     def _loader(self, dataset: TokenShardDataset) -> DataLoader:
         return DataLoader(
@@ -136,15 +156,16 @@ class TokenShardDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = TokenShardDataset(self.train_paths, shuffle=True, seed=self.seed, infinite=True)
-        # Epochs of earlier runs are spaced 10^6 apart, far beyond what any one run's stream reaches.
-        dataset.set_epoch(self.starts * 1_000_000)
+        dataset.resume_after(self.consumed_batches, self.batch_size)
         return self._loader(dataset)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(TokenShardDataset(self.val_paths, shuffle=False))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"starts": self.starts + 1}
+        # Checkpoints are saved after an optimizer step, so every micro-batch of the steps taken is consumed.
+        trainer = self.trainer
+        return {"consumed_batches": trainer.global_step * trainer.accumulate_grad_batches if trainer else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.starts = int(state_dict.get("starts", 0))
+        self.consumed_batches = int(state_dict.get("consumed_batches", 0))

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
 from conf.schema import TrainConfig
+from lightning_model.callbacks import ThroughputMonitor
 from lightning_model.data import TokenShardDataModule
 from lightning_model.model import Llama, ModelConfig
 from lightning_model.module import LitLlama
@@ -124,6 +125,7 @@ def train_model(
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
     weights_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) and write `model.pt` + `model_config.json` into `weights_dir` (default:
     `final/` beside `checkpoint_dir`). Returns steps, tokens_seen, train/val loss first and last, parameters,
@@ -138,6 +140,9 @@ def train_model(
         [str(p) for p in train_paths], [str(p) for p in val_paths], cfg.batch_size, cfg.num_workers, cfg.seed
     )
     module = LitLlama(model_config.to_dict(), cfg.model_dump(mode="json"))
+    if cfg.compile:
+        module.model.compile()  # in place: the state dict keeps its names, so checkpoints and export still match
+    log_every = max(1, min(10, cfg.max_steps // 100))
     history = TrainingHistory()
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, every_n_train_steps=cfg.val_every_steps)
     logger: MLFlowLogger | bool = False
@@ -149,7 +154,10 @@ def train_model(
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
         precision=precision,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
         max_steps=cfg.max_steps,
         # Training streams forever (one endless epoch), so validation is scheduled in steps, not epochs.
         val_check_interval=cfg.val_every_steps,
@@ -157,9 +165,9 @@ def train_model(
         limit_val_batches=cfg.val_batches,
         num_sanity_val_steps=0,  # the step-0 validation below covers it, and is recorded
         gradient_clip_val=cfg.grad_clip or None,
-        log_every_n_steps=max(1, min(10, cfg.max_steps // 100)),
+        log_every_n_steps=log_every,
         logger=logger,
-        callbacks=[checkpoints, history],
+        callbacks=[checkpoints, history, ThroughputMonitor(every_n_steps=log_every), *(callbacks or [])],
         enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
         enable_model_summary=False,
         deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none

@@ -122,7 +122,19 @@ def test_datamodule_batches(tmp_path):
     val_batches = list(module.val_dataloader())
     assert [len(b) for b in val_batches] == [4, 3]
     assert ids(torch.cat(val_batches)) == list(range(7))
-    # A resumed run (state loaded from a checkpoint) streams a fresh order, not a replay of the first batches.
+    # A resumed run (state loaded from a checkpoint taken after 4 batches) continues the same stream exactly.
     resumed = TokenShardDataModule(train, val, batch_size=4, seed=3)
-    resumed.load_state_dict(module.state_dict())
-    assert not torch.equal(next(iter(resumed.train_dataloader())), batches[0])
+    resumed.load_state_dict({"consumed_batches": 4})
+    assert all(torch.equal(a, b) for a, b in zip(itertools.islice(resumed.train_dataloader(), 2), batches[4:]))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_skips_exactly_the_consumed_batches(tmp_path, workers):
+    train = numbered_shards(tmp_path / "train", [13, 9])
+    module = TokenShardDataModule(train, train, batch_size=3, num_workers=workers, seed=5)
+    whole = list(itertools.islice(module.train_dataloader(), 12))
+    for consumed in (1, 4, 7):
+        resumed = TokenShardDataModule(train, train, batch_size=3, num_workers=workers, seed=5)
+        resumed.load_state_dict({"consumed_batches": consumed})
+        rest = list(itertools.islice(resumed.train_dataloader(), 12 - consumed))
+        assert [ids(b) for b in rest] == [ids(b) for b in whole[consumed:]]

@@ -1,0 +1,71 @@
+"""Throughput and model FLOPs utilisation (MFU), logged as training runs.
+
+FLOPs per token = 6N + 12·L·H·Q·T (PaLM, appendix B): N non-embedding matmul parameters (a tied output head
+counted), L layers, H heads, Q head dimension, T sequence length; the second term is attention's own matmuls.
+MFU = achieved FLOP/s over the devices' dense peak.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+
+from lightning_model.model import Llama
+
+# Dense bf16 peaks, FLOP/s per device (no sparsity), by a substring of torch.cuda.get_device_name().
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "A100": 312e12,
+    "H100": 989e12,
+    "H200": 989e12,
+}
+
+
+def flops_per_token(model: Llama) -> float:
+    c = model.config
+    n = model.num_parameters(non_embedding=True)
+    return 6 * n + 12 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * c.max_position_embeddings
+
+
+def device_peak_flops() -> float | None:
+    """The dense bf16 peak of the current CUDA device, if it is in the table (None on CPU or unknown GPUs)."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+class ThroughputMonitor(L.Callback):
+    """Logs `train/tokens_per_s` (all devices) and, where the device's peak is known, `train/mfu`."""
+
+    def __init__(self, peak_flops_per_device: float | None = None, every_n_steps: int = 10) -> None:
+        self.peak = peak_flops_per_device
+        self.every = every_n_steps
+        self._mark: tuple[float, int] | None = None
+        self._logged_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.peak = self.peak or device_peak_flops()
+        self.flops_per_token = flops_per_token(pl_module.model)
+        self._mark = (time.perf_counter(), pl_module.tokens_seen)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        # With gradient accumulation this runs once per micro-batch: measure once per optimizer step.
+        if step % self.every or step == self._logged_step or self._mark is None:
+            return
+        self._logged_step = step
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # time finished work, not queued kernels
+        now, tokens = time.perf_counter(), pl_module.tokens_seen
+        started, tokens_before = self._mark
+        self._mark = (now, tokens)
+        if now <= started or tokens <= tokens_before:
+            return
+        tokens_per_s = (tokens - tokens_before) / (now - started)
+        metrics = {"train/tokens_per_s": tokens_per_s}
+        if self.peak:
+            metrics["train/mfu"] = tokens_per_s * self.flops_per_token / (self.peak * trainer.world_size)
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
