@@ -194,18 +194,36 @@ CONF_DIR = Path(__file__).resolve().parent
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Read a YAML config, apply `a.b.c=value` overrides, and validate; raise ConfigError on any problem."""
-    path = Path(path)
+    raw = read_yaml(Path(path))
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate_config(raw, source=str(path))
+
+
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One config file as a dict; `extends: other.yaml` (relative to this file) merges this file over another."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle: {' -> '.join(str(p) for p in seen)}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for item in overrides or []:
-        apply_override(raw, item)
-    return validate_config(raw, source=str(path))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    return deep_merge(read_yaml(path.parent / str(base), (*seen, path.resolve())), raw)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge(merged[key], value) if both_dicts else value
+    return merged
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -61,3 +61,24 @@ def test_fingerprint_changes_with_the_section_only():
     b.train.max_steps = 7
     assert a.dedup.fingerprint() == b.dedup.fingerprint()
     assert a.train.fingerprint() != b.train.fingerprint()
+
+
+PIPELINE_CONFIGS = [p for p in sorted(DEMO.parent.glob("*.yaml")) if "name:" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", PIPELINE_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_pipeline_config_validates(path):
+    assert load_config(path).name == path.stem
+
+
+def test_extends_merges_a_config_over_its_base():
+    ddp = load_config(DEMO.parent / "gpt2-124m-ddp.yaml")
+    assert (ddp.train.strategy, ddp.train.devices, ddp.train.accumulate_grad_batches) == ("ddp", 8, 2)
+    assert ddp.train.hidden_size == 768 and ddp.tokenize.seq_len == 1024  # from the base
+
+
+def test_extends_in_a_circle_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(tmp_path / "a.yaml")
