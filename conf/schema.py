@@ -92,7 +92,9 @@ class TokenizeConfig(Section):
     train_sample_docs: int = Field(100_000, ge=1, description="Documents the tokenizer is trained on.")
     seq_len: int = Field(256, ge=8, description="Tokens per training example (rows hold seq_len + 1).")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of documents held out, by hash.")
-    shard_rows: int = Field(4096, ge=1, description="Packed sequences per output shard.")
+    tokenizer_path: str | None = Field(
+        None, description="Use this tokenizer.json instead of training one (it must have <|endoftext|>)."
+    )
 
 
 class TrainConfig(Section):

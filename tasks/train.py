@@ -31,7 +31,7 @@ from lightning_model.model import Llama, ModelConfig
 from lightning_model.module import LitLlama
 from tasks.shards import UnitRecord
 from tasks.stage import StageContext, StageResult
-from tasks.tokenize.bpe import EOS_TOKEN, PAD_TOKEN, load_tokenizer
+from tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
 from tasks.tracking import Tracker
 
 log = logging.getLogger("gristmill.train")
@@ -245,12 +245,12 @@ def run(ctx: StageContext) -> StageResult:
     assert tokenized is not None, "the train stage reads the tokenize stage's output"
     tokenize_stats = tokenized.read_manifest().stats
     tokenizer = load_tokenizer(tokenized.path / "tokenizer")
-    eos, pad = tokenizer.token_to_id(EOS_TOKEN), tokenizer.token_to_id(PAD_TOKEN)
+    eos, pad, bos = (tokenizer.token_to_id(t) for t in (EOS_TOKEN, PAD_TOKEN, BOS_TOKEN))
     model_config = ModelConfig.from_train_config(
         cfg,
         vocab_size=int(tokenize_stats["vocab_size"]),
         max_position_embeddings=int(tokenize_stats["seq_len"]),
-        bos_token_id=eos,  # documents are separated (and begun) by end-of-text, as in GPT-2
+        bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=pad,
     )

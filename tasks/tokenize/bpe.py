@@ -7,9 +7,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-EOS_TOKEN = "<|endoftext|>"  # ends every document; also used as BOS, as in GPT-2
-PAD_TOKEN = "<|pad|>"
-SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN]
+EOS_TOKEN = "<|endoftext|>"  # ends every document in the packed stream (id 0)
+PAD_TOKEN = "<|pad|>"  # id 1
+BOS_TOKEN = "<|startoftext|>"  # id 2; for callers that mark a beginning (HF's bos_token)
+SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, BOS_TOKEN]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
@@ -33,12 +34,26 @@ def save_for_hf(tokenizer: Tokenizer, out_dir: Path, model_max_length: int) -> N
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        bos_token=EOS_TOKEN,
+        bos_token=BOS_TOKEN,
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
         model_max_length=model_max_length,
     )
     fast.save_pretrained(str(out_dir))
+
+
+def load_given(path: Path) -> Tokenizer:
+    """A tokenizer.json the user supplies; it must know our end-of-text token, which separates documents."""
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for unreadable files
+        raise ValueError(f"tokenize.tokenizer_path {path}: not a readable tokenizer.json: {err}") from err
+    missing = [t for t in (EOS_TOKEN, PAD_TOKEN) if tokenizer.token_to_id(t) is None]
+    if missing:
+        tokenizer.add_special_tokens(missing)  # appended at the end of the vocabulary: ids stay stable
+    if tokenizer.token_to_id(BOS_TOKEN) is None:
+        tokenizer.add_special_tokens([BOS_TOKEN])
+    return tokenizer
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -56,3 +56,42 @@ def rows_to_batch(rows: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
     field_type = schema.field("tokens").type
     values = pa.array(rows.reshape(-1), type=field_type.value_type)
     return pa.RecordBatch.from_arrays([pa.FixedSizeListArray.from_arrays(values, field_type.list_size)], schema=schema)
+
+
+class LengthHistogram:
+    """Document lengths in tokens, binned by powers of two so per-shard counts add up across units."""
+
+    def __init__(self, counts: dict[str, int] | None = None) -> None:
+        self.counts: dict[str, int] = dict(counts or {})
+
+    @staticmethod
+    def bin(length: int) -> str:
+        upper = 1 << max(4, (length - 1).bit_length())  # the first bin holds everything up to 16 tokens
+        return f"<={upper}"
+
+    def add(self, length: int) -> None:
+        key = self.bin(length)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    @classmethod
+    def merge(cls, many: Iterable[dict[str, int]]) -> LengthHistogram:
+        merged = cls()
+        for counts in many:
+            for key, n in counts.items():
+                merged.counts[key] = merged.counts.get(key, 0) + n
+        merged.counts = dict(sorted(merged.counts.items(), key=lambda kv: int(kv[0][2:])))
+        return merged
+
+    def figure(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(8, 4))
+        axis.bar(list(self.counts), list(self.counts.values()))
+        axis.set_xlabel("document length (tokens, incl. end-of-text)")
+        axis.set_ylabel("documents")
+        axis.tick_params(axis="x", rotation=45)
+        figure.tight_layout()
+        return figure

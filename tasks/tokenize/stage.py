@@ -14,8 +14,8 @@ import numpy as np
 
 from tasks.shards import UnitRecord, iter_batches, write_shard
 from tasks.stage import StageContext, StageResult
-from tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer, save_for_hf, train_bpe
-from tasks.tokenize.pack import Packer, is_validation, rows_to_batch, tokens_schema
+from tasks.tokenize.bpe import EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
+from tasks.tokenize.pack import LengthHistogram, Packer, is_validation, rows_to_batch, tokens_schema
 
 ENCODE_BATCH = 256
 
@@ -28,8 +28,12 @@ def run(ctx: StageContext) -> StageResult:
     def train_tokenizer() -> UnitRecord:
         if tokenizer_dir.exists():
             shutil.rmtree(tokenizer_dir)  # a half-written tokenizer from a killed run
-        texts = (t for b in iter_batches(inputs, ["text"]) for t in b.column("text").to_pylist() if t)
-        tokenizer = train_bpe(itertools.islice(texts, cfg.train_sample_docs), cfg.vocab_size, cfg.min_frequency)
+        if cfg.tokenizer_path:
+            tokenizer = load_given(Path(cfg.tokenizer_path))
+        else:
+            texts = (t for b in iter_batches(inputs, ["text"]) for t in b.column("text").to_pylist() if t)
+            sample = itertools.islice(texts, cfg.train_sample_docs)
+            tokenizer = train_bpe(sample, cfg.vocab_size, cfg.min_frequency)
         scratch = tokenizer_dir.with_name(".tokenizer.tmp")
         shutil.rmtree(scratch, ignore_errors=True)
         save_for_hf(tokenizer, scratch, model_max_length=cfg.seq_len)
@@ -46,12 +50,14 @@ def run(ctx: StageContext) -> StageResult:
             dtype = np.uint16 if vocab_size <= 1 << 16 else np.uint32
             packers = {split: Packer(cfg.seq_len + 1, dtype) for split in ("train", "val")}
             docs = {"train": 0, "val": 0}
+            lengths = LengthHistogram()
             text_bytes = 0
             for batch in iter_batches([path], ["doc_id", "text"], batch_size=ENCODE_BATCH):
                 ids, texts = batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()
                 for doc_id, encoding in zip(ids, tokenizer.encode_batch(texts), strict=True):
                     split = "val" if is_validation(doc_id, cfg.val_fraction) else "train"
                     packers[split].add([*encoding.ids, eos])
+                    lengths.add(len(encoding.ids) + 1)
                     docs[split] += 1
                 text_bytes += sum(len(t.encode()) for t in texts)
             shards = {}
@@ -64,6 +70,7 @@ def run(ctx: StageContext) -> StageResult:
                 "tokens": {split: p.tokens_in for split, p in packers.items()},
                 "tokens_dropped": sum(p.dropped for p in packers.values()),
                 "text_bytes": text_bytes,
+                "doc_tokens": lengths.counts,
             }
             return UnitRecord(unit=path.stem, shards=shards, stats=stats)
 
@@ -80,6 +87,12 @@ def run(ctx: StageContext) -> StageResult:
             "tokenize.val_fraction, or crawl more pages)"
         )
     text_bytes = sum(u.stats["text_bytes"] for u in units)
+    histogram = LengthHistogram.merge(u.stats["doc_tokens"] for u in units)
+    if ctx.tracker and ctx.run_id:
+        ctx.tracker.log_figure(ctx.run_id, histogram.figure(), "doc_length_tokens.png")
+    shard_tokens = [
+        s.rows * (cfg.seq_len + 1) for u in units for split in ("train", "val") for s in u.shards.get(split, [])
+    ]
     return StageResult(
         units=units,
         count_in=sum(docs.values()),
@@ -94,6 +107,8 @@ def run(ctx: StageContext) -> StageResult:
             "sequences": rows,
             "tokens_dropped": sum(u.stats["tokens_dropped"] for u in units),
             "bytes_per_token": round(text_bytes / max(sum(tokens.values()), 1), 4),
+            "tokens_per_shard": {"min": min(shard_tokens), "max": max(shard_tokens)},
+            "doc_tokens": histogram.counts,
         },
         files={"tokenizer": "tokenizer"},
     )

@@ -83,3 +83,33 @@ def test_too_little_text_for_one_sequence_is_a_clear_error(tmp_path):
     write_documents_stage(config.workspace, "clean", [[document("http://h/1", "just a few words here")]])
     with pytest.raises(ValueError, match="lower tokenize.seq_len"):
         execute(config, "tokenize", run)
+
+
+def test_a_given_tokenizer_is_used_instead_of_training_one(tmp_path, texts):
+    from tasks.tokenize.bpe import train_bpe
+
+    given = train_bpe(texts[:20], vocab_size=500, min_frequency=1)
+    given.save(str(tmp_path / "given.json"))
+    docs = [document(f"http://h/{i}", text) for i, text in enumerate(texts)]
+    config = PipelineConfig(
+        workspace=str(tmp_path / "ws"),
+        crawl={"seeds": ["http://h/"]},
+        tokenize={"tokenizer_path": str(tmp_path / "given.json"), "seq_len": 32},
+    )
+    write_documents_stage(config.workspace, "clean", [docs])
+    execute(config, "tokenize", run)
+    out = StageOutput(config.workspace, "tokenize")
+    used = load_tokenizer(out.path / "tokenizer")
+    assert used.get_vocab() == given.get_vocab()
+    histogram = out.read_manifest().stats["doc_tokens"]
+    assert sum(histogram.values()) == len(docs) and all(key.startswith("<=") for key in histogram)
+
+
+def test_an_unreadable_tokenizer_file_is_named_in_the_error(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    config = PipelineConfig(
+        workspace=str(tmp_path), crawl={"seeds": ["http://h/"]}, tokenize={"tokenizer_path": str(tmp_path / "bad.json")}
+    )
+    write_documents_stage(config.workspace, "clean", [[document("http://h/1", "some words")]])
+    with pytest.raises(ValueError, match=r"tokenize.tokenizer_path .*bad.json"):
+        execute(config, "tokenize", run)
