@@ -67,7 +67,7 @@ class LengthHistogram:
     @staticmethod
     def bin(length: int) -> str:
         upper = 1 << max(4, (length - 1).bit_length())  # the first bin holds everything up to 16 tokens
-        return f"<={upper}"
+        return f"le_{upper}"  # a valid MLflow metric name once flattened (doc_tokens.le_1024)
 
     def add(self, length: int) -> None:
         key = self.bin(length)
@@ -79,7 +79,7 @@ class LengthHistogram:
         for counts in many:
             for key, n in counts.items():
                 merged.counts[key] = merged.counts.get(key, 0) + n
-        merged.counts = dict(sorted(merged.counts.items(), key=lambda kv: int(kv[0][2:])))
+        merged.counts = dict(sorted(merged.counts.items(), key=lambda kv: int(kv[0][3:])))
         return merged
 
     def figure(self):
