@@ -51,6 +51,9 @@ class LitLlama(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Before clipping (and after AMP unscaling): the raw norm, so spikes that clipping hides stay visible.
+        # Only on steps whose metrics are logged: the norm is a pass over every gradient.
+        if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps:  # Lightning's own logging rule
+            return
         grads = [p.grad.detach() for p in self.parameters() if p.grad is not None]
         if grads:
             self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack([g.norm(2) for g in grads]), 2))

@@ -142,7 +142,7 @@ def train_model(
     module = LitLlama(model_config.to_dict(), cfg.model_dump(mode="json"))
     if cfg.compile:
         module.model.compile()  # in place: the state dict keeps its names, so checkpoints and export still match
-    log_every = max(1, min(10, cfg.max_steps // 100))
+    log_every = max(1, min(10, cfg.max_steps // 30))  # about 30 points per curve, at least every 10 steps
     history = TrainingHistory()
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, every_n_train_steps=cfg.val_every_steps)
     logger: MLFlowLogger | bool = False

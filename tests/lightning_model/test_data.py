@@ -125,7 +125,9 @@ def test_datamodule_batches(tmp_path):
     # A resumed run (state loaded from a checkpoint taken after 4 batches) continues the same stream exactly.
     resumed = TokenShardDataModule(train, val, batch_size=4, seed=3)
     resumed.load_state_dict({"consumed_batches": 4})
-    assert all(torch.equal(a, b) for a, b in zip(itertools.islice(resumed.train_dataloader(), 2), batches[4:]))
+    assert all(
+        torch.equal(a, b) for a, b in zip(itertools.islice(resumed.train_dataloader(), 2), batches[4:6], strict=True)
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
