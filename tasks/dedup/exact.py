@@ -1,17 +1,71 @@
-"""Exact duplicates: documents whose text is identical after normalisation."""
+"""Exact duplicates: documents whose text is identical after normalisation, and URL duplicates.
+
+Normalisation runs in Arrow compute kernels over a whole batch: one Python regex call per document cost more than
+hashing the document's shingles. RE2 classes are used so that non-ASCII letters and digits count as word characters.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_NON_WORD = r"[^\p{L}\p{N}]+"  # punctuation, symbols, underscores and whitespace
+_NON_WORD_KEEP_PUNCT = r"\s+"
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Which differences do not make two documents different: case, punctuation, digits. Whitespace never does."""
+
+    lowercase: bool = True
+    punctuation: bool = True
+    digits: bool = False
+
+    def batch(self, texts: pa.Array) -> pa.Array:
+        """Normalised texts; nulls become empty strings."""
+        out = pc.fill_null(texts.cast(pa.large_string()), "")
+        if self.lowercase:
+            out = pc.utf8_lower(out)
+        if self.digits:
+            out = pc.replace_substring_regex(out, r"\p{N}+", "0")
+        out = pc.replace_substring_regex(out, _NON_WORD if self.punctuation else _NON_WORD_KEEP_PUNCT, " ")
+        return pc.utf8_trim_whitespace(out)
+
+    def hashes(self, texts: pa.Array) -> list[bytes]:
+        """8-byte digests of the normalised texts. When punctuation is ignored and digits are not rewritten, the
+        normalised text is just its word sequence, so the digest is a hash of the word hashes, computed in numpy
+        (Arrow's regex replace cost more than all of the MinHash work); otherwise blake2b of the normalised text."""
+        if self.punctuation and not self.digits:
+            from tasks.dedup.minhash import sequence_hashes, word_tokens
+
+            return [int(h).to_bytes(8, "little") for h in sequence_hashes(*word_tokens(texts, self.lowercase))]
+        return [_digest(t) for t in self.batch(texts).to_pylist()]
+
+
+DEFAULT = Normalizer()
 
 
 def normalize_for_dedup(text: str) -> str:
     """Case, punctuation and whitespace differences do not make two documents different."""
-    return _NON_WORD.sub(" ", text.lower()).strip()
+    return DEFAULT.batch(pa.array([text]))[0].as_py()
 
 
-def exact_hash(text: str) -> bytes:
-    return hashlib.blake2b(normalize_for_dedup(text).encode(), digest_size=8).digest()
+def exact_hash(text: str, normalizer: Normalizer = DEFAULT) -> bytes:
+    return normalizer.hashes(pa.array([text]))[0]
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=8).digest()
+
+
+def normalize_url(url: str | None) -> str:
+    """Two URLs name the same page when they differ only in scheme/host case, fragment or a trailing slash."""
+    if not url:
+        return ""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))

@@ -1,23 +1,31 @@
-"""The dedup stage: exact duplicates by normalised-text hash, near-duplicates by MinHash LSH.
+"""The dedup stage: URL duplicates, exact duplicates by normalised-text hash, near-duplicates by MinHash LSH.
 
-Three passes, each bounded in memory: (1) per input shard, a signature shard (exact hash + MinHash values);
-(2) one pass over the compact signatures builds the LSH index and the clusters; (3) per input shard, the
-documents that survive are written. The survivor of a cluster is its earliest document (shard, then row).
+Three passes, each bounded in memory by a shard: (1) per input shard, a signature shard (exact hash, length, URL and
+MinHash values, computed a batch at a time in numpy); (2) one pass over the compact signatures (after those of
+documents kept by earlier runs, when incremental) builds the LSH index and the clusters; (3) per input shard, the
+documents that survive are written. The survivor of a cluster is its earliest document (shard, then row) or, with
+`survivor: longest`, its longest one, ties going to the earliest.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHashLSH
+import pyarrow.compute as pc
 
+from conf.schema import DedupConfig
 from tasks.crawl.records import DOCUMENT_SCHEMA
-from tasks.dedup.clusters import UnionFind
-from tasks.dedup.exact import exact_hash
-from tasks.dedup.minhash import lean, signature
+from tasks.dedup import report
+from tasks.dedup.clusters import UnionFind, survivors
+from tasks.dedup.exact import Normalizer, normalize_url
+from tasks.dedup.index import KeptIndex, NearIndex, index_schema
+from tasks.dedup.minhash import MinHasher, Shingler, estimated_jaccard, lean
 from tasks.shards import UnitRecord, iter_batches, write_shard
 from tasks.stage import StageContext, StageResult
 
@@ -28,6 +36,8 @@ def signature_schema(num_perm: int) -> pa.Schema:
             pa.field("row", pa.int32(), nullable=False),
             pa.field("has_text", pa.bool_(), nullable=False),
             pa.field("exact_hash", pa.binary(8), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+            pa.field("url", pa.string()),
             pa.field("minhash", pa.list_(pa.uint32(), num_perm), nullable=False),
         ]
     )
@@ -38,33 +48,60 @@ def key(shard_index: int, row: int) -> int:
     return (shard_index << 32) | row
 
 
+def hasher(cfg: DedupConfig) -> MinHasher:
+    n = cfg.shingle_chars if cfg.shingle == "char" else cfg.shingle_words
+    return MinHasher(cfg.num_perm, cfg.seed, Shingler(cfg.shingle, n))
+
+
+def normalizer(cfg: DedupConfig) -> Normalizer:
+    return Normalizer(cfg.exact_lowercase, cfg.exact_punctuation, cfg.exact_digits)
+
+
+def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, first_row: int) -> pa.RecordBatch:
+    """The signature rows of one batch of documents."""
+    texts = batch.column("text")
+    has_text = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
+    sigs = minhasher.batch(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
+    schema = signature_schema(cfg.num_perm)
+    columns = [
+        pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int32)),
+        has_text,
+        pa.array(normalizer(cfg).hashes(texts), pa.binary(8)),
+        pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
+        batch.column("url"),
+        pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), cfg.num_perm),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.dedup
     inputs = ctx.input_paths()
     schema = signature_schema(cfg.num_perm)
     sig_dir = ctx.output.dataset_dir("signatures")
+    minhasher = hasher(cfg)
 
     def sign(path: Path) -> UnitRecord:
         def work() -> UnitRecord:
-            rows = []
-            for batch in iter_batches([path], ["text"]):
-                for text in batch.column("text").to_pylist():
-                    has_text = bool(text and text.strip())
-                    rows.append(
-                        {
-                            "row": len(rows),
-                            "has_text": has_text,
-                            "exact_hash": exact_hash(text) if has_text else bytes(8),
-                            "minhash": signature(text if has_text else "", cfg.num_perm, cfg.shingle_words, cfg.seed),
-                        }
-                    )
-            info = write_shard(sig_dir / path.name, pa.Table.from_pylist(rows, schema=schema), schema)
-            return UnitRecord(unit=f"sign-{path.stem}", shards={"signatures": [info]})
+            started = time.perf_counter()
+            batches = _with_offsets(iter_batches([path], ["text", "url"]))
+            rows = (sign_batch(batch, cfg, minhasher, offset) for batch, offset in batches)
+            info = write_shard(sig_dir / path.name, rows, schema)  # streamed: memory is one batch
+            seconds = time.perf_counter() - started
+            return UnitRecord(unit=f"sign-{path.stem}", shards={"signatures": [info]}, stats={"sign_s": seconds})
 
         return ctx.unit(f"sign-{path.stem}", work)
 
     signed = ctx.map(sign, inputs)
-    removed, stats = find_duplicates([sig_dir / u.shards["signatures"][0].name for u in signed], cfg)
+    sig_paths = [sig_dir / u.shards["signatures"][0].name for u in signed]
+    kept_index = KeptIndex(ctx.workspace, cfg)
+    current_input = ctx.upstream.input_hash() if ctx.upstream else "none"
+    prior = kept_index.parts(current_input) if cfg.incremental else []
+    dedup = Deduplicator(cfg)
+    for path in prior:
+        dedup.add_prior(kept_index.read(path))
+    removed, stats, sizes, pairs = dedup.run(sig_paths)
+    report.track(ctx, sizes, pairs)
 
     def keep(item: tuple[int, Path]) -> UnitRecord:
         index, path = item
@@ -78,11 +115,14 @@ def run(ctx: StageContext) -> StageResult:
         return ctx.unit(f"keep-{path.stem}", work)
 
     kept = ctx.map(keep, list(enumerate(inputs)))
-    docs_in = stats["docs_in"]
+    if cfg.incremental:
+        kept_index.write(current_input, _kept_signatures(sig_paths, removed, cfg.num_perm))
     docs_out = sum(s.rows for u in kept for s in u.shards["documents"])
+    stats["sign_s"] = round(sum(u.stats.get("sign_s", 0.0) for u in signed), 3)
+    stats["peak_rss_mb"] = report.peak_rss_mb()
     return StageResult(
         units=signed + kept,
-        count_in=docs_in,
+        count_in=stats["docs_in"],
         unit_in="docs",
         count_out=docs_out,
         unit_out="docs",
@@ -90,57 +130,145 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def find_duplicates(signature_paths: list[Path], cfg) -> tuple[dict[int, set[int]], dict]:
+def find_duplicates(signature_paths: list[Path], cfg: DedupConfig) -> tuple[dict[int, set[int]], dict]:
     """Rows to drop per shard index, and cluster statistics."""
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-    first_by_hash: dict[bytes, int] = {}
-    reasons: dict[int, str] = {}
-    clusters = UnionFind()
-    docs_in = 0
-    for shard_index, path in enumerate(signature_paths):
-        for batch in iter_batches([path]):
-            rows = batch.column("row").to_numpy()
-            has_text = batch.column("has_text").to_pylist()
-            hashes = batch.column("exact_hash").to_pylist()
-            sigs = batch.column("minhash").flatten().to_numpy().reshape(len(rows), cfg.num_perm)
-            for row, text_ok, digest, sig in zip(rows, has_text, hashes, sigs, strict=True):
-                docs_in += 1
-                doc = key(shard_index, int(row))
-                if not text_ok:
-                    reasons[doc] = "empty"
-                elif cfg.exact and digest in first_by_hash:
-                    reasons[doc] = "exact"
-                    clusters.union(first_by_hash[digest], doc)
-                else:
-                    first_by_hash.setdefault(digest, doc)
-                    if cfg.near:
-                        _index_near(lsh, clusters, doc, np.asarray(sig), cfg.seed)
-    for root, members in clusters.clusters().items():
-        for doc in members:
-            if doc != root and doc not in reasons:
-                reasons[doc] = "near"
-    removed: dict[int, set[int]] = {}
-    for doc in reasons:
-        removed.setdefault(doc >> 32, set()).add(doc & 0xFFFFFFFF)
-    sizes = [len(m) for m in clusters.clusters().values() if len(m) > 1]
-    counts = Counter(reasons.values())
-    stats = {
-        "docs_in": docs_in,
-        "removed": {reason: counts.get(reason, 0) for reason in ("empty", "exact", "near")},
-        "clusters": {
-            "count": len(sizes),
-            "largest": max(sizes, default=0),
-            "mean_size": round(float(np.mean(sizes)), 3) if sizes else 0.0,
-        },
-    }
+    removed, stats, _, _ = Deduplicator(cfg).run(signature_paths)
     return removed, stats
 
 
-def _index_near(lsh: MinHashLSH, clusters: UnionFind, doc: int, sig: np.ndarray, seed: int) -> None:
-    sketch = lean(sig, seed)
-    for other in lsh.query(sketch):
-        clusters.union(other, doc)
-    lsh.insert(doc, sketch, check_duplication=False)
+class Deduplicator:
+    """One streaming pass over signatures: first-seen URL and exact hash, LSH candidates, then clusters."""
+
+    def __init__(self, cfg: DedupConfig) -> None:
+        self.cfg = cfg
+        self.near = NearIndex(cfg) if cfg.near else None
+        self.first_by_hash: dict[bytes, int] = {}
+        self.first_by_url: dict[str, int] = {}
+        self.reasons: dict[int, str] = {}
+        self.clusters = UnionFind()
+        self.lengths: dict[int, int] = {}
+        self.urls: dict[int, str] = {}
+        self.sigs: dict[int, np.ndarray] = {}  # of exact/URL duplicates, for the removed-pairs report
+        self.prior_shards = 0
+        self.prior_docs = 0
+
+    def add_prior(self, batches: Iterator[pa.RecordBatch]) -> None:
+        """Documents kept by an earlier run: indexed, never removed (they were published already)."""
+        shard, row = self.prior_shards, 0
+        self.prior_shards += 1
+        for batch in batches:
+            sigs = _signatures(batch, self.cfg.num_perm)
+            cols = zip(batch.column("url").to_pylist(), batch.column("exact_hash").to_pylist(), sigs, strict=True)
+            for url, digest, sig in cols:
+                doc = key(shard, row)
+                row += 1
+                self.first_by_hash.setdefault(digest, doc)
+                if url:
+                    self.first_by_url.setdefault(normalize_url(url), doc)
+                if self.near:
+                    self.near.lsh.insert(doc, lean(sig, self.cfg.seed), check_duplication=False)
+                    self.near.signatures[doc] = sig
+                self.urls[doc] = url
+        self.prior_docs += row
+
+    def run(self, signature_paths: list[Path]) -> tuple[dict[int, set[int]], dict, list[int], list[dict]]:
+        try:
+            docs_in = sum(self._shard(self.prior_shards + i, p) for i, p in enumerate(signature_paths))
+        finally:
+            if self.near:
+                self.near.close()
+        groups = self.clusters.clusters()
+        keep = survivors(groups, self.cfg.survivor, lambda d: self.lengths.get(d, 0), self._pinned)
+        pairs = self._assign_near(groups, keep)
+        removed: dict[int, set[int]] = {}
+        for doc in self.reasons:
+            removed.setdefault((doc >> 32) - self.prior_shards, set()).add(doc & 0xFFFFFFFF)
+        sizes = [len(m) for m in groups.values() if len(m) > 1]
+        counts = Counter(self.reasons.values())
+        kinds = ["empty", "exact", "near"] + (["url"] if self.cfg.url else [])
+        stats: dict[str, Any] = {
+            "docs_in": docs_in,
+            "removed": {reason: counts.get(reason, 0) for reason in kinds},
+            "clusters": report.cluster_stats(sizes),
+        }
+        if self.cfg.incremental:
+            stats["prior_docs"] = self.prior_docs
+        return removed, stats, sizes, pairs
+
+    def _pinned(self, doc: int) -> bool:
+        return (doc >> 32) < self.prior_shards
+
+    def _shard(self, shard_index: int, path: Path) -> int:
+        docs = 0
+        for batch in iter_batches([path]):
+            rows = batch.column("row").to_numpy()
+            sigs = _signatures(batch, self.cfg.num_perm)
+            cols = (batch.column(c).to_pylist() for c in ("has_text", "exact_hash", "length", "url"))
+            for row, text_ok, digest, length, url, sig in zip(rows, *cols, sigs, strict=True):
+                docs += 1
+                self._document(key(shard_index, int(row)), text_ok, digest, length, url, sig)
+        return docs
+
+    def _document(self, doc: int, text_ok: bool, digest: bytes, length: int, url: str, sig: np.ndarray) -> None:
+        self.urls[doc] = url
+        if not text_ok:
+            self.reasons[doc] = "empty"
+            return
+        self.lengths[doc] = length
+        if self.cfg.url and url:
+            first = self.first_by_url.setdefault(normalize_url(url), doc)
+            if first != doc:
+                return self._duplicate(doc, first, "url", sig)
+        if self.cfg.exact:
+            first = self.first_by_hash.setdefault(digest, doc)
+            if first != doc:
+                return self._duplicate(doc, first, "exact", sig)
+        if self.near:
+            for other in self.near.match(doc, sig):
+                self.clusters.union(other, doc)
+
+    def _duplicate(self, doc: int, first: int, reason: str, sig: np.ndarray) -> None:
+        self.reasons[doc] = reason
+        self.sigs[doc] = sig
+        self.clusters.union(first, doc)
+
+    def _assign_near(self, groups: dict[int, list[int]], keep: dict[int, int]) -> list[dict[str, Any]]:
+        """Every cluster member but the survivor goes; those not already exact/URL copies go as near-duplicates."""
+        pairs = []
+        indexed = self.near.signatures if self.near else {}
+        for root, members in groups.items():
+            survivor = keep[root]
+            for doc in sorted(members):
+                if doc == survivor or self._pinned(doc):  # a new document can link two old ones: both stay
+                    continue
+                self.reasons.setdefault(doc, "near")
+                a, b = self.sigs.get(doc, indexed.get(doc)), indexed.get(survivor, self.sigs.get(survivor))
+                jaccard = estimated_jaccard(a, b) if a is not None and b is not None else None
+                pairs.append(
+                    {
+                        "removed_url": self.urls.get(doc),
+                        "kept_url": self.urls.get(survivor),
+                        "reason": self.reasons[doc],
+                        "estimated_jaccard": jaccard,
+                    }
+                )
+        return pairs
+
+
+def _signatures(batch: pa.RecordBatch, num_perm: int) -> np.ndarray:
+    return batch.column("minhash").flatten().to_numpy().reshape(batch.num_rows, num_perm)
+
+
+def _kept_signatures(paths: list[Path], removed: dict[int, set[int]], num_perm: int) -> Iterator[pa.RecordBatch]:
+    """Signature rows of the documents this run kept, in the index's schema."""
+    schema = index_schema(num_perm)
+    for index, path in enumerate(paths):
+        drop = removed.get(index, set())
+        for batch in iter_batches([path]):
+            rows = batch.column("row").to_pylist()
+            keep = pa.array([r not in drop for r in rows]) if drop else pa.array([True] * len(rows))
+            mask = pc.and_(keep, batch.column("has_text"))
+            yield batch.filter(mask).select(schema.names).cast(schema)
 
 
 def _with_offsets(batches):
