@@ -1,0 +1,18 @@
+"""The benchmark scripts that can run in seconds on a CPU are kept runnable (their figures live in docs)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_runs_on_cpu_with_a_tiny_model():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--steps", "3", "--warmup", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "tokens/s:" in done.stdout and "device: cpu" in done.stdout
