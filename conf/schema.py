@@ -79,7 +79,7 @@ class DedupConfig(Section):
     exact_lowercase: bool = Field(True, description="Exact match ignores case.")
     exact_punctuation: bool = Field(True, description="Exact match ignores punctuation and symbols.")
     exact_digits: bool = Field(False, description="Exact match treats every run of digits as 0 (dates, counters).")
-    survivor: Literal["earliest", "longest"] = Field(
+    survivor: Literal["earliest", "longest", "quality"] = Field(
         "earliest", description="Which document of a cluster is kept; ties go to the earliest (shard, row)."
     )
     incremental: bool = Field(

@@ -32,17 +32,18 @@ class UnionFind:
 
 
 def survivors(
-    clusters: dict[int, list[int]], rule: str, length: Callable[[int], int], pinned: Callable[[int], bool]
+    clusters: dict[int, list[int]], rule: str, rank: Callable[[int], float], pinned: Callable[[int], bool]
 ) -> dict[int, int]:
     """Survivor per cluster root. Pinned documents (kept by an earlier run, already published) always win;
-    otherwise `earliest` keeps the smallest id and `longest` the longest text, ties going to the smallest id."""
+    otherwise `earliest` keeps the smallest id, and `longest` / `quality` the highest rank (text length, or
+    alphabetic-word share), ties going to the smallest id."""
     chosen = {}
     for root, members in clusters.items():
         old = [m for m in members if pinned(m)]
         if old:
             chosen[root] = min(old)
-        elif rule == "longest":
-            chosen[root] = min(members, key=lambda m: (-length(m), m))
+        elif rule in ("longest", "quality"):
+            chosen[root] = min(members, key=lambda m: (-rank(m), m))
         else:
             chosen[root] = min(members)
     return chosen

@@ -37,6 +37,7 @@ def signature_schema(num_perm: int) -> pa.Schema:
             pa.field("has_text", pa.bool_(), nullable=False),
             pa.field("exact_hash", pa.binary(8), nullable=False),
             pa.field("length", pa.int32(), nullable=False),
+            pa.field("quality", pa.float32(), nullable=False),
             pa.field("url", pa.string()),
             pa.field("minhash", pa.list_(pa.uint32(), num_perm), nullable=False),
         ]
@@ -68,10 +69,25 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
         has_text,
         pa.array(normalizer(cfg).hashes(texts), pa.binary(8)),
         pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
+        alpha_word_share(texts),
         batch.column("url"),
         pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), cfg.num_perm),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def alpha_word_share(texts: pa.Array) -> pa.Array:
+    """Share of whitespace-separated words with a letter (Gopher's alphabetic-word ratio): the `quality` survivor
+    rule keeps the cluster member with the most prose and the least markup, numbers and symbols."""
+    words = pc.split_pattern_regex(pc.fill_null(texts, ""), r"\s+")
+    flat = pc.list_flatten(words)
+    alpha = pc.match_substring_regex(flat, r"[^\W\d_]").to_numpy(zero_copy_only=False)
+    nonempty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(words).to_numpy()
+    n = len(texts)
+    with_letter = np.bincount(parents, weights=alpha & nonempty, minlength=n)
+    total = np.bincount(parents, weights=nonempty, minlength=n)
+    return pa.array(np.divide(with_letter, total, out=np.zeros(n), where=total > 0).astype(np.float32))
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -147,6 +163,7 @@ class Deduplicator:
         self.reasons: dict[int, str] = {}
         self.clusters = UnionFind()
         self.lengths: dict[int, int] = {}
+        self.quality: dict[int, float] = {}
         self.urls: dict[int, str] = {}
         self.sigs: dict[int, np.ndarray] = {}  # of exact/URL duplicates, for the removed-pairs report
         self.prior_shards = 0
@@ -178,7 +195,7 @@ class Deduplicator:
             if self.near:
                 self.near.close()
         groups = self.clusters.clusters()
-        keep = survivors(groups, self.cfg.survivor, lambda d: self.lengths.get(d, 0), self._pinned)
+        keep = survivors(groups, self.cfg.survivor, self._rank, self._pinned)
         pairs = self._assign_near(groups, keep)
         removed: dict[int, set[int]] = {}
         for doc in self.reasons:
@@ -195,6 +212,12 @@ class Deduplicator:
             stats["prior_docs"] = self.prior_docs
         return removed, stats, sizes, pairs
 
+    def _rank(self, doc: int) -> float:
+        """What the survivor rule maximises (ties go to the earliest document)."""
+        if self.cfg.survivor == "quality":
+            return self.quality.get(doc, 0.0)
+        return self.lengths.get(doc, 0)
+
     def _pinned(self, doc: int) -> bool:
         return (doc >> 32) < self.prior_shards
 
@@ -203,10 +226,13 @@ class Deduplicator:
         for batch in iter_batches([path]):
             rows = batch.column("row").to_numpy()
             sigs = _signatures(batch, self.cfg.num_perm)
-            cols = (batch.column(c).to_pylist() for c in ("has_text", "exact_hash", "length", "url"))
-            for row, text_ok, digest, length, url, sig in zip(rows, *cols, sigs, strict=True):
+            cols = (batch.column(c).to_pylist() for c in ("has_text", "exact_hash", "length", "quality", "url"))
+            for row, text_ok, digest, length, quality, url, sig in zip(rows, *cols, sigs, strict=True):
                 docs += 1
-                self._document(key(shard_index, int(row)), text_ok, digest, length, url, sig)
+                doc = key(shard_index, int(row))
+                if self.cfg.survivor == "quality":  # only then: a float per document is memory
+                    self.quality[doc] = quality
+                self._document(doc, text_ok, digest, length, url, sig)
         return docs
 
     def _document(self, doc: int, text_ok: bool, digest: bytes, length: int, url: str, sig: np.ndarray) -> None:

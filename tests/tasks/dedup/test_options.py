@@ -63,6 +63,27 @@ def test_survivor_longest_keeps_the_longest_and_breaks_ties_by_position(tmp_path
     assert kept == ["http://x/t1"]
 
 
+def test_survivor_quality_keeps_the_copy_with_the_most_prose(tmp_path, sources):
+    words = sources[0].split()
+    # The same article, once with a table of numbers spliced in (still a near-duplicate, but less prose).
+    noisy = " ".join(words[:40] + ["| 12 | 3.4 | 56 | -- |"] * 3 + words[40:])
+    assert len(noisy) > len(sources[0])
+    shards = [[document("http://x/noisy", noisy)], [document("http://x/clean", sources[0])]]
+    kept, _ = dedup(tmp_path / "earliest", shards)
+    assert kept == ["http://x/noisy"]
+    kept, _ = dedup(tmp_path / "quality", shards, survivor="quality")
+    assert kept == ["http://x/clean"]
+
+
+def test_alpha_word_share_counts_words_with_a_letter():
+    import pyarrow as pa
+
+    from tasks.dedup.stage import alpha_word_share
+
+    shares = alpha_word_share(pa.array(["one two 3 4", "", None, "héllo wörld", "12 34"])).to_pylist()
+    assert shares == [0.5, 0.0, 0.0, 1.0, 0.0]
+
+
 def test_url_duplicates_are_removed_only_when_asked(tmp_path, sources):
     docs = [document("http://Example.org/page/", sources[0]), document("http://example.org/page#top", sources[1])]
     kept, stats = dedup(tmp_path / "on", [docs], url=True)
