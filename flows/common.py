@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from conf.schema import PipelineConfig
-from tasks.stage import Mapper, StageContext, StageResult, StageSummary, execute
+from tasks.stage import Mapper, Publisher, StageContext, StageResult, StageSummary, execute
 from tasks.tracking import Tracker
 
 
@@ -43,13 +43,36 @@ def run_stage(
     run: Callable[[StageContext], StageResult],
     parent_run_id: str | None,
 ) -> StageSummary:
-    summary = execute(config, stage, run, tracker_for(config), parent_run_id, prefect_mapper(stage))
+    summary = execute(
+        config, stage, run, tracker_for(config), parent_run_id, prefect_mapper(stage), prefect_publisher(config, stage)
+    )
     create_table_artifact(
         key=artifact_key(config.name, stage),
         table=[summary.model_dump(mode="json")],
         description=f"{stage}: {summary.status}",
     )
     return summary
+
+
+PREFECT_TABLE_ROWS = 200  # the UI renders a table artifact whole: keep it a readable sample
+PREFECT_CELL_CHARS = 300
+
+
+def prefect_publisher(config: PipelineConfig, stage: str) -> Publisher:
+    def publish(name: str, rows: list[dict[str, Any]]) -> None:
+        table = [{k: _cell(v) for k, v in row.items()} for row in rows[:PREFECT_TABLE_ROWS]]
+        create_table_artifact(
+            key=artifact_key(config.name, stage, name),
+            table=table,
+            description=f"{stage}: {name} ({len(table)} of {len(rows)} rows; all rows in the MLflow run)",
+        )
+
+    return publish
+
+
+def _cell(value: Any) -> Any:
+    text = value if isinstance(value, str) else None
+    return text[:PREFECT_CELL_CHARS] + "…" if text and len(text) > PREFECT_CELL_CHARS else value
 
 
 def artifact_key(*parts: str) -> str:

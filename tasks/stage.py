@@ -24,6 +24,7 @@ log = logging.getLogger("gristmill.stage")
 
 T = TypeVar("T")
 Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+Publisher = Callable[[str, list[dict[str, Any]]], None]  # (table name, rows): the flows bind it to Prefect
 
 UPSTREAM: dict[str, str | None] = {stage: (STAGES[i - 1] if i else None) for i, stage in enumerate(STAGES)}
 
@@ -41,6 +42,15 @@ class StageContext:
     run_id: str | None = None  # this stage's MLflow child run
     parent_run_id: str | None = None  # the pipeline's MLflow run
     map: Mapper = serial_map
+    publish: Publisher | None = None
+
+    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """A table for people to read: an MLflow table artifact `<name>.json` and, under Prefect, a table
+        artifact in the flow run. The one way stages report tables."""
+        if self.tracker and self.run_id and rows:
+            self.tracker.log_table(self.run_id, rows, f"{name}.json")
+        if self.publish and rows:
+            self.publish(name, rows)
 
     @property
     def workspace(self) -> Path:
@@ -111,6 +121,7 @@ def execute(
     tracker: Tracker | None = None,
     parent_run_id: str | None = None,
     mapper: Mapper = serial_map,
+    publish: Publisher | None = None,
 ) -> StageSummary:
     """Run `stage` (or report it up to date) and return its summary; on failure the finished units stay."""
     started = time.perf_counter()
@@ -129,7 +140,7 @@ def execute(
         status = "up to date" if manifest else "ran"
         if manifest is None:
             output.begin(config_hash, input_hash)
-            ctx = StageContext(config, output, upstream, tracker, run_id, parent_run_id, mapper)
+            ctx = StageContext(config, output, upstream, tracker, run_id, parent_run_id, mapper, publish)
             result = run(ctx)
             stats = {
                 "in": result.count_in,

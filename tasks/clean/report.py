@@ -5,26 +5,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.tracking import Tracker
+from tasks.stage import StageContext
 
 log = logging.getLogger("gristmill.clean")
 
 
-def log_report(
-    tracker: Tracker, run_id: str, removed: dict[str, int], samples: list[dict], audit_rows: list[dict]
-) -> None:
+def log_report(ctx: StageContext, removed: dict[str, int], samples: list[dict], audit_rows: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display in a worker
     import matplotlib.pyplot as plt
 
-    tracker.log_table(run_id, samples, "clean/removal_samples.json")
+    ctx.table("clean/removal_samples", samples)
+    ctx.table("clean/audit", audit_rows)
+    tracker, run_id = ctx.tracker, ctx.run_id
+    if tracker is None or run_id is None:
+        return
     if removed:
         fig = _bar(plt, removed, "documents removed by rule", "documents")
         tracker.log_figure(run_id, fig, "clean/removals_by_rule.png")
         plt.close(fig)
     if audit_rows:
-        tracker.log_table(run_id, audit_rows, "clean/audit.json")
         fig = _audit_figure(plt, audit_rows)
         tracker.log_figure(run_id, fig, "clean/audit_disparity.png")
         plt.close(fig)

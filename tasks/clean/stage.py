@@ -98,9 +98,7 @@ def run(ctx: StageContext) -> StageResult:
         stats["audit_share"] = {
             r["group"]: {"before": r["share_before"], "after": r["share_after"]} for r in audit_rows
         }
-    if ctx.tracker is not None and ctx.run_id:
-        samples = _cap(samples, cfg.audit.samples_per_rule)
-        log_report(ctx.tracker, ctx.run_id, stats["removed"], samples, audit_rows)
+    log_report(ctx, stats["removed"], _cap(samples, cfg.audit.samples_per_rule), audit_rows)
     docs_out = sum(s.rows for u in units for s in u.shards["documents"])
     return StageResult(
         units=units,

@@ -45,6 +45,7 @@ def histogram_figure(sizes: list[int]):
 
 
 def track(ctx: StageContext, sizes: list[int], pairs: list[dict[str, Any]]) -> None:
+    ctx.table("dedup/removed_pairs", pairs[:MAX_PAIR_ROWS])
     if not (ctx.tracker and ctx.run_id):
         return
     from matplotlib import pyplot as plt
@@ -54,4 +55,3 @@ def track(ctx: StageContext, sizes: list[int], pairs: list[dict[str, Any]]) -> N
         ctx.tracker.log_figure(ctx.run_id, fig, "dedup/cluster_sizes.png")
     finally:
         plt.close(fig)
-    ctx.tracker.log_table(ctx.run_id, pairs[:MAX_PAIR_ROWS], "dedup/removed_pairs.json")

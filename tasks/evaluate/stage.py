@@ -93,11 +93,11 @@ def _hf_generate(export_dir: Path, prompt: str, max_new_tokens: int) -> str:
 
 
 def _track(ctx: StageContext, report: dict, bias_rows: list[dict], export_dir: Path) -> int | None:
+    ctx.table("generations", report["generations"])
+    ctx.table("bias_pairs", bias_rows)
     tracker, run_id = ctx.tracker, ctx.run_id
     if tracker is None or run_id is None:
         return None
-    tracker.log_table(run_id, report["generations"], "generations.json")
-    tracker.log_table(run_id, bias_rows, "bias_pairs.json")
     tracker.log_dict(run_id, report, "report.json")
     tracker.log_artifacts(run_id, export_dir, MODEL_ARTIFACT)
     if not ctx.config.evaluate.register_model:

@@ -83,6 +83,19 @@ def test_mlflow_holds_the_parent_run_six_children_and_model_version_1(first_run,
     assert version.tags["gristmill.pipeline_run_id"] == parent
 
 
+def test_stage_tables_reach_prefect_as_artifacts(first_run, config):
+    from prefect.artifacts import Artifact
+
+    from flows.common import artifact_key
+
+    for stage, table in [("clean", "clean/removal_samples"), ("evaluate", "generations")]:
+        artifact = Artifact.get(artifact_key(config.name, stage, table))
+        assert artifact is not None and artifact.type == "table", (stage, table)
+        assert json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    summary = Artifact.get(artifact_key(config.name, "train"))
+    assert summary is not None and "train" in str(summary.data)
+
+
 def test_validation_loss_falls(first_run, config):
     from tasks.shards import StageOutput
 
