@@ -269,6 +269,8 @@ def run(ctx: StageContext) -> StageResult:
         if ctx.tracker and ctx.run_id:
             ctx.tracker.log_params(ctx.run_id, {"model": model_config.to_dict()})
             log_loss_curve(ctx.tracker, ctx.run_id)
+            # The final checkpoint (weights, optimizer and data position): a run can resume from the artifact.
+            ctx.tracker.log_artifact(ctx.run_id, ctx.output.path / CHECKPOINTS_DIR / LAST_CHECKPOINT, "checkpoints")
         return UnitRecord(unit="train", stats={k: v for k, v in stats.items() if _is_finite(v)})
 
     unit = ctx.unit("train", train)

@@ -75,6 +75,8 @@ def test_mlflow_holds_the_parent_run_six_children_and_model_version_1(first_run,
     assert children["clean"].data.params["clean.min_words"] == "50"
     assert children["tokenize"].data.metrics["tokens.train"] > 0
     assert children["train"].data.params["model.hidden_size"] == "64"
+    train_artifacts = [a.path for a in tracker.client.list_artifacts(children["train"].info.run_id, "checkpoints")]
+    assert train_artifacts == ["checkpoints/last.ckpt"]
     history = tracker.client.get_metric_history(children["train"].info.run_id, "train/loss")
     assert len(history) >= 5
     assert children["evaluate"].data.metrics["perplexity"] > 1
