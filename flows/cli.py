@@ -45,7 +45,9 @@ def run(
     if stage is not None and stage not in STAGES:
         console.print(f"[red]--stage {stage!r} is not a stage; choose one of {', '.join(STAGES)}[/red]")
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Our progress at INFO; libraries (httpx logs every Prefect API call at INFO) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("gristmill").setLevel(logging.INFO)
     from flows.pipeline import pipeline
     from flows.stages import STAGE_FLOWS
 
