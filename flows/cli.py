@@ -65,6 +65,9 @@ def print_summary(cfg: PipelineConfig, config_path: Path, summaries: list, secon
             s.stage, s.status, f"{s.count_in:,} {s.unit_in}", f"{s.count_out:,} {s.unit_out}", f"{s.seconds:.1f} s"
         )
     console.print(table)
+    for s in summaries:
+        for warning in s.warnings:
+            console.print(f"[yellow]warning[/yellow] {s.stage}: {warning}", highlight=False)
     workspace = Path(cfg.workspace).resolve()
     console.print(f"workspace:      {workspace}")
     console.print(f"MLflow UI:      gristmill ui {config_path}")

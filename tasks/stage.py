@@ -92,6 +92,7 @@ class StageSummary(BaseModel):
     seconds: float
     mlflow_run_id: str | None
     manifest: str
+    warnings: list[str] = []  # what a person should look at (e.g. the clean audit's disparities)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, status: str, seconds: float, path: Path, run_id: str | None):
@@ -106,6 +107,7 @@ class StageSummary(BaseModel):
             seconds=round(seconds, 2),
             mlflow_run_id=run_id,
             manifest=str(path),
+            warnings=[str(w) for w in s.get("warnings", [])],
         )
 
 

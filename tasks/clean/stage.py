@@ -94,7 +94,7 @@ def run(ctx: StageContext) -> StageResult:
         for warning in warnings:
             log.warning("clean audit: %s", warning)
         stats["audit_warnings"] = len(warnings)
-        stats["audit_warning_messages"] = warnings  # a list: kept in the manifest, not a metric
+        stats["warnings"] = warnings  # a list: in the manifest and the run summary, not a metric
         stats["audit_share"] = {
             r["group"]: {"before": r["share_before"], "after": r["share_after"]} for r in audit_rows
         }

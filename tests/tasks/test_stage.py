@@ -91,3 +91,15 @@ def test_stage_runs_are_tracked_as_mlflow_children(tmp_path):
     assert run.info.status == "FINISHED"
     assert "manifest.json" in [a.path for a in tracker.client.list_artifacts(run.info.run_id)]
     assert tracker.uri.startswith("sqlite:///") and Path(config.workspace, "mlflow", "mlflow.db").is_file()
+
+
+def test_warnings_in_a_stage_stats_reach_its_summary_also_when_up_to_date(tmp_path):
+    config = make_config(tmp_path)
+    fake_crawl_output(config)
+
+    def run(ctx: StageContext) -> StageResult:
+        return StageResult([], 15, "docs", 15, "docs", stats={"warnings": ["filter X removes group Y 3x as often"]})
+
+    assert execute(config, "dedup", run).warnings == ["filter X removes group Y 3x as often"]
+    again = execute(config, "dedup", run)
+    assert again.status == "up to date" and again.warnings == ["filter X removes group Y 3x as often"]

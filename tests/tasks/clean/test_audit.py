@@ -57,7 +57,7 @@ def test_stage_logs_removals_audit_table_and_figures_to_mlflow(tmp_path):
     assert stats["removed"] == {"c4_lorem_ipsum": 3}
     assert stats["filters"]["c4"]["docs_removed"] == 3 and stats["filters"]["c4"]["docs_in"] == 10
     # c4 removed 3 of 4 religion docs vs 3 of 10 overall: ratio 2.5
-    assert stats["audit_warnings"] == 1 and "religion" in stats["audit_warning_messages"][0]
+    assert stats["audit_warnings"] == 1 and "religion" in stats["warnings"][0]
     run_ = tracker.client.get_run(summary.mlflow_run_id)
     assert run_.data.metrics["removed.c4_lorem_ipsum"] == 3
     assert run_.data.metrics["filters.c4.docs_removed"] == 3
