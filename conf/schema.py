@@ -7,7 +7,9 @@ parameter, which is what lets Prefect's UI render the whole configuration as a f
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,19 +40,86 @@ class DemoSiteConfig(Section):
     max_packages: int = Field(0, ge=0, description="Use at most this many distributions (0 = all installed).")
 
 
+DEFAULT_TRACKING_PARAMS = [
+    "utm_*", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "yclid", "_ga", "_hsenc", "_hsmi", "ref_src",
+]  # fmt: skip
+DEFAULT_CONTENT_TYPES = ["text/html", "application/xhtml+xml", "text/plain"]
+
+
+class SourceConfig(Section):
+    """An existing corpus to ingest beside (or instead of) crawling; every kind ends in the raw-record schema."""
+
+    path: str = Field(description="A file, directory or glob; local or any fsspec URL (s3://, gs://, memory://).")
+    kind: Literal["auto", "warc", "wet", "jsonl", "parquet", "files"] = Field(
+        "auto", description="auto: from the name (.warc[.gz], .wet[.gz], .jsonl/.json[.gz|.zst], .parquet, a dir)."
+    )
+    text_field: str = Field("text", description="JSONL field or Parquet column holding the text.")
+    url_field: str | None = Field("url", description="JSONL field or Parquet column holding the URL, if any.")
+    content_type: Literal["text/plain", "text/html"] = Field(
+        "text/plain", description="What the JSONL/Parquet text is: plain text, or HTML to extract."
+    )
+
+
 class CrawlConfig(Section):
+    """Polite asynchronous crawl from seeds plus ingestion of existing corpora, then main-text extraction."""
+
     seeds: list[str] = Field(default_factory=list, description="Seed URLs (http or https).")
+    sources: list[SourceConfig] = Field(default_factory=list, description="Corpora to ingest: WARC, WET, JSONL, ...")
     demo_site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
-    max_pages: int = Field(200, ge=1, description="Stop after fetching this many pages.")
-    same_site: bool = Field(True, description="Follow only links on the seeds' hosts.")
+    use_sitemaps: bool = Field(True, description="Seed from robots.txt sitemaps, else /sitemap.xml, per host.")
+    # scope
+    max_pages: int = Field(200, ge=1, description="Stop after storing this many pages.")
+    max_pages_per_host: int | None = Field(None, ge=1, description="Stop storing pages of one host after this many.")
+    max_depth: int | None = Field(None, ge=0, description="Links followed from a seed (seed = 0); None = unbounded.")
+    same_site: bool = Field(True, description="Follow only links on the seeds' hosts (plus allowed_domains).")
+    allowed_domains: list[str] = Field(
+        default_factory=list, description="Also follow these domains and their subdomains (e.g. example.org)."
+    )
+    include: list[str] = Field(default_factory=list, description="Regexes; if any, a URL must match one.")
+    exclude: list[str] = Field(default_factory=list, description="Regexes; a URL matching one is skipped.")
+    strip_query_params: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRACKING_PARAMS),
+        description="Query parameters dropped when normalising URLs (tracking ids; * is a wildcard).",
+    )
+    # politeness
     respect_robots: bool = Field(True, description="Obey robots.txt (Disallow and Crawl-delay).")
     user_agent: str = "gristmill/0.1 (+https://github.com/gristmill/gristmill)"
-    request_timeout_s: float = Field(10.0, gt=0)
+    concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight across all hosts.")
+    per_host_concurrency: int = Field(2, ge=1, le=64, description="Requests in flight to one host.")
     min_delay_s: float = Field(0.0, ge=0, description="Minimum delay between two requests to one host.")
-    max_body_bytes: int = Field(5_000_000, ge=1024, description="Larger responses are cut off and skipped.")
-    allow_private_hosts: bool = Field(
-        False, description="Allow loopback/private addresses (the demo and tests crawl 127.0.0.1)."
+    max_crawl_delay_s: float = Field(30.0, ge=0, description="A robots.txt Crawl-delay above this is capped.")
+    # retries
+    max_retries: int = Field(3, ge=0, le=20, description="Retries after timeouts, connection errors, 429 and 5xx.")
+    backoff_base_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt, with full jitter.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Cap on one backoff delay.")
+    max_retry_after_s: float = Field(
+        120.0, ge=0, description="A Retry-After longer than this is not waited for: the URL fails instead."
     )
+    max_redirects: int = Field(10, ge=0, le=50, description="Redirect hops followed per URL (loops are cut earlier).")
+    # response limits
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time to connect (and between two reads).")
+    request_timeout_s: float = Field(30.0, gt=0, description="Total time for one request, body included.")
+    max_body_bytes: int = Field(
+        5_000_000, ge=1024, description="Larger bodies (after decompression) are cut off and the page skipped."
+    )
+    content_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONTENT_TYPES), description="Media types stored; others are skipped."
+    )
+    allow_private_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR) the crawler may reach anyway, e.g. 127.0.0.0/8 for a local site; "
+        "every other loopback, private, link-local or reserved address is refused, on every redirect too.",
+    )
+    # outputs
+    warc: bool = Field(True, description="Also write raw responses as WARC files (warc/*.warc.gz).")
+    progress_bar: bool = Field(True, description="Show a progress bar on a terminal.")
+    # extraction
+    extractor: Literal["trafilatura", "trafilatura-precision", "trafilatura-recall", "resiliparse"] = Field(
+        "trafilatura-precision",
+        description="Main-text extractor (F1 of each in docs/benchmarks.md#extraction-quality-crawl).",
+    )
+    extract_timeout_s: float = Field(5.0, gt=0, description="Per-document extraction time limit.")
+    extract_workers: int = Field(2, ge=1, le=256, description="Extraction processes per shard.")
     shard_rows: int = Field(1000, ge=1, description="Documents per output shard.")
 
     @field_validator("seeds")
@@ -60,6 +129,26 @@ class CrawlConfig(Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"seed {url!r} must start with http:// or https://")
         return seeds
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{network!r} is not an IP network (CIDR such as 127.0.0.0/8): {err}") from err
+        return networks
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from err
+        return patterns
 
 
 class DedupConfig(Section):
@@ -311,8 +400,11 @@ class PipelineConfig(Section):
 
     @model_validator(mode="after")
     def _has_a_source(self) -> PipelineConfig:
-        if not self.crawl.seeds and not self.crawl.demo_site.enabled:
-            raise ValueError("crawl.seeds is empty and crawl.demo_site.enabled is false: nothing to crawl")
+        crawl = self.crawl
+        if not crawl.seeds and not crawl.sources and not crawl.demo_site.enabled:
+            raise ValueError(
+                "crawl.seeds and crawl.sources are empty and crawl.demo_site.enabled is false: nothing to crawl"
+            )
         return self
 
     def section(self, stage: str) -> Section:

@@ -7,11 +7,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import task, unmapped
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from conf.schema import PipelineConfig
-from tasks.stage import Mapper, Publisher, StageContext, StageResult, StageSummary, execute
+from tasks.stage import (
+    Mapper,
+    ProgressPublisher,
+    Publisher,
+    StageContext,
+    StageResult,
+    StageSummary,
+    execute,
+)
 from tasks.tracking import Tracker
 
 
@@ -44,7 +52,14 @@ def run_stage(
     parent_run_id: str | None,
 ) -> StageSummary:
     summary = execute(
-        config, stage, run, tracker_for(config), parent_run_id, prefect_mapper(stage), prefect_publisher(config, stage)
+        config,
+        stage,
+        run,
+        tracker_for(config),
+        parent_run_id,
+        prefect_mapper(stage),
+        prefect_publisher(config, stage),
+        prefect_progress(config, stage),
     )
     create_table_artifact(
         key=artifact_key(config.name, stage),
@@ -66,6 +81,21 @@ def prefect_publisher(config: PipelineConfig, stage: str) -> Publisher:
             table=table,
             description=f"{stage}: {name} ({len(table)} of {len(rows)} rows; all rows in the MLflow run)",
         )
+
+    return publish
+
+
+def prefect_progress(config: PipelineConfig, stage: str) -> ProgressPublisher:
+    """A progress artifact per name, created on the first report and updated after."""
+    artifacts: dict[str, Any] = {}
+
+    def publish(name: str, fraction: float, description: str) -> None:
+        percent = round(100 * min(max(fraction, 0.0), 1.0), 1)
+        if name not in artifacts:
+            key = artifact_key(config.name, stage, name)
+            artifacts[name] = create_progress_artifact(percent, key=key, description=description)
+        else:
+            update_progress_artifact(artifacts[name], percent, description=description)
 
     return publish
 

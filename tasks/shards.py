@@ -101,15 +101,21 @@ def write_shard(path: Path, batches: Iterable[pa.RecordBatch] | pa.Table, schema
     return info
 
 
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
+def shard_name(index: int, prefix: str = "part") -> str:
+    return f"{prefix}-{index:05d}.parquet"
 
 
 class ShardWriter:
-    """Streams records into shards of at most `rows_per_shard` rows: `part-00000.parquet`, `part-00001…`."""
+    """Streams records into shards of at most `rows_per_shard` rows: `part-00000.parquet`, `part-00001…`.
 
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_shard: int, first_index: int = 0) -> None:
+    A `prefix` other than "part" lets several units write one dataset without name clashes.
+    """
+
+    def __init__(
+        self, directory: Path, schema: pa.Schema, rows_per_shard: int, first_index: int = 0, prefix: str = "part"
+    ) -> None:
         self.directory = directory
+        self.prefix = prefix
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.next_index = first_index
@@ -124,7 +130,7 @@ class ShardWriter:
         if not self.buffer:
             return None
         table = pa.Table.from_pylist(self.buffer, schema=self.schema)
-        info = write_shard(self.directory / shard_name(self.next_index), table, self.schema)
+        info = write_shard(self.directory / shard_name(self.next_index, self.prefix), table, self.schema)
         self.shards.append(info)
         self.buffer.clear()
         self.next_index += 1

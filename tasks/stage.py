@@ -25,6 +25,7 @@ log = logging.getLogger("gristmill.stage")
 T = TypeVar("T")
 Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 Publisher = Callable[[str, list[dict[str, Any]]], None]  # (table name, rows): the flows bind it to Prefect
+ProgressPublisher = Callable[[str, float, str], None]  # (name, fraction done, description): a Prefect artifact
 
 UPSTREAM: dict[str, str | None] = {stage: (STAGES[i - 1] if i else None) for i, stage in enumerate(STAGES)}
 
@@ -43,6 +44,7 @@ class StageContext:
     parent_run_id: str | None = None  # the pipeline's MLflow run
     map: Mapper = serial_map
     publish: Publisher | None = None
+    publish_progress: ProgressPublisher | None = None
 
     def table(self, name: str, rows: list[dict[str, Any]]) -> None:
         """A table for people to read: an MLflow table artifact `<name>.json` and, under Prefect, a table
@@ -51,6 +53,11 @@ class StageContext:
             self.tracker.log_table(self.run_id, rows, f"{name}.json")
         if self.publish and rows:
             self.publish(name, rows)
+
+    def progress(self, name: str, fraction: float, description: str) -> None:
+        """How far a long unit has got (0..1); under Prefect, a progress artifact in the flow run."""
+        if self.publish_progress:
+            self.publish_progress(name, fraction, description)
 
     @property
     def workspace(self) -> Path:
@@ -124,6 +131,7 @@ def execute(
     parent_run_id: str | None = None,
     mapper: Mapper = serial_map,
     publish: Publisher | None = None,
+    publish_progress: ProgressPublisher | None = None,
 ) -> StageSummary:
     """Run `stage` (or report it up to date) and return its summary; on failure the finished units stay."""
     started = time.perf_counter()
@@ -142,7 +150,9 @@ def execute(
         status = "up to date" if manifest else "ran"
         if manifest is None:
             output.begin(config_hash, input_hash)
-            ctx = StageContext(config, output, upstream, tracker, run_id, parent_run_id, mapper, publish)
+            ctx = StageContext(
+                config, output, upstream, tracker, run_id, parent_run_id, mapper, publish, publish_progress
+            )
             result = run(ctx)
             stats = {
                 "in": result.count_in,
