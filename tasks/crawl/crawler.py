@@ -1,534 +1,448 @@
-"""A polite, breadth-first web crawler: seeds in, one `DOCUMENT_SCHEMA` record per fetched page out.
+"""A polite, resumable, asynchronous crawler: seeds in, stored pages and a fetch log (in `CrawlState`) out.
 
-Politeness and safety come before coverage: robots.txt is obeyed (Disallow and Crawl-delay), requests to one
-host are spaced out, hosts that resolve to private addresses are refused, bodies are capped while streaming,
-and every redirect hop is checked like a new link. The parts are small classes (URL normalisation, frontier,
-scope, address guard, robots cache, throttle, fetcher) so that async fetching, retries and WARC output can
-replace one part at a time.
+Politeness and safety come before coverage: robots.txt is obeyed (Disallow, Crawl-delay, Sitemap), each host
+gets at most `per_host_concurrency` requests in flight and a minimum delay between request starts, a 429's
+Retry-After pauses the whole host, hosts that resolve to non-public addresses are refused, and every redirect
+hop is checked like a new link. Every queued URL ends as one fetch-log row: stored, skipped (a rule said no)
+or failed (with the error class). Parts: `urls` (normalisation, scope), `fetch` (one bounded HTTP exchange),
+`state` (the durable frontier), `warc` (raw responses); this module only decides what to fetch when.
 """
 
 from __future__ import annotations
 
-import codecs
-import enum
-import ipaddress
+import asyncio
+import contextvars
 import logging
-import socket
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 from lxml import etree
 from protego import Protego
 
 from conf.schema import CrawlConfig
-from tasks.crawl.extract import extract, extract_links
-from tasks.crawl.records import doc_id
+from tasks.crawl.extract import extract_links
+from tasks.crawl.fetch import (
+    ACCEPT_ENCODING,
+    AddressGuard,
+    Fetcher,
+    FetchError,
+    Response,
+    backoff_seconds,
+    retry_after_seconds,
+)
+from tasks.crawl.state import CrawlState, Fetch, Page
+from tasks.crawl.urls import Scope, UrlNormalizer, host_of, origin_of
+from tasks.crawl.warc import WarcSink
 
 logger = logging.getLogger("gristmill.crawl")
 
-MAX_REDIRECTS = 10
+T = TypeVar("T")
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
 MAX_SITEMAPS_PER_HOST = 50  # a sitemap index can point to thousands; enough to seed a bounded crawl
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-EXTRACTABLE_TYPES = HTML_TYPES | {"text/plain"}
-DEFAULT_PORTS = {"http": 80, "https": 443}
-PROGRESS_EVERY = 50
-
-
-def normalize_url(url: str) -> str | None:
-    """Canonical form used for the seen-set and doc ids; None for anything but an absolute http(s) URL.
-
-    Lowercases scheme and host, drops default ports, fragments and credentials, and gives an empty path "/".
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:  # bad port or bracketed host
-        return None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if scheme not in DEFAULT_PORTS or not host:
-        return None
-    if ":" in host:  # IPv6 literal: urlsplit strips the brackets, a URL needs them
-        host = f"[{host}]"
-    if port is not None and port != DEFAULT_PORTS[scheme]:
-        host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-@dataclass
-class CrawlStats:
-    fetched: int = 0  # pages with an HTTP response, i.e. records yielded (any status)
-    ok: int = 0  # of those, status 2xx
-    failed: int = 0  # pages with no response: network error, timeout, DNS failure, redirect loop
-    skipped_robots: int = 0
-    skipped_scope: int = 0  # distinct URLs outside the seeds' hosts (links and redirect targets)
-    skipped_private: int = 0  # URLs refused because their host resolves to a non-public address
-    too_large: int = 0  # bodies over max_body_bytes, cut off and not recorded
-    bytes: int = 0  # body bytes of the recorded pages
-    extracted: int = 0  # recorded pages with main text
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Response:
-    """One HTTP response as received: no redirect followed, body possibly cut at the size limit."""
-
-    url: str
-    status: int
-    content_type: str | None  # media type only, lowercase
-    charset: str | None
-    location: str | None
-    body: bytes
-    truncated: bool
-    fetched_at: datetime
-
-
-class Fetcher:
-    """One GET per call, streamed so that an oversized body is cut off instead of loaded.
-
-    Redirects are not followed here: the crawler checks each hop like a new link (scope, address, robots).
-    """
-
-    def __init__(self, client: httpx.Client, max_body_bytes: int) -> None:
-        self._client = client
-        self._max = max_body_bytes
-
-    def get(self, url: str) -> Response:
-        """Raises httpx.HTTPError or httpx.InvalidURL when no response arrives."""
-        fetched_at = datetime.now(UTC)
-        with self._client.stream("GET", url) as response:
-            body, truncated = self._read(response)
-            media_type, charset = parse_content_type(response.headers.get("content-type"))
-            return Response(
-                url=url,
-                status=response.status_code,
-                content_type=media_type,
-                charset=charset,
-                location=response.headers.get("location"),
-                body=body,
-                truncated=truncated,
-                fetched_at=fetched_at,
-            )
-
-    def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max:
-            return b"", True  # no need to download what we would throw away
-        chunks: list[bytes] = []
-        size = 0
-        # iter_bytes decodes gzip/deflate, so the cap also bounds what a compression bomb expands to.
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self._max:
-                return b"".join(chunks), True
-            chunks.append(chunk)
-        return b"".join(chunks), False
-
-
-def parse_content_type(value: str | None) -> tuple[str | None, str | None]:
-    """("text/html", "utf-8") from "text/html; charset=UTF-8"; (None, None) when absent."""
-    if not value:
-        return None, None
-    media_type, *params = (part.strip() for part in value.split(";"))
-    charset = None
-    for param in params:
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val.strip():
-            charset = val.strip().strip("\"'").lower()
-    return media_type.lower() or None, charset
-
-
-class Frontier:
-    """FIFO queue with a seen-set: breadth-first order, and no URL is ever queued (or fetched) twice."""
-
-    def __init__(self) -> None:
-        self._queue: deque[str] = deque()
-        self._seen: set[str] = set()
-
-    def claim(self, url: str) -> str | None:
-        """Mark the URL as seen; return its normalised form if it was new, else None."""
-        normal = normalize_url(url)
-        if normal is None or normal in self._seen:
-            return None
-        self._seen.add(normal)
-        return normal
-
-    def push(self, normal_url: str) -> None:
-        self._queue.append(normal_url)
-
-    def pop(self) -> str:
-        return self._queue.popleft()
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-
-class Scope:
-    """Which URLs the crawl may visit: http(s) only and, when same_site, only the seeds' hosts.
-
-    A host is the name plus any non-default port: http and https of one name are one site, but another port
-    is another server (READMEs link to http://127.0.0.1:8000/ - which must not pull in whatever runs there).
-    """
-
-    def __init__(self, seeds: Iterable[str], same_site: bool) -> None:
-        hosts = frozenset(urlsplit(normal).netloc for normal in map(normalize_url, seeds) if normal)
-        self._hosts: frozenset[str] | None = hosts if same_site else None
-
-    def allows(self, url: str) -> bool:
-        normal = normalize_url(url)
-        if normal is None:
-            return False
-        return self._hosts is None or urlsplit(normal).netloc in self._hosts
-
-
-class Verdict(enum.Enum):
-    ALLOWED = "allowed"
-    PRIVATE = "private"
-    UNRESOLVABLE = "unresolvable"
-
-
-class AddressGuard:
-    """Refuses hosts that resolve to loopback, private, link-local or reserved addresses (SSRF protection).
-
-    A crawler fed links from the web must not become a way to reach the machine it runs on or its network.
-    The check resolves the name itself; httpx resolves again when connecting, so a DNS answer that changes
-    in between (rebinding) is not caught here - pinning the address belongs in a custom transport.
-    """
-
-    def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private
-        self._verdicts: dict[str, Verdict] = {}
-
-    def check(self, url: str) -> Verdict:
-        if self._allow_private:
-            return Verdict.ALLOWED
-        host = urlsplit(url).hostname or ""
-        if host not in self._verdicts:
-            self._verdicts[host] = self._resolve(host)
-            if self._verdicts[host] is not Verdict.ALLOWED:
-                logger.warning("refusing host %s: %s address", host, self._verdicts[host].value)
-        return self._verdicts[host]
-
-    @staticmethod
-    def _resolve(host: str) -> Verdict:
-        try:
-            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            return Verdict.UNRESOLVABLE
-        addresses = {info[4][0] for info in infos}
-        if not addresses:
-            return Verdict.UNRESOLVABLE
-        # One non-public address is enough to refuse: the connection could use any of them.
-        return Verdict.ALLOWED if all(is_public_address(a) for a in addresses) else Verdict.PRIVATE
-
-
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever Python version judges it
-    return ip.is_global and not ip.is_multicast
-
-
+# A rule said no (or the page was already seen): "skipped". Anything else that stores no page: "failed".
+SKIP_REASONS = frozenset(
+    {"robots", "out_of_scope", "excluded", "not_included", "max_depth", "content_type", "redirect_seen",
+     "max_pages_per_host", "private_address"}
+)  # fmt: skip
+PROGRESS_EVERY_S = 1.0
 ALLOW_ALL = Protego.parse("")
 DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /")
 
 
-class RobotsCache:
-    """robots.txt rules per origin, fetched once each, interpreted as RFC 9309 says.
+@dataclass(frozen=True)
+class CrawlProgress:
+    """A snapshot for progress bars and artifacts."""
 
-    2xx: parse; 4xx: no rules (allow all); 5xx or unreachable: disallow all, since the site may be down or
-    overloaded and the rules are unknown.
-    """
+    stored: int
+    queued: int
+    failed: int
+    skipped: int
+    pages_per_s: float  # pages stored per second in this session
+    max_pages: int
+    finished: bool = False  # the frontier ran out (or max_pages was reached)
 
-    def __init__(self, fetch: Callable[[str], Response | None], user_agent: str, enabled: bool) -> None:
-        self._fetch = fetch
-        self._user_agent = user_agent
-        self._enabled = enabled
-        self._rules: dict[str, Protego] = {}
-        self._sitemaps: dict[str, list[str]] = {}
-
-    def allowed(self, url: str) -> bool:
-        return self._for(url).can_fetch(url, self._user_agent)
-
-    def crawl_delay(self, url: str) -> float:
-        return self._for(url).crawl_delay(self._user_agent) or 0.0
-
-    def sitemaps(self, url: str) -> list[str]:
-        """Absolute sitemap URLs listed in the origin's robots.txt (relative ones resolved, leniently)."""
-        self._for(url)
-        return self._sitemaps.get(origin_of(url), [])
-
-    def _for(self, url: str) -> Protego:
-        origin = origin_of(url)
-        if origin not in self._rules:
-            self._rules[origin] = self._load(origin) if self._enabled else ALLOW_ALL
-        return self._rules[origin]
-
-    def _load(self, origin: str) -> Protego:
-        robots_url = f"{origin}/robots.txt"
-        response = self._fetch(robots_url)
-        if response is None or response.status >= 500:
-            logger.warning("robots.txt of %s unavailable: not crawling that host", origin)
-            return DISALLOW_ALL
-        if not 200 <= response.status < 300:
-            return ALLOW_ALL  # 4xx (typically 404): the site has no rules
-        rules = Protego.parse(response.body.decode("utf-8", errors="replace"))
-        self._sitemaps[origin] = [urljoin(robots_url, s) for s in rules.sitemaps]
-        return rules
+    @property
+    def fraction(self) -> float:
+        if self.finished:
+            return 1.0
+        return min(1.0, self.stored / self.max_pages) if self.max_pages else 0.0
 
 
-class HostThrottle:
-    """Keeps at least `delay` seconds between the starts of two requests to one host (host:port)."""
+ProgressCallback = Callable[[CrawlProgress], None]
 
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
 
-    def wait(self, url: str, delay: float) -> None:
-        key = urlsplit(url).netloc
-        last = self._last.get(key)
-        if last is not None and delay > 0:
-            remaining = last + delay - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-        self._last[key] = time.monotonic()
+class HostGate:
+    """Per-host politeness: at most `connections` requests in flight, and `delay` seconds between their starts."""
+
+    def __init__(self, connections: int, delay: float) -> None:
+        self._slots = asyncio.Semaphore(connections)
+        self.delay = delay
+        self._next_start = 0.0
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            start = max(loop.time(), self._next_start)
+            self._next_start = start + self.delay  # reserved before sleeping, so waiters queue up in order
+            await asyncio.sleep(start - loop.time())
+            yield
+
+    def defer(self, seconds: float) -> None:
+        """Start nothing on this host for `seconds` (a 429 or 503 with Retry-After speaks for the whole host)."""
+        self._next_start = max(self._next_start, asyncio.get_running_loop().time() + seconds)
 
 
 class Crawler:
-    """Breadth-first crawl from seeds; `crawl` yields one record per fetched page, `stats` counts the rest.
+    """Breadth-first crawl into a `CrawlState`; run it again on the same state and it continues where it stopped."""
 
-    One instance is one crawl: the seen-set, robots rules and counters live as long as the instance.
-    """
-
-    def __init__(self, config: CrawlConfig, *, use_sitemaps: bool = True) -> None:
+    def __init__(
+        self,
+        config: CrawlConfig,
+        state: CrawlState,
+        *,
+        warc: WarcSink | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         self.config = config
-        self.use_sitemaps = use_sitemaps  # also enqueue the URLs of sitemaps named in robots.txt
-        self.stats = CrawlStats()
-        self._guard = AddressGuard(config.allow_private_hosts)
-        self._throttle = HostThrottle()
-        self._frontier = Frontier()
-        self._scope = Scope([], config.same_site)
+        self.state = state
+        self.warc = warc
+        self.on_progress = on_progress
+        self.normalize = UrlNormalizer(config.strip_query_params)
+        self.dropped_links: Counter[str] = Counter()  # links never queued, by the scope rule that refused them
+        self._guard = AddressGuard(config.allow_private_networks)
+        self._scope = Scope([])
+        self._gates: dict[str, HostGate] = {}
+        self._robots: dict[str, Protego] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._running: dict[asyncio.Task[None], str] = {}
+        self._claimed: set[str] = set()  # URLs in flight, redirect hops included: nobody else fetches them
+        self._pending_per_host: Counter[str] = Counter()
         self._fetcher: Fetcher | None = None
-        self._robots = RobotsCache(self._fetch_robots, config.user_agent, config.respect_robots)
-        self._sitemap_origins: set[str] = set()
+        self._session_stored = 0
+        self._started = time.monotonic()
+        self._last_progress = 0.0
 
-    def crawl(self, seeds: list[str] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield a `DOCUMENT_SCHEMA` record for each fetched page (non-2xx included), up to max_pages."""
-        seeds = list(self.config.seeds if seeds is None else seeds)
-        self._scope = Scope(seeds, self.config.same_site)
-        self._enqueue(seeds)
-        with self._client() as client:
-            self._fetcher = Fetcher(client, self.config.max_body_bytes)
+    def run(self, seeds: list[str]) -> None:
+        """Crawl until the frontier is empty or max_pages pages are stored (blocking)."""
+        run_coroutine(self.crawl(seeds))
+
+    async def crawl(self, seeds: list[str]) -> None:
+        normal_seeds = [n for n in map(self.normalize, seeds) if n]
+        cfg = self.config
+        self._scope = Scope(
+            normal_seeds,
+            same_site=cfg.same_site,
+            allowed_domains=cfg.allowed_domains,
+            include=cfg.include,
+            exclude=cfg.exclude,
+            max_depth=cfg.max_depth,
+        )
+        self.state.enqueue((seed, 0) for seed in normal_seeds)  # a resumed crawl has them already
+        self._started = time.monotonic()
+        async with self._client() as client:
+            self._fetcher = Fetcher(
+                client,
+                max_body_bytes=cfg.max_body_bytes,
+                total_timeout_s=cfg.request_timeout_s,
+                content_types=cfg.content_types,
+            )
             try:
-                while self._frontier and self.stats.fetched < self.config.max_pages:
-                    response = self._fetch_page(self._frontier.pop())
-                    if response is not None:
-                        yield self._record(response)
-            finally:  # also when the consumer stops early and the generator is closed
-                self._fetcher = None
-                logger.info("crawl finished: %s", self.stats.as_dict())
+                await self._loop()
+            finally:
+                for task in self._running:
+                    task.cancel()
+                await asyncio.gather(*self._running, return_exceptions=True)
+        await self._report(finished=True)
+        logger.info("crawl finished: %s", self.state.outcome_counts())
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
-            headers={"User-Agent": self.config.user_agent},
-            timeout=self.config.request_timeout_s,
-            follow_redirects=False,  # each hop is checked by _fetch_page
+    def _client(self) -> httpx.AsyncClient:
+        cfg = self.config
+        return httpx.AsyncClient(
+            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+            timeout=httpx.Timeout(cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
+            follow_redirects=False,  # each hop is checked by _follow
             # Proxies from the environment would connect on our behalf, making the address guard meaningless
-            # (and would swallow requests to the 127.0.0.1 demo site); a proxy setting can come via config.
+            # (and would swallow requests to a 127.0.0.1 site).
             trust_env=False,
         )
 
-    # -- the frontier -------------------------------------------------------------------------------------------
+    # -- scheduling -------------------------------------------------------------------------------------------
 
-    def _enqueue(self, urls: Iterable[str]) -> None:
-        for url in urls:
-            normal = self._frontier.claim(url)
-            if normal is None:
-                continue
-            if not self._scope.allows(normal):
-                self.stats.skipped_scope += 1
-                logger.debug("out of scope: %s", normal)
-                continue
-            self._frontier.push(normal)
+    async def _loop(self) -> None:
+        while True:
+            self._launch()
+            if not self._running:
+                return
+            done, _ = await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                url = self._running.pop(task)
+                self._pending_per_host[host_of(url)] -= 1
+                task.result()  # _visit handles every fetch error itself: anything raised here is a bug
+            await self._report()
 
-    def _admit(self, url: str) -> bool:
-        """Scope, address and robots checks, in order of cost; each refusal is counted, not raised."""
-        if not self._scope.allows(url):
-            self.stats.skipped_scope += 1
-            logger.debug("out of scope: %s", url)
-            return False
-        verdict = self._guard.check(url)
-        if verdict is Verdict.PRIVATE:
-            self.stats.skipped_private += 1
-            return False
-        if verdict is Verdict.UNRESOLVABLE:
-            self.stats.failed += 1
-            return False
-        if not self._robots.allowed(url):
-            self.stats.skipped_robots += 1
-            logger.debug("disallowed by robots.txt: %s", url)
-            return False
-        self._read_sitemaps(url)
-        return True
-
-    # -- fetching -----------------------------------------------------------------------------------------------
-
-    def _get(self, url: str, delay: float) -> Response:
-        assert self._fetcher is not None, "only called while crawl() runs"
-        self._throttle.wait(url, delay)
-        return self._fetcher.get(url)
-
-    def _page_delay(self, url: str) -> float:
-        return max(self.config.min_delay_s, self._robots.crawl_delay(url))
-
-    def _fetch_page(self, url: str) -> Response | None:
-        """Fetch one page, following up to MAX_REDIRECTS redirects, each hop admitted like a new link."""
-        for _ in range(MAX_REDIRECTS + 1):
-            if not self._admit(url):
-                return None
-            try:
-                response = self._get(url, self._page_delay(url))
-            except (httpx.HTTPError, httpx.InvalidURL) as err:
-                self.stats.failed += 1
-                logger.warning("fetch failed: %s: %s", url, err)
-                return None
-            if response.truncated:
-                self.stats.too_large += 1
-                logger.warning("skipped %s: body over %d bytes", url, self.config.max_body_bytes)
-                return None
-            target = redirect_target(response)
-            if target is None:
-                return response
-            # The target is a URL like any other: fetched once at most, so a redirect to a seen page ends here.
-            next_url = self._frontier.claim(target)
-            if next_url is None:
-                logger.debug("redirect from %s to an already seen or invalid URL %s", url, target)
-                return None
-            url = next_url
-        self.stats.failed += 1
-        logger.warning("too many redirects, gave up at %s", url)
-        return None
-
-    def _fetch_robots(self, url: str) -> Response | None:
-        """GET a robots.txt (redirects followed, address-checked); None when it cannot be had."""
-        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
-            if self._guard.check(url) is not Verdict.ALLOWED:
-                return None
-            try:
-                response = self._get(url, self.config.min_delay_s)
-            except (httpx.HTTPError, httpx.InvalidURL) as err:
-                logger.warning("robots.txt fetch failed: %s: %s", url, err)
-                return None
-            target = redirect_target(response)
-            if target is None:
-                return response  # a truncated robots.txt is still parsed: RFC 9309 allows a size limit
-            url = target
-        return None
-
-    # -- sitemaps -----------------------------------------------------------------------------------------------
-
-    def _read_sitemaps(self, url: str) -> None:
-        """On the first admitted URL of an origin, enqueue the pages its robots.txt sitemaps list."""
-        origin = origin_of(url)
-        if not self.use_sitemaps or origin in self._sitemap_origins:
+    def _launch(self) -> None:
+        """Start visits for the oldest queued URLs, within the global, per-host and page limits."""
+        cfg = self.config
+        slots = min(cfg.concurrency - len(self._running), cfg.max_pages - self.state.stored - len(self._running))
+        if slots <= 0:
             return
-        self._sitemap_origins.add(origin)
-        pending = deque(self._robots.sitemaps(url))
-        read: set[str] = set()
-        while pending and len(read) < MAX_SITEMAPS_PER_HOST:
-            sitemap_url = normalize_url(pending.popleft())
-            if sitemap_url is None or sitemap_url in read:
+        in_flight = set(self._running.values())
+        for url, depth in self.state.queued(limit=len(in_flight) + 64 * slots):
+            if slots == 0:
+                break
+            host = host_of(url)
+            if url in in_flight or self._pending_per_host[host] >= cfg.per_host_concurrency:
                 continue
-            read.add(sitemap_url)
-            pages, nested = self._read_sitemap(sitemap_url)
-            self._enqueue(pages)
-            pending.extend(nested)
+            if cfg.max_pages_per_host and self.state.stored_per_host[host] >= cfg.max_pages_per_host:
+                self.state.finish(Fetch(url, depth, "skipped", error="max_pages_per_host"))
+                continue
+            if cfg.max_pages_per_host and self.state.stored_per_host[host] + self._pending_per_host[host] >= (
+                cfg.max_pages_per_host
+            ):
+                continue  # may still be needed if a page in flight fails
+            self._running[asyncio.create_task(self._visit(url, depth))] = url
+            self._pending_per_host[host] += 1
+            slots -= 1
 
-    def _read_sitemap(self, url: str) -> tuple[list[str], list[str]]:
-        """(page URLs, nested sitemap URLs) of one sitemap; empty when it cannot be fetched or parsed."""
-        if not (self._scope.allows(url) and self._guard.check(url) is Verdict.ALLOWED):
-            return [], []
-        if not self._robots.allowed(url):
-            return [], []
+    # -- one URL ----------------------------------------------------------------------------------------------
+
+    async def _visit(self, url: str, depth: int) -> None:
+        """Fetch one queued URL (redirects followed) and record its outcome; never raises a fetch error."""
+        fetch = Fetch(url, depth, outcome="failed")
+        started = time.monotonic()
+        page, links, response = None, [], None
+        self._claimed.add(url)
         try:
-            response = self._get(url, self._page_delay(url))
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
-            logger.warning("sitemap fetch failed: %s: %s", url, err)
-            return [], []
-        if response.status != 200 or response.truncated:
-            return [], []
-        return parse_sitemap(response.body, url)
+            response = await self._follow(url, depth, fetch)
+            page, links = self._page(response), self._links(response, depth)
+            fetch.outcome, fetch.bytes = "stored", len(response.body)
+        except FetchError as err:
+            fetch.outcome = "skipped" if err.reason in SKIP_REASONS else "failed"
+            fetch.error = err.reason
+            fetch.status = err.status if err.status is not None else fetch.status
+            level = logging.DEBUG if fetch.outcome == "skipped" else logging.WARNING
+            logger.log(level, "%s %s: %s", fetch.outcome, url, err)
+        finally:
+            self._claimed.difference_update([url, *fetch.redirects])
+        fetch.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+        if page is not None and response is not None and self.warc is not None:
+            self.warc.write(response)  # before the commit: a kill in between duplicates a record, loses none
+        self.state.finish(fetch, page, links)
+        self._session_stored += page is not None
 
-    # -- records ------------------------------------------------------------------------------------------------
+    async def _follow(self, url: str, depth: int, fetch: Fetch) -> Response:
+        """The final response for `url`, each redirect hop admitted like a new link."""
+        hop = url
+        for _ in range(self.config.max_redirects + 1):
+            await self._admit(hop, depth, first=hop == url)
+            response = await self._get(hop, fetch)
+            fetch.status, fetch.final_url = response.status, hop
+            location = response.redirect_location
+            if location is None:
+                if not 200 <= response.status < 300:
+                    raise FetchError(f"http_{response.status}", status=response.status)
+                return response
+            target = self.normalize(urljoin(hop, location.strip()))
+            if target is None:
+                raise FetchError("bad_redirect", location)
+            fetch.redirects.append(hop)
+            if target in fetch.redirects:
+                raise FetchError("redirect_loop", " -> ".join([*fetch.redirects, target]))
+            if target in self._claimed or self.state.seen(target):
+                raise FetchError("redirect_seen", target)  # fetched (or to be fetched) as its own URL
+            self._claimed.add(target)
+            fetch.final_url = hop = target
+        raise FetchError("too_many_redirects", f"more than {self.config.max_redirects}")
 
-    def _record(self, response: Response) -> dict[str, Any]:
-        title = text = None
-        if 200 <= response.status < 300 and response.content_type in EXTRACTABLE_TYPES:
-            title, text, links = self._extract(response)
-            self._enqueue(links)
-        self._count(response, text)
-        return {
-            "doc_id": doc_id(response.url),
-            "url": response.url,
-            "fetched_at": response.fetched_at,
-            "status": response.status,
-            "content_type": response.content_type,
-            "title": title,
-            "text": text,
-            "raw_bytes": len(response.body),
-        }
+    async def _admit(self, url: str, depth: int, first: bool) -> None:
+        """Address (first: it is the safety rule), scope (for redirect targets: links were checked when queued),
+        then robots.txt."""
+        await self._guard.check(url)
+        if not first and (why := self._scope.why_not(url, depth)):
+            raise FetchError(why, url)
+        rules = await self._rules(url)
+        if not rules.can_fetch(url, self.config.user_agent):
+            raise FetchError("robots", url)
+
+    async def _get(self, url: str, fetch: Fetch | None = None, any_type: bool = False) -> Response:
+        """GET with retries: timeouts, connection errors, 429 and 5xx, with backoff or the server's Retry-After."""
+        cfg, gate = self.config, self._gate(url)
+        for attempt in range(cfg.max_retries + 1):
+            if fetch is not None:
+                fetch.attempts += 1
+            try:
+                async with gate.turn():
+                    response = await self._fetcher_for().get(url, any_type=any_type)
+            except FetchError as err:
+                if not err.retryable or attempt == cfg.max_retries:
+                    raise
+                delay = backoff_seconds(attempt, cfg.backoff_base_s, cfg.backoff_max_s)
+            else:
+                if response.status != 429 and response.status < 500:
+                    return response
+                if attempt == cfg.max_retries:
+                    raise FetchError(f"http_{response.status}", "retries exhausted", status=response.status)
+                delay = self._retry_delay(response, attempt)
+                if response.header("retry-after") is not None:
+                    gate.defer(delay)
+            logger.debug("retrying %s in %.2f s (attempt %d)", url, delay, attempt + 1)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _retry_delay(self, response: Response, attempt: int) -> float:
+        cfg = self.config
+        retry_after = retry_after_seconds(response.header("retry-after"))
+        if retry_after is None:
+            return backoff_seconds(attempt, cfg.backoff_base_s, cfg.backoff_max_s)
+        if retry_after > cfg.max_retry_after_s:
+            raise FetchError(
+                "retry_after_too_long",
+                f"Retry-After {retry_after:.0f} s over max_retry_after_s={cfg.max_retry_after_s:g}",
+                status=response.status,
+            )
+        return retry_after
+
+    def _fetcher_for(self) -> Fetcher:
+        assert self._fetcher is not None, "only called while crawl() runs"
+        return self._fetcher
+
+    def _gate(self, url: str) -> HostGate:
+        host = host_of(url)
+        if host not in self._gates:
+            self._gates[host] = HostGate(self.config.per_host_concurrency, self.config.min_delay_s)
+        return self._gates[host]
+
+    # -- what a stored page gives ---------------------------------------------------------------------------
 
     @staticmethod
-    def _extract(response: Response) -> tuple[str | None, str | None, list[str]]:
-        decoded = decode_body(response.body, response.charset)
+    def _page(response: Response) -> Page:
+        return Page(
+            url=response.url,
+            fetched_at=response.fetched_at,
+            status=response.status,
+            content_type=response.content_type,
+            charset=response.charset,
+            lang_hint=response.header("content-language"),
+            content=response.body,
+        )
+
+    def _links(self, response: Response, depth: int) -> list[tuple[str, int]]:
         if response.content_type not in HTML_TYPES:
-            plain = decoded if decoded is not None else response.body.decode("utf-8", errors="replace")
-            return None, plain.strip() or None, []
-        # Without a declared charset, hand over the bytes: trafilatura and lxml sniff <meta charset>.
-        markup: str | bytes = decoded if decoded is not None else response.body
-        extracted = extract(markup, response.url)
-        return extracted.title, extracted.text, extract_links(markup, response.url)
+            return []
+        # Bytes, not text: lxml sniffs <meta charset>, and link targets are ASCII in practice.
+        return self._in_scope(extract_links(response.body, response.url), depth + 1)
 
-    def _count(self, response: Response, text: str | None) -> None:
-        stats = self.stats
-        stats.fetched += 1
-        stats.ok += 200 <= response.status < 300
-        stats.extracted += text is not None
-        stats.bytes += len(response.body)
-        level = logging.INFO if stats.fetched % PROGRESS_EVERY == 0 else logging.DEBUG
-        queued = len(self._frontier)
-        logger.log(level, "page %d: %s %s (%d queued)", stats.fetched, response.status, response.url, queued)
+    def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
+        kept = []
+        for url in urls:
+            normal = self.normalize(url)
+            why = "invalid" if normal is None else self._scope.why_not(normal, depth)
+            if why:
+                self.dropped_links[why] += 1
+            else:
+                kept.append((normal, depth))
+        return kept
+
+    # -- robots.txt and sitemaps ------------------------------------------------------------------------------
+
+    async def _rules(self, url: str) -> Protego:
+        """The origin's robots.txt rules, fetched once; the first time, its sitemaps seed the frontier too."""
+        origin = origin_of(url)
+        if origin in self._robots:
+            return self._robots[origin]
+        async with self._robots_locks.setdefault(origin, asyncio.Lock()):
+            if origin not in self._robots:
+                rules = await self._load_robots(origin) if self.config.respect_robots else ALLOW_ALL
+                delay = min(rules.crawl_delay(self.config.user_agent) or 0.0, self.config.max_crawl_delay_s)
+                gate = self._gate(url)
+                gate.delay = max(gate.delay, delay)
+                self._robots[origin] = rules
+                if self.config.use_sitemaps:
+                    await self._read_sitemaps(origin, rules)
+        return self._robots[origin]
+
+    async def _load_robots(self, origin: str) -> Protego:
+        """RFC 9309: 2xx -> parse; 4xx -> no rules; 5xx or unreachable -> disallow all (the rules are unknown)."""
+        url = f"{origin}/robots.txt"
+        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+            try:
+                await self._guard.check(url)
+                response = await self._get(url, any_type=True)
+            except FetchError as err:
+                if err.status is not None and 400 <= err.status < 500:
+                    return ALLOW_ALL
+                logger.warning("robots.txt of %s unavailable (%s): not crawling that origin", origin, err)
+                return DISALLOW_ALL
+            location = response.redirect_location
+            if location is None:
+                if 200 <= response.status < 300:
+                    return Protego.parse(response.body.decode("utf-8", errors="replace"))
+                return ALLOW_ALL if 400 <= response.status < 500 else DISALLOW_ALL
+            url = urljoin(url, location)
+        return ALLOW_ALL  # RFC 9309: past the redirect limit, treat as unavailable (4xx)
+
+    async def _read_sitemaps(self, origin: str, rules: Protego) -> None:
+        """Queue the pages of the sitemaps robots.txt names (else /sitemap.xml), at depth 1."""
+        pending = [urljoin(origin + "/", s) for s in rules.sitemaps] or [f"{origin}/sitemap.xml"]
+        read: set[str] = set()
+        while pending and len(read) < MAX_SITEMAPS_PER_HOST:
+            url = self.normalize(pending.pop(0))
+            if url is None or url in read or self._scope.why_not(url) or not rules.can_fetch(url, "*"):
+                continue
+            read.add(url)
+            try:
+                await self._guard.check(url)
+                response = await self._get(url, any_type=True)
+            except FetchError as err:
+                logger.debug("sitemap %s unavailable: %s", url, err)
+                continue
+            if response.status != 200:
+                continue
+            pages, nested = parse_sitemap(response.body, url)
+            added = self.state.enqueue(self._in_scope(pages, 1))
+            logger.info("sitemap %s: %d pages, %d new", url, len(pages), added)
+            pending.extend(nested)
+
+    # -- progress ---------------------------------------------------------------------------------------------
+
+    async def _report(self, finished: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is None or (not finished and now - self._last_progress < PROGRESS_EVERY_S):
+            return
+        self._last_progress = now
+        outcomes = self.state.outcome_counts()
+        snapshot = CrawlProgress(
+            stored=outcomes.get("stored", 0),
+            queued=self.state.queued_count(),
+            failed=outcomes.get("failed", 0),
+            skipped=outcomes.get("skipped", 0),
+            pages_per_s=self._session_stored / max(now - self._started, 1e-9),
+            max_pages=self.config.max_pages,
+            finished=finished,
+        )
+        # A thread: the callback may block (an HTTP call to Prefect's API) and must not stall the fetches.
+        await asyncio.to_thread(self.on_progress, snapshot)
 
 
-def redirect_target(response: Response) -> str | None:
-    if response.status in REDIRECT_STATUSES and response.location:
-        return urljoin(response.url, response.location.strip())
-    return None
-
-
-def decode_body(body: bytes, charset: str | None) -> str | None:
-    """The body as text in its declared charset; None when no (known) charset is declared."""
-    if not charset:
-        return None
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, also where this thread already runs an event loop."""
     try:
-        codecs.lookup(charset)
-    except LookupError:
-        return None
-    return body.decode(charset, errors="replace")
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    context = contextvars.copy_context()  # keeps Prefect's run context visible to the callbacks
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 # The sitemap is untrusted XML: no entities, no network, no DTDs.

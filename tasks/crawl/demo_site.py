@@ -435,10 +435,16 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve_directory(root: Path) -> Iterator[str]:
-    """Serve `root` on an ephemeral 127.0.0.1 port in a daemon thread; yield its base URL, ending in /."""
+def serve_directory(root: Path, port: int = 0) -> Iterator[str]:
+    """Serve `root` on 127.0.0.1 in a daemon thread; yield its base URL, ending in /.
+
+    `port` 0 takes an ephemeral port; a given port that is taken falls back to an ephemeral one.
+    """
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True  # a stuck client must not keep the process alive
     # A short poll interval makes shutdown() quick (the default 0.5 s is paid on every exit).
     thread = threading.Thread(

@@ -1,30 +1,58 @@
-"""The crawler against real HTTP servers on 127.0.0.1: the served demo site and small hand-made sites."""
+"""The crawler against real HTTP servers on 127.0.0.1: the served demo site and small hand-made sites.
+
+The hostile corner (timeouts, bombs, traps, retries) is in test_crawler_hostile.py; resume after SIGKILL in
+test_crawl_resume.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pyarrow as pa
 import pytest
 
 from conf.schema import CrawlConfig
-from tasks.crawl.crawler import AddressGuard, Crawler, Scope, Verdict, is_public_address, normalize_url
+from tasks.crawl.crawler import Crawler
 from tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
-from tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
+from tasks.crawl.fetch import AddressGuard, FetchError, is_public_address
+from tasks.crawl.state import CrawlState
+from tasks.crawl.urls import Scope, UrlNormalizer
+
+LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
 
 
 def _config(**overrides: Any) -> CrawlConfig:
-    return CrawlConfig(**{"allow_private_hosts": True, "max_pages": 1000, **overrides})
+    return CrawlConfig(**{"allow_private_networks": LOCAL, "max_pages": 1000, "backoff_base_s": 0.01, **overrides})
+
+
+@dataclass
+class Crawled:
+    state: CrawlState
+    crawler: Crawler
+
+    @property
+    def pages(self) -> dict[str, Any]:
+        return {urlsplit(p.url).path: p for p in self.state.iter_pages()}
+
+    @property
+    def fetches(self) -> dict[str, dict[str, Any]]:
+        return {urlsplit(f["url"]).path: f for f in self.state.iter_fetches()}
+
+
+def crawl(tmp_path: Path, seeds: list[str], **overrides: Any) -> Crawled:
+    state = CrawlState(tmp_path / f"state-{time.monotonic_ns()}.sqlite")
+    crawler = Crawler(_config(**overrides), state)
+    crawler.run(seeds)
+    return Crawled(state, crawler)
 
 
 # -- the demo site ----------------------------------------------------------------------------------------------
@@ -38,72 +66,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SiteSt
         yield base, stats
 
 
-@pytest.fixture(scope="module")
-def demo_crawl(demo: tuple[str, SiteStats]) -> tuple[Crawler, list[dict[str, Any]], list[str]]:
-    """One full crawl of the demo site, with the paths the server was asked for (from its request log)."""
-    base, _ = demo
-    requested: list[str] = []
-
-    class RequestLog(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            requested.append(record.getMessage())
-
-    server_log = logging.getLogger("gristmill.crawl.demo_site")
-    handler, level = RequestLog(), server_log.level
-    server_log.addHandler(handler)
-    server_log.setLevel(logging.DEBUG)
-    try:
-        crawler = Crawler(_config())
-        records = list(crawler.crawl([base]))
-    finally:
-        server_log.removeHandler(handler)
-        server_log.setLevel(level)
-    return crawler, records, requested
-
-
-def test_demo_crawl_fetches_every_public_page_once(demo, demo_crawl) -> None:
+def test_demo_crawl_stores_every_public_page_once(demo, tmp_path) -> None:
     base, site = demo
-    crawler, records, _ = demo_crawl
-    urls = [r["url"] for r in records]
+    done = crawl(tmp_path, [base])
+    urls = [p.url for p in done.state.iter_pages()]
     assert len(urls) == len(set(urls))
-    assert len({r["doc_id"] for r in records}) == len(records)
     assert sorted(urls) == sorted(base.rstrip("/") + path for path in site.urls)
-    assert crawler.stats.fetched == crawler.stats.ok == len(records)
-    assert crawler.stats.failed == 0
+    assert done.state.outcome_counts() == {"stored": len(urls), "skipped": 1}  # the home page links to /private/
+    assert done.fetches["/private/"]["error"] == "robots"
+    for page in done.state.iter_pages():
+        assert page.status == 200 and page.content_type == "text/html" and page.content.startswith(b"<!DOCTYPE")
 
 
-def test_demo_crawl_respects_robots(demo_crawl) -> None:
-    crawler, records, requested = demo_crawl
-    assert not any("/private/" in r["url"] for r in records)
-    assert crawler.stats.skipped_robots >= 1  # the home page links to /private/
-    assert any('"GET /robots.txt' in line for line in requested), "the server log should show requests"
-    assert not any("/private/" in line for line in requested)
-
-
-def test_demo_records_match_the_schema_and_mostly_have_text(demo_crawl) -> None:
-    crawler, records, _ = demo_crawl
-    table = pa.Table.from_pylist(records, schema=DOCUMENT_SCHEMA)
-    assert table.num_rows == len(records) > 20
-    for record in records:
-        assert record["doc_id"] == doc_id(record["url"])
-        assert record["fetched_at"].tzinfo is UTC
-        assert record["content_type"] == "text/html"
-        assert record["raw_bytes"] > 0
-    with_text = [r for r in records if r["text"]]
-    assert len(with_text) >= 0.9 * len(records)
-    assert crawler.stats.extracted == len(with_text)
-    assert crawler.stats.bytes == sum(r["raw_bytes"] for r in records)
-    # Boilerplate is gone: the nav's letter index and the footer are on every page but in no text.
-    assert not any("Generated by gristmill" in r["text"] for r in with_text)
-    assert all(r["title"] for r in with_text)
-
-
-def test_max_pages_is_honoured(demo) -> None:
+def test_max_pages_is_honoured_breadth_first(demo, tmp_path) -> None:
     base, _ = demo
-    crawler = Crawler(_config(max_pages=7))
-    records = list(crawler.crawl([base]))
-    assert len(records) == 7 == crawler.stats.fetched
-    assert records[0]["url"] == base  # breadth-first: the seed comes first
+    done = crawl(tmp_path, [base], max_pages=7, concurrency=1)
+    pages = list(done.state.iter_pages())
+    assert len(pages) == 7
+    assert pages[0].url == base  # breadth-first: the seed comes first
+    assert done.state.queued_count() > 0  # stopped by the limit, not by running out of links
 
 
 # -- a hand-made site -------------------------------------------------------------------------------------------
@@ -116,6 +97,7 @@ class Route:
     content_type: str | None = "text/html; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     send_length: bool = True  # False: no Content-Length, the body runs until the connection closes
+    delay_s: float = 0.0  # wait before answering
 
 
 NOT_FOUND = Route(b"<html><head><title>Not found</title></head><body><p>No such page.</p></body></html>", 404)
@@ -127,6 +109,9 @@ class HandMadeSite:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: list[tuple[str, float]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
 
     @property
     def paths(self) -> list[str]:
@@ -146,8 +131,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         site: HandMadeSite = self.server.site
-        site.hits.append((self.path, time.monotonic()))
+        with site._lock:
+            site.hits.append((self.path, time.monotonic()))
+            site.in_flight += 1
+            site.max_in_flight = max(site.max_in_flight, site.in_flight)
+        try:
+            self._answer(site)
+        finally:
+            with site._lock:
+                site.in_flight -= 1
+
+    def _answer(self, site: HandMadeSite) -> None:
         route = site.routes.get(self.path, NOT_FOUND)
+        time.sleep(route.delay_s)
         self.send_response(route.status)
         if route.content_type:
             self.send_header("Content-Type", route.content_type)
@@ -185,133 +181,154 @@ def site() -> Iterator[tuple[HandMadeSite, str]]:
         yield hand_made, base
 
 
-def test_404_is_recorded_without_text(site) -> None:
+def test_404_is_a_failure_and_not_retried(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/missing"])
-    crawler = Crawler(_config())
-    records = {urlsplit(r["url"]).path: r for r in crawler.crawl([base])}
-    assert records["/missing"]["status"] == 404
-    assert records["/missing"]["text"] is None
-    assert records["/"]["status"] == 200 and "Home." in records["/"]["text"]
-    assert crawler.stats.fetched == 2 and crawler.stats.ok == 1
+    done = crawl(tmp_path, [base])
+    assert set(done.pages) == {"/"}
+    missing = done.fetches["/missing"]
+    assert (missing["outcome"], missing["error"], missing["status"], missing["attempts"]) == (
+        "failed", "http_404", 404, 1
+    )  # fmt: skip
+    assert hand_made.paths.count("/missing") == 1
 
 
-def test_redirect_is_followed_and_recorded_under_the_final_url(site) -> None:
+def test_redirect_is_followed_and_stored_under_the_final_url(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/old"])
     hand_made.routes["/old"] = Route(b"", 301, headers={"Location": "/new"})
     hand_made.page("/new", "The new page.", ["/new", "/old", "/"])
-    records = list(Crawler(_config()).crawl([base]))
-    by_path = {urlsplit(r["url"]).path: r for r in records}
-    assert set(by_path) == {"/", "/new"}
-    assert by_path["/new"]["doc_id"] == doc_id(base + "new")
-    assert "The new page." in by_path["/new"]["text"]
+    done = crawl(tmp_path, [base])
+    assert set(done.pages) == {"/", "/new"}
+    assert b"The new page." in done.pages["/new"].content
+    old = done.fetches["/old"]
+    assert old["final_url"] == base + "new" and old["redirects"] == [base + "old"]
     assert hand_made.paths.count("/new") == 1 and hand_made.paths.count("/old") == 1
 
 
-def test_redirect_loop_ends_as_a_failure(site) -> None:
+def test_too_many_redirects_ends_as_a_failure(site, tmp_path) -> None:
     hand_made, base = site
     for i in range(15):
         hand_made.routes[f"/r{i}"] = Route(b"", 302, headers={"Location": f"/r{i + 1}"})
-    crawler = Crawler(_config())
-    assert list(crawler.crawl([base + "r0"])) == []
-    assert crawler.stats.failed == 1
+    done = crawl(tmp_path, [base + "r0"], max_redirects=10, use_sitemaps=False)
+    assert done.pages == {}
+    assert done.fetches["/r0"]["error"] == "too_many_redirects"
+    assert len(done.fetches["/r0"]["redirects"]) == 11
     assert hand_made.paths == ["/robots.txt"] + [f"/r{i}" for i in range(11)]  # the first request and 10 redirects
 
 
 @pytest.mark.parametrize("send_length", [True, False], ids=["declared", "streamed"])
-def test_oversized_body_is_skipped(site, send_length: bool) -> None:
+def test_oversized_body_is_cut_off(site, tmp_path, send_length: bool) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/big", "/small"])
     hand_made.routes["/big"] = Route(b"<p>" + b"x" * 200_000 + b"</p>", send_length=send_length)
     hand_made.page("/small", "Small page.")
-    crawler = Crawler(_config(max_body_bytes=4096))
-    paths = [urlsplit(r["url"]).path for r in crawler.crawl([base])]
-    assert paths == ["/", "/small"]
-    assert crawler.stats.too_large == 1
+    done = crawl(tmp_path, [base], max_body_bytes=4096)
+    assert set(done.pages) == {"/", "/small"}
+    assert done.fetches["/big"]["error"] == "too_large"
     assert "/big" in hand_made.paths
 
 
-def test_out_of_scope_links_are_not_followed(site) -> None:
+def test_out_of_scope_links_are_not_followed(site, tmp_path) -> None:
     hand_made, base = site
     other = HandMadeSite()
-    other.page("/", "Another site.")
+    other.page("/by-name", "Another site.")
+    other.page("/by-port", "Another site.")
     with serve(other) as other_base:
         # Another host name for the same address, and the same host name on another port: both other sites.
         by_name = other_base.replace("127.0.0.1", "localhost") + "by-name"
         by_port = other_base + "by-port"
         hand_made.page("/", "Home.", [by_name, by_port, "mailto:someone@example.org", "ftp://example.org/file"])
-        crawler = Crawler(_config())
-        assert len(list(crawler.crawl([base]))) == 1
+        done = crawl(tmp_path, [base])
+        assert set(done.pages) == {"/"}
         assert other.hits == []
-        assert crawler.stats.skipped_scope == 2
+        assert done.crawler.dropped_links["out_of_scope"] == 2
         # The same crawl without same_site does follow them: the check above is about scope, not reachability.
-        assert len(list(Crawler(_config(same_site=False)).crawl([base]))) == 3
-        assert sorted(other.paths) == ["/by-name", "/by-port", "/robots.txt", "/robots.txt"]
+        assert len(crawl(tmp_path, [base], same_site=False).pages) == 3
+        assert sorted(p for p in other.paths if p != "/sitemap.xml") == [
+            "/by-name", "/by-port", "/robots.txt", "/robots.txt"
+        ]  # fmt: skip
 
 
-def test_robots_disallow_for_our_user_agent(site) -> None:
+def test_robots_disallow_for_our_user_agent(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.routes["/robots.txt"] = Route(
         b"User-agent: gristmill\nDisallow: /secret\n\nUser-agent: *\nDisallow: /\n", content_type="text/plain"
     )
     hand_made.page("/", "Home.", ["/secret/page", "/open"])
     hand_made.page("/open", "Open page.")
-    crawler = Crawler(_config())
-    paths = [urlsplit(r["url"]).path for r in crawler.crawl([base])]
-    assert paths == ["/", "/open"]
-    assert crawler.stats.skipped_robots == 1
+    done = crawl(tmp_path, [base])
+    assert set(done.pages) == {"/", "/open"}
+    assert done.fetches["/secret/page"]["outcome"] == "skipped"
+    assert done.fetches["/secret/page"]["error"] == "robots"
     assert not any(p.startswith("/secret") for p in hand_made.paths)
     # respect_robots=False is the switch that makes this test meaningful.
-    ignoring = [urlsplit(r["url"]).path for r in Crawler(_config(respect_robots=False)).crawl([base])]
-    assert "/secret/page" in ignoring
+    assert crawl(tmp_path, [base], respect_robots=False).fetches["/secret/page"]["error"] == "http_404"
 
 
-def test_crawl_delay_spaces_requests(site) -> None:
+def test_robots_5xx_means_disallow_all_and_4xx_allow_all(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.")
+    hand_made.routes["/robots.txt"] = Route(b"down", 503, content_type="text/plain")
+    done = crawl(tmp_path, [base], max_retries=1)
+    assert done.pages == {} and done.fetches["/"]["error"] == "robots"
+    del hand_made.routes["/robots.txt"]  # now a 404
+    assert set(crawl(tmp_path, [base]).pages) == {"/"}
+
+
+def test_crawl_delay_spaces_requests(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.routes["/robots.txt"] = Route(b"User-agent: *\nCrawl-delay: 0.3\n", content_type="text/plain")
     hand_made.page("/", "Home.", ["/a", "/b", "/c"])
     for path in ("/a", "/b", "/c"):
         hand_made.page(path, f"Page {path}.")
-    started = time.monotonic()
-    records = list(Crawler(_config(min_delay_s=0.1)).crawl([base]))
-    elapsed = time.monotonic() - started
-    assert len(records) == 4
+    done = crawl(tmp_path, [base], min_delay_s=0.1, per_host_concurrency=4)
+    assert len(done.pages) == 4
     times = [t for _, t in hand_made.hits]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert len(gaps) == 4  # robots.txt, then four pages
-    assert min(gaps) >= 0.29, gaps
-    assert elapsed >= 1.2
+    assert len(gaps) == 5  # robots.txt, sitemap.xml (a 404), then four pages
+    assert min(gaps[1:]) >= 0.29, gaps  # the Crawl-delay holds from the first request after robots.txt
 
 
-def test_min_delay_applies_without_robots(site) -> None:
+def test_min_delay_applies_without_robots(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/a"])
     hand_made.page("/a", "A.")
-    list(Crawler(_config(min_delay_s=0.25)).crawl([base]))
+    crawl(tmp_path, [base], min_delay_s=0.25)
     times = [t for _, t in hand_made.hits]
-    assert len(times) == 3 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.24
+    assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.24
 
 
-def test_private_hosts_are_refused_unless_allowed(site) -> None:
+def test_per_host_concurrency_limits_requests_in_flight(site, tmp_path) -> None:
+    hand_made, base = site
+    links = [f"/p{i}" for i in range(12)]
+    hand_made.page("/", "Home.", links)
+    for path in links:
+        hand_made.page(path, f"Page {path}.")
+        hand_made.routes[path].delay_s = 0.2
+    crawl(tmp_path, [base], per_host_concurrency=3, concurrency=16)
+    assert hand_made.max_in_flight == 3
+
+
+def test_private_hosts_are_refused_unless_allowed(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.")
-    crawler = Crawler(_config(allow_private_hosts=False))
-    assert list(crawler.crawl([base])) == []
-    assert crawler.stats.skipped_private == 1
+    done = crawl(tmp_path, [base], allow_private_networks=[])
+    assert done.pages == {}
+    assert (done.fetches["/"]["outcome"], done.fetches["/"]["error"]) == ("skipped", "private_address")
     assert hand_made.hits == []  # not even robots.txt was asked for
-    assert len(list(Crawler(_config(allow_private_hosts=True)).crawl([base]))) == 1
+    assert len(crawl(tmp_path, [base], allow_private_networks=["127.0.0.1/32"]).pages) == 1
 
 
-def test_redirect_hops_are_checked_like_links(site) -> None:
+def test_redirect_hops_are_checked_like_links(site, tmp_path) -> None:
     hand_made, base = site
     other = HandMadeSite()
     other.page("/", "Another site.")
     with serve(other) as other_base:
         hand_made.routes["/"] = Route(b"", 302, headers={"Location": other_base.replace("127.0.0.1", "localhost")})
-        crawler = Crawler(_config())
-        assert list(crawler.crawl([base])) == []
-        assert crawler.stats.skipped_scope == 1
+        done = crawl(tmp_path, [base])
+        assert done.pages == {}
+        assert done.fetches["/"]["error"] == "out_of_scope"
         assert other.hits == []
 
 
@@ -336,16 +353,26 @@ def test_is_public_address(address: str, public: bool) -> None:
     assert is_public_address(address) is public
 
 
+def _guard_verdict(guard: AddressGuard, url: str) -> str | None:
+    try:
+        asyncio.run(guard.check(url))
+    except FetchError as err:
+        return err.reason
+    return None
+
+
 def test_guard_resolves_names_and_literals() -> None:
-    guard = AddressGuard(allow_private=False)
-    assert guard.check("http://localhost:8000/") is Verdict.PRIVATE
-    assert guard.check("http://10.0.0.7/") is Verdict.PRIVATE
-    assert guard.check("http://8.8.8.8/") is Verdict.ALLOWED  # a literal: no DNS needed
-    assert guard.check("http://no-such-host.invalid/") is Verdict.UNRESOLVABLE
-    assert AddressGuard(allow_private=True).check("http://localhost/") is Verdict.ALLOWED
+    guard = AddressGuard([])
+    assert _guard_verdict(guard, "http://localhost:8000/") == "private_address"
+    assert _guard_verdict(guard, "http://10.0.0.7/") == "private_address"
+    assert _guard_verdict(guard, "http://8.8.8.8/") is None  # a literal: no DNS needed
+    assert _guard_verdict(guard, "http://no-such-host.invalid/") == "unresolvable"
+    allowing_loopback = AddressGuard(["127.0.0.0/8", "::1/128"])
+    assert _guard_verdict(allowing_loopback, "http://localhost/") is None
+    assert _guard_verdict(allowing_loopback, "http://169.254.169.254/") == "private_address"
 
 
-def test_sitemap_from_robots_adds_unlinked_pages(site) -> None:
+def test_sitemap_from_robots_adds_unlinked_pages(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.routes["/robots.txt"] = Route(b"User-agent: *\nSitemap: /sitemap.xml\n", content_type="text/plain")
     hand_made.routes["/sitemap.xml"] = Route(
@@ -355,31 +382,69 @@ def test_sitemap_from_robots_adds_unlinked_pages(site) -> None:
     )
     hand_made.page("/", "Home.")
     hand_made.page("/orphan", "Only the sitemap links here.")
-    paths = {urlsplit(r["url"]).path for r in Crawler(_config()).crawl([base])}
-    assert paths == {"/", "/orphan"}
-    without = {urlsplit(r["url"]).path for r in Crawler(_config(), use_sitemaps=False).crawl([base])}
-    assert without == {"/"}
+    assert set(crawl(tmp_path, [base]).pages) == {"/", "/orphan"}
+    assert set(crawl(tmp_path, [base], use_sitemaps=False).pages) == {"/"}
 
 
-def test_only_html_and_plain_text_are_extracted(site) -> None:
+def test_sitemap_xml_is_discovered_without_robots(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.routes["/sitemap.xml"] = Route(
+        b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<sitemap><loc>/pages.xml</loc></sitemap></sitemapindex>",
+        content_type="application/xml",
+    )
+    hand_made.routes["/pages.xml"] = Route(
+        b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<url><loc>/orphan</loc></url></urlset>",
+        content_type="text/xml",
+    )
+    hand_made.page("/", "Home.")
+    hand_made.page("/orphan", "Only the nested sitemap links here.")
+    done = crawl(tmp_path, [base])
+    assert set(done.pages) == {"/", "/orphan"}
+    assert done.fetches["/orphan"]["depth"] == 1
+
+
+def test_only_allowed_content_types_are_stored(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/notes.txt", "/data.bin"])
     hand_made.routes["/notes.txt"] = Route(b"  Plain notes.\n", content_type="text/plain; charset=utf-8")
     hand_made.routes["/data.bin"] = Route(b"\x00\x01binary", content_type="application/octet-stream")
-    records = {urlsplit(r["url"]).path: r for r in Crawler(_config()).crawl([base])}
-    assert records["/notes.txt"]["text"] == "Plain notes."
-    assert records["/notes.txt"]["content_type"] == "text/plain"
-    assert records["/data.bin"]["text"] is None
-    assert records["/data.bin"]["content_type"] == "application/octet-stream"
-    assert records["/data.bin"]["raw_bytes"] == 8
+    done = crawl(tmp_path, [base])
+    assert done.pages["/notes.txt"].content == b"  Plain notes.\n"
+    assert (done.pages["/notes.txt"].content_type, done.pages["/notes.txt"].charset) == ("text/plain", "utf-8")
+    assert (done.fetches["/data.bin"]["outcome"], done.fetches["/data.bin"]["error"]) == ("skipped", "content_type")
 
 
-def test_unreachable_host_counts_as_failed() -> None:
+def test_unreachable_host_fails_after_retries(tmp_path) -> None:
     with serve(HandMadeSite()) as base:
         pass  # the server is gone: its port refuses connections
-    crawler = Crawler(_config(respect_robots=False))
-    assert list(crawler.crawl([base])) == []
-    assert crawler.stats.failed == 1
+    done = crawl(tmp_path, [base], respect_robots=False, use_sitemaps=False, max_retries=2)
+    fetch = done.fetches["/"]
+    assert (fetch["outcome"], fetch["error"], fetch["attempts"]) == ("failed", "connect", 3)
+
+
+def test_scope_rules_bound_depth_and_patterns(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/a", "/skip/me", "/b?sessionid=1"])
+    hand_made.page("/a", "A.", ["/a/deeper"])
+    hand_made.page("/a/deeper", "Deeper.")
+    hand_made.page("/skip/me", "Skipped.")
+    done = crawl(tmp_path, [base], max_depth=1, exclude=[r"/skip/", r"sessionid="])
+    assert set(done.pages) == {"/", "/a"}
+    assert done.crawler.dropped_links == {"excluded": 2, "max_depth": 1}
+    only_a = crawl(tmp_path, [base], include=[r"/$", r"/a"])
+    assert set(only_a.pages) == {"/", "/a", "/a/deeper"}
+
+
+def test_max_pages_per_host(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/a", "/b", "/c"])
+    for path in ("/a", "/b", "/c"):
+        hand_made.page(path, f"Page {path}.")
+    done = crawl(tmp_path, [base], max_pages_per_host=2)
+    assert len(done.pages) == 2
+    assert done.state.error_counts() == {"max_pages_per_host": 2}
 
 
 @pytest.mark.parametrize(
@@ -391,6 +456,10 @@ def test_unreachable_host_counts_as_failed() -> None:
         ("https://example.org:8443/x", "https://example.org:8443/x"),
         ("http://user:pw@example.org/", "http://example.org/"),
         ("http://[::1]:8080/", "http://[::1]:8080/"),
+        ("http://example.org/?b=2&a=1", "http://example.org/?a=1&b=2"),
+        ("http://example.org/p?utm_source=x&id=7&fbclid=abc&UTM_Medium=y", "http://example.org/p?id=7"),
+        ("http://example.org/p?utm_source=x", "http://example.org/p"),
+        ("http://example.org/p?q=a+b&empty=", "http://example.org/p?empty=&q=a+b"),
         ("ftp://example.org/", None),
         ("mailto:a@example.org", None),
         ("http://example.org:99999/", None),
@@ -398,15 +467,16 @@ def test_unreachable_host_counts_as_failed() -> None:
     ],
 )
 def test_normalize_url(url: str, expected: str | None) -> None:
-    assert normalize_url(url) == expected
+    assert UrlNormalizer(CrawlConfig().strip_query_params)(url) == expected
 
 
-def test_scope_is_the_seeds_hosts_with_their_ports() -> None:
-    scope = Scope(["http://Example.org/start", "http://127.0.0.1:8080/"], same_site=True)
-    assert scope.allows("https://example.org/other")  # http and https of one name are one site
-    assert scope.allows("http://example.org:80/x")
-    assert scope.allows("http://127.0.0.1:8080/x")
-    assert not scope.allows("http://127.0.0.1:8000/x")
-    assert not scope.allows("http://www.example.org/")
-    assert not scope.allows("ftp://example.org/")
-    assert Scope(["http://example.org/"], same_site=False).allows("https://anything.example.net/")
+def test_scope_is_the_seeds_hosts_with_their_ports_plus_allowed_domains() -> None:
+    scope = Scope(["http://example.org/start", "http://127.0.0.1:8080/"], allowed_domains=["example.net"])
+    assert scope.why_not("https://example.org/other") is None  # http and https of one name are one site
+    assert scope.why_not("http://127.0.0.1:8080/x") is None
+    assert scope.why_not("http://127.0.0.1:8000/x") == "out_of_scope"
+    assert scope.why_not("http://www.example.org/") == "out_of_scope"
+    assert scope.why_not("http://docs.example.net/") is None
+    assert scope.why_not("http://example.net/") is None
+    assert scope.why_not("http://notexample.net/") == "out_of_scope"
+    assert Scope(["http://example.org/"], same_site=False).why_not("https://anything.example.com/") is None

@@ -1,0 +1,243 @@
+"""One HTTP exchange, bounded in every dimension: time, body size, decompressed size, content type, address.
+
+The crawler composes these parts; none of them knows about frontiers or robots.txt. Failures are raised as
+`FetchError` with a short machine-readable `reason` (timeout, connect, too_large, private_address, ...) that
+ends up in the fetch log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+ACCEPT_ENCODING = "gzip, deflate"  # what we can decode with a size limit (no brotli/zstd bombs to worry about)
+
+
+class FetchError(Exception):
+    """A URL that produced no usable response; `reason` is its class in the fetch log."""
+
+    def __init__(self, reason: str, detail: str = "", *, retryable: bool = False, status: int | None = None):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP response as received: no redirect followed; body decompressed and complete (or absent)."""
+
+    url: str
+    status: int
+    reason_phrase: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    content_type: str | None  # media type only, lowercase
+    charset: str | None
+    body: bytes
+    fetched_at: datetime
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    @property
+    def redirect_location(self) -> str | None:
+        return self.header("location") if self.status in REDIRECT_STATUSES else None
+
+
+def parse_content_type(value: str | None) -> tuple[str | None, str | None]:
+    """("text/html", "utf-8") from "text/html; charset=UTF-8"; (None, None) when absent."""
+    if not value:
+        return None, None
+    media_type, *params = (part.strip() for part in value.split(";"))
+    charset = None
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset" and val.strip():
+            charset = val.strip().strip("\"'").lower()
+    return media_type.lower() or None, charset
+
+
+class BoundedDecoder:
+    """Content-Encoding decoding that never produces more than `limit` bytes, whatever the compression ratio.
+
+    httpx decodes a whole network chunk at once (a 64 KB gzip chunk of zeros is 64 MB); here every call asks
+    zlib for at most what is left of the limit, so a compression bomb costs `limit` bytes of memory at most.
+    """
+
+    def __init__(self, encoding: str | None, limit: int) -> None:
+        encoding = (encoding or "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj()  # zlib-wrapped; raw deflate handled on the first chunk
+        elif encoding == "identity":
+            self._zlib = None
+        else:
+            raise FetchError("encoding", f"unsupported Content-Encoding {encoding!r}")
+        self._encoding = encoding
+        self._limit = limit
+        self.size = 0
+        self._first = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Decoded bytes of `chunk`; raises FetchError("too_large") once the output passes the limit."""
+        out = chunk if self._zlib is None else self._decompress(chunk)
+        self.size += len(out)
+        if self.size > self._limit:
+            raise FetchError("too_large", f"body over {self._limit} bytes (decoded)")
+        return out
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        if self._first and self._encoding == "deflate" and chunk[:1] and (chunk[0] & 0x0F) != 8:
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # servers that send raw deflate
+        self._first = False
+        parts, data = [], chunk
+        budget = self._limit - self.size + 1  # one byte over is enough to know it is too large
+        try:
+            while data and budget > 0:
+                out = self._zlib.decompress(data, budget)
+                parts.append(out)
+                budget -= len(out)
+                data = self._zlib.unconsumed_tail
+        except zlib.error as err:
+            raise FetchError("decoding", str(err)) from err
+        return b"".join(parts)
+
+
+class Fetcher:
+    """GETs one URL: redirects not followed (each hop is the crawler's decision), limits enforced."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, max_body_bytes: int, total_timeout_s: float, content_types: list[str]
+    ) -> None:
+        self._client = client
+        self._max_body = max_body_bytes
+        self._timeout = total_timeout_s
+        self._types = frozenset(t.lower() for t in content_types)
+
+    async def get(self, url: str, any_type: bool = False) -> Response:
+        """The response, with a body only for a 2xx of an allowed type (any type for robots.txt and sitemaps)."""
+        try:
+            async with asyncio.timeout(self._timeout):  # the whole exchange: a slow drip cannot stall a slot
+                return await self._get(url, any_type)
+        except TimeoutError as err:
+            raise FetchError("timeout", f"no complete response in {self._timeout:g} s", retryable=True) from err
+        except httpx.TimeoutException as err:
+            raise FetchError("timeout", type(err).__name__, retryable=True) from err
+        except (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as err:
+            raise FetchError("connect", f"{type(err).__name__}: {err}", retryable=True) from err
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            raise FetchError("http_error", f"{type(err).__name__}: {err}") from err
+
+    async def _get(self, url: str, any_type: bool) -> Response:
+        fetched_at = datetime.now(UTC)
+        async with self._client.stream("GET", url) as response:
+            media_type, charset = parse_content_type(response.headers.get("content-type"))
+            body = b""
+            if 200 <= response.status_code < 300:
+                if not any_type and media_type not in self._types:
+                    raise FetchError("content_type", f"{media_type} is not in {sorted(self._types)}")
+                body = await self._read(response)
+            return Response(
+                url=url,
+                status=response.status_code,
+                reason_phrase=response.reason_phrase,
+                http_version=response.http_version,
+                headers=[(k, v) for k, v in response.headers.multi_items()],
+                content_type=media_type,
+                charset=charset,
+                body=body,
+                fetched_at=fetched_at,
+            )
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        encoding = response.headers.get("content-encoding")
+        if declared.isdigit() and int(declared) > self._max_body and not encoding:
+            raise FetchError("too_large", f"Content-Length {declared} over {self._max_body} bytes")
+        decoder = BoundedDecoder(encoding, self._max_body)
+        chunks = [decoder.feed(chunk) async for chunk in response.aiter_raw()]
+        return b"".join(chunks)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class AddressGuard:
+    """Refuses hosts that resolve to loopback, private, link-local or reserved addresses (SSRF protection).
+
+    A crawler fed links from the web must not become a way to reach the machine it runs on or its network
+    (169.254.169.254 is a cloud's metadata service). Networks in `allowed` are exempt (a local test site).
+    The check resolves the name itself; httpx resolves again when connecting, so a DNS answer that changes
+    in between (rebinding) is not caught here - pinning the address belongs in a custom transport.
+    """
+
+    def __init__(self, allowed: list[str]) -> None:
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in allowed]
+        self._verdicts: dict[str, str | None] = {}
+
+    async def check(self, url: str) -> None:
+        """Raise FetchError("private_address" | "unresolvable") unless every address of the host may be reached."""
+        host = urlsplit(url).hostname or ""
+        if host not in self._verdicts:
+            self._verdicts[host] = await self._judge(host)
+        verdict = self._verdicts[host]
+        if verdict is not None:
+            raise FetchError(verdict, host)
+
+    async def _judge(self, host: str) -> str | None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return "unresolvable"
+        addresses = {info[4][0] for info in infos}
+        if not addresses:
+            return "unresolvable"
+        # One refused address is enough: the connection could use any of them.
+        return None if all(self._reachable(a) for a in addresses) else "private_address"
+
+    def _reachable(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone id
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever Python version judges it
+        if any(ip in network for network in self._allowed):
+            return True
+        return is_public_address(ip)
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> bool:
+    if isinstance(ip, str):
+        ip = ipaddress.ip_address(ip.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast

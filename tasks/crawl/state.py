@@ -1,0 +1,209 @@
+"""The crawl's durable state: frontier, seen-set, fetch log and stored pages in one SQLite file.
+
+A page, its fetch-log row, the URLs it links to and the URL's "done" mark are committed in one transaction, so
+a crawl killed at any instant (SIGKILL included) and started again continues from the last committed page:
+nothing stored is lost, nothing stored is fetched again. The seen-set is the `urls` table itself, so memory
+does not grow with the crawl.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.crawl.urls import host_of
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    seq INTEGER PRIMARY KEY,           -- discovery order: the frontier is breadth-first by seq
+    url TEXT NOT NULL UNIQUE,          -- normalised
+    depth INTEGER NOT NULL,
+    state TEXT NOT NULL                -- queued | done
+);
+CREATE INDEX IF NOT EXISTS urls_frontier ON urls(state, seq);
+CREATE TABLE IF NOT EXISTS fetches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL, final_url TEXT, depth INTEGER NOT NULL, fetched_at REAL NOT NULL, status INTEGER,
+    outcome TEXT NOT NULL, error TEXT, attempts INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    elapsed_ms REAL NOT NULL, redirects TEXT NOT NULL, host TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL, fetched_at REAL NOT NULL, status INTEGER NOT NULL, content_type TEXT, charset TEXT,
+    lang_hint TEXT, content BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Fetch:
+    """The outcome of one queued URL: a row of the fetch log."""
+
+    url: str
+    depth: int
+    outcome: str  # stored | skipped | failed
+    error: str | None = None
+    status: int | None = None
+    final_url: str | None = None
+    attempts: int = 0
+    bytes: int = 0
+    elapsed_ms: float = 0.0
+    redirects: list[str] = field(default_factory=list)
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Page:
+    """A stored page: the final response of a fetch, body complete and decompressed."""
+
+    url: str
+    fetched_at: datetime
+    status: int
+    content_type: str | None
+    charset: str | None
+    lang_hint: str | None
+    content: bytes
+
+
+class CrawlState:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+        # WAL: readers never block the writer; NORMAL sync survives a killed process (not a power cut).
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self.stored_per_host: Counter[str] = Counter(
+            dict(self._db.execute("SELECT host, count(*) FROM fetches WHERE outcome='stored' GROUP BY host"))
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- frontier ---------------------------------------------------------------------------------------------
+
+    def enqueue(self, urls: Iterable[tuple[str, int]]) -> int:
+        """Queue (normalised URL, depth) pairs not seen before; return how many were new."""
+        with self._transaction():
+            return self._enqueue(urls)
+
+    def _enqueue(self, urls: Iterable[tuple[str, int]]) -> int:
+        before = self._db.total_changes
+        self._db.executemany("INSERT OR IGNORE INTO urls(url, depth, state) VALUES (?, ?, 'queued')", urls)
+        return self._db.total_changes - before
+
+    def seen(self, url: str) -> bool:
+        return self._db.execute("SELECT 1 FROM urls WHERE url=?", (url,)).fetchone() is not None
+
+    def queued(self, limit: int) -> list[tuple[str, int]]:
+        """The oldest queued URLs with their depth, breadth-first."""
+        rows = self._db.execute("SELECT url, depth FROM urls WHERE state='queued' ORDER BY seq LIMIT ?", (limit,))
+        return list(rows)
+
+    def queued_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM urls WHERE state='queued'").fetchone()[0]
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    def finish(self, fetch: Fetch, page: Page | None = None, links: Iterable[tuple[str, int]] = ()) -> None:
+        """Record one URL's outcome atomically: fetch-log row, page, discovered links, and the done marks."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO fetches(url, final_url, depth, fetched_at, status, outcome, error, attempts, bytes,"
+                " elapsed_ms, redirects, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    fetch.url, fetch.final_url, fetch.depth, fetch.fetched_at.timestamp(), fetch.status,
+                    fetch.outcome, fetch.error, fetch.attempts, fetch.bytes, fetch.elapsed_ms,
+                    json.dumps(fetch.redirects), host_of(fetch.url),
+                ),
+            )  # fmt: skip
+            if page is not None:
+                self._db.execute(
+                    "INSERT INTO pages(url, fetched_at, status, content_type, charset, lang_hint, content)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        page.url, page.fetched_at.timestamp(), page.status, page.content_type, page.charset,
+                        page.lang_hint, page.content,
+                    ),
+                )  # fmt: skip
+            # A redirect's hops and target are done too: a link to them later must not fetch them again.
+            done = [fetch.url, *fetch.redirects, *([fetch.final_url] if fetch.final_url else [])]
+            self._db.executemany(
+                "INSERT INTO urls(url, depth, state) VALUES (?, ?, 'done') ON CONFLICT(url) DO UPDATE SET state='done'",
+                [(u, fetch.depth) for u in dict.fromkeys(done)],
+            )
+            self._enqueue(links)
+        if fetch.outcome == "stored":
+            self.stored_per_host[host_of(fetch.url)] += 1
+
+    @property
+    def stored(self) -> int:
+        return sum(self.stored_per_host.values())
+
+    def outcome_counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT outcome, count(*) FROM fetches GROUP BY outcome"))
+
+    def error_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT error, count(*) FROM fetches WHERE error IS NOT NULL GROUP BY error")
+        return dict(sorted(rows, key=lambda r: -r[1]))
+
+    def totals(self) -> dict[str, float]:
+        attempts, body_bytes = self._db.execute("SELECT sum(attempts), sum(bytes) FROM fetches").fetchone()
+        return {"attempts": attempts or 0, "bytes": body_bytes or 0}
+
+    def iter_pages(self) -> Iterator[Page]:
+        """Stored pages in the order they were stored, streamed from disk."""
+        cursor = self._db.execute(
+            "SELECT url, fetched_at, status, content_type, charset, lang_hint, content FROM pages ORDER BY seq"
+        )
+        for url, fetched_at, status, content_type, charset, lang_hint, content in cursor:
+            yield Page(url, _utc(fetched_at), status, content_type, charset, lang_hint, content)
+
+    def iter_fetches(self) -> Iterator[dict[str, Any]]:
+        """The fetch log as FETCH_SCHEMA records, in order."""
+        cursor = self._db.execute(
+            "SELECT url, final_url, depth, fetched_at, status, outcome, error, attempts, bytes, elapsed_ms,"
+            " redirects FROM fetches ORDER BY seq"
+        )
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            record = dict(zip(names, row, strict=True))
+            record["fetched_at"] = _utc(record["fetched_at"])
+            record["redirects"] = json.loads(record["redirects"])
+            yield record
+
+    # -- small persistent settings (e.g. the demo site's port, so a resumed crawl finds the same URLs) -------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
