@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.crawl.extract import document_from_raw
 from tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
 from tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
 
@@ -47,3 +50,16 @@ def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"tokens": column}), path, row_group_size=4)
     return path
+
+
+def stubborn_document(raw: dict, extractor: str) -> dict:
+    """An ExtractionPool worker (module level, so it pickles) that misbehaves on request: the page ".../hang" never
+    finishes, ".../raise" raises, ".../die" kills its process; the rest go through `document_from_raw`."""
+    page = raw["url"].rsplit("/", 1)[-1]
+    if page == "hang":
+        time.sleep(600)
+    if page == "raise":
+        raise ValueError(f"cannot read {raw['url']}")
+    if page == "die":
+        os._exit(3)
+    return document_from_raw(raw, extractor)

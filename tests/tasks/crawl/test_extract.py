@@ -1,8 +1,25 @@
-"""Main-text extraction and link extraction on hand-written pages."""
+"""Main-text extraction, charset detection, records, the time-limited pool and link extraction on hand-written
+pages."""
 
 from __future__ import annotations
 
-from tasks.crawl.extract import Extracted, extract, extract_links
+import codecs
+import datetime as dt
+import time
+
+import pytest
+
+from tasks.crawl.extract import (
+    EXTRACTORS,
+    Extracted,
+    ExtractionPool,
+    decode_html,
+    document_from_raw,
+    extract,
+    extract_links,
+    html_lang,
+)
+from tests.helpers import stubborn_document
 
 ARTICLE = [
     "The river mill at Lower Weston ground wheat for three villages from the twelfth century onwards.",
@@ -88,3 +105,254 @@ def test_links_from_bytes_and_from_nothing() -> None:
     assert extract_links(html, "https://example.org/") == ["https://example.org/x"]
     assert extract_links(html.encode(), "https://example.org/") == ["https://example.org/x"]
     assert extract_links("", "https://example.org/") == []
+
+
+# --- every extractor on a realistic article page ---------------------------------------------------------------
+
+NEWS = [
+    "The county council voted on Tuesday to restore the footbridge over the Weston millrace before next winter.",
+    "Engineers found that two of the oak beams had rotted through after the floods of last February and March.",
+    "Repairs will cost about forty thousand pounds, shared between the council and the local history society.",
+    "The bridge links the village green to the mill museum and is used by several hundred walkers every week.",
+]
+
+
+def news_page(date_markup: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en-GB">
+<head><meta charset="utf-8"><title>Footbridge to be restored | Weston Gazette</title>{date_markup}</head>
+<body>
+  <div class="cookie-banner">We use cookies to improve your experience. Accept all cookies</div>
+  <header><a href="/">Weston Gazette</a><nav><ul><li><a href="/news">News</a></li><li><a href="/sport">Sport</a>
+    </li><li><a href="/subscribe">Subscribe to the print edition</a></li></ul></nav></header>
+  <main><article>
+    <h1>Footbridge over the millrace to be restored</h1>
+    {"".join(f"<p>{p}</p>" for p in NEWS)}
+  </article>
+  <aside class="related"><h3>Most read</h3><ul><li><a href="/a">Village fete raises record sum for charity</a></li>
+    <li><a href="/b">Road closures planned around the high street</a></li></ul></aside></main>
+  <footer><p>Copyright 2024 Weston Gazette Ltd. All rights reserved.</p><p><a href="/terms">Terms of use</a></p>
+  </footer>
+</body></html>"""
+
+
+META_DATE = '<meta property="article:published_time" content="2024-03-05T09:30:00+00:00">'
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_each_extractor_keeps_the_article_and_drops_the_rest(extractor: str) -> None:
+    result = extract(news_page(META_DATE), "https://gazette.example.org/news/footbridge", extractor)
+    assert result.text is not None
+    for paragraph in NEWS:
+        assert paragraph in result.text
+    for boilerplate in ("cookies", "Subscribe to the print", "Most read", "Village fete", "Copyright 2024", "Terms of"):
+        assert boilerplate not in result.text
+    assert result.title is not None and "Footbridge" in result.title
+    assert result.published == "2024-03-05"
+    assert result.lang == "en-gb"
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_date_from_a_time_element(extractor: str) -> None:
+    page = news_page("").replace(
+        "<h1>", '<p class="byline">By Ann Smith, <time datetime="2023-11-20">20 Nov</time></p><h1>'
+    )
+    assert extract(page, "https://gazette.example.org/news/footbridge", extractor).published == "2023-11-20"
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_page_without_a_date_or_text(extractor: str) -> None:
+    result = extract("<html><head><title>Just a title</title></head><body></body></html>", "https://x.org/", extractor)
+    assert result.text is None and result.published is None and result.title == "Just a title"
+
+
+def test_unknown_extractor_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="trafilatura-precision.*resiliparse"):
+        extract(PAGE, "https://example.org/", "readability")
+    with pytest.raises(ValueError, match="unknown extractor"):
+        document_from_raw(raw("https://example.org/", PAGE.encode()), "boilerpipe")
+
+
+# --- language hint -----------------------------------------------------------------------------------------------
+
+
+def test_lang_hint_from_the_html_element_og_locale_or_content_language() -> None:
+    assert html_lang('<!DOCTYPE html><html class="no-js" lang="en-US"><head></head></html>') == "en-us"
+    assert html_lang('<html xml:lang="DE"><head></head></html>') == "de"
+    og = '<html><head><meta content="fr_FR" property="og:locale"><title>t</title></head><body></body></html>'
+    assert html_lang(og) == "fr-fr"
+    assert html_lang('<html><head><meta http-equiv="Content-Language" content="nl, en"></head></html>') == "nl"
+    # a template placeholder is no language; nor is a meta in the body
+    assert html_lang('<html lang="{{ lang }}"><head></head><body><meta property="og:locale" content="es_ES">') is None
+    assert html_lang("<p>no markup to speak of</p>") is None
+
+
+# --- charset -----------------------------------------------------------------------------------------------------
+
+FRENCH = (
+    "Le moulin de Lower Weston a moulu le blé de trois villages dès le douzième siècle. Sa roue fut reconstruite "
+    "en 1842 après qu’une crue d’hiver eut emporté les vieilles pales de chêne. « Le meunier tenait un registre », "
+    "précise l’archiviste : chaque sac était noté, et ces registres sont conservés aux archives départementales."
+)
+RUSSIAN = "Мельница в Нижнем Уэстоне молола зерно для трёх деревень начиная с двенадцатого века."
+JAPANESE = "ロウアー・ウェストンの水車小屋は十二世紀から三つの村の小麦を挽いてきた。"
+
+
+def html_doc(body: str, head: str = "") -> str:
+    return f"<!DOCTYPE html><html><head>{head}<title>Le moulin</title></head><body><p>{body}</p></body></html>"
+
+
+def test_a_header_that_lies_gives_way_to_the_meta_charset() -> None:
+    page = html_doc(FRENCH, '<meta charset="windows-1252">')
+    assert decode_html(page.encode("cp1252"), "utf-8") == page
+
+
+def test_a_header_that_lies_and_no_meta_falls_back_to_detection() -> None:
+    page = html_doc(FRENCH)
+    assert decode_html(page.encode("cp1252"), "utf-8") == page  # cp1252 wins charset_normalizer's tie with cp1250
+
+
+def test_meta_charset_without_a_header() -> None:
+    page = html_doc(
+        FRENCH.replace("’", "'"), '<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">'
+    )
+    assert decode_html(page.encode("latin-1"), None) == page
+    koi8 = html_doc(RUSSIAN, '<meta charset="koi8-r">')
+    assert decode_html(koi8.encode("koi8-r"), None) == koi8
+    sjis = html_doc(JAPANESE, '<meta http-equiv="content-type" content="text/html;charset=Shift_JIS">')
+    assert decode_html(sjis.encode("shift_jis"), None) == sjis
+
+
+def test_no_declaration_at_all_is_read_as_utf8() -> None:
+    page = html_doc(RUSSIAN)
+    assert decode_html(page.encode("utf-8"), None) == page
+
+
+def test_unknown_charset_names_are_ignored_and_odd_bodies_survive() -> None:
+    page = html_doc(RUSSIAN, '<meta charset="x-no-such-charset">')
+    assert decode_html(page.encode("utf-8"), "klingon") == page
+    assert decode_html(codecs.BOM_UTF8 + page.encode("utf-8"), "iso-8859-1") == page  # a BOM beats any label
+    cut = page.encode("utf-8")[: -len("</p></body></html>") - 1]  # a body cut inside a two-byte letter
+    assert decode_html(cut, "utf-8") == page[: -len("</p></body></html>") - 1]
+    assert decode_html(b"", None) == ""
+
+
+def test_extract_decodes_bytes_itself() -> None:
+    page = html_doc(" ".join([FRENCH] * 3), '<meta charset="windows-1252">')
+    text = extract(page.encode("cp1252"), "https://example.org/moulin", "resiliparse").text
+    assert text is not None and "douzième siècle" in text
+
+
+# --- records -----------------------------------------------------------------------------------------------------
+
+FETCHED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def raw(url: str, content: bytes, content_type: str | None = "text/html", **fields) -> dict:
+    return {
+        "doc_id": f"id-{url}",
+        "url": url,
+        "source": "crawl",
+        "source_offset": None,
+        "fetched_at": FETCHED,
+        "status": 200,
+        "content_type": content_type,
+        "charset": None,
+        "lang_hint": None,
+        "content": content,
+    } | fields
+
+
+def test_document_from_an_html_record() -> None:
+    content = news_page(META_DATE).replace("utf-8", "windows-1252").replace("pounds", "£").encode("cp1252")
+    record = raw("https://gazette.example.org/f", content, charset="utf-8", lang_hint="fr", status=203)
+    document = document_from_raw(record, "trafilatura")
+    assert document == {
+        "doc_id": "id-https://gazette.example.org/f",
+        "url": "https://gazette.example.org/f",
+        "fetched_at": FETCHED,
+        "status": 203,
+        "content_type": "text/html",
+        "title": "Footbridge over the millrace to be restored",
+        "text": document["text"],
+        "raw_bytes": len(content),
+        "source": "crawl",
+        "published": "2024-03-05",
+        "lang_hint": "en-gb",  # the page's own claim beats the response header's
+    }
+    assert "forty thousand £" in document["text"] and "Most read" not in document["text"]
+
+
+def test_document_from_plain_text_markdown_and_other_records() -> None:
+    text = "  # Мельница\n\nМолола зерно для трёх деревень.\n"
+    plain = document_from_raw(raw("file:///a.txt", text.encode(), "text/plain", lang_hint="ru"), "resiliparse")
+    assert plain["text"] == text.strip() and plain["title"] is None and plain["lang_hint"] == "ru"
+    assert plain["raw_bytes"] == len(text.encode())
+    markdown = document_from_raw(raw("file:///a.md", b"\n\n *emphasis*\xff \n", "text/markdown"), "trafilatura")
+    assert markdown["text"] == "*emphasis*\ufffd"
+    assert (
+        document_from_raw(raw("https://x.org/a.pdf", b"%PDF-1.7 ...", "application/pdf"), "trafilatura")["text"] is None
+    )
+    assert document_from_raw(raw("https://x.org/blank", b"   ", "text/plain"), "trafilatura")["text"] is None
+    sniffed = document_from_raw(raw("https://x.org/n", news_page("").encode(), None), "resiliparse")
+    assert sniffed["text"] is not None and NEWS[0] in sniffed["text"]
+
+
+# --- the time-limited pool ---------------------------------------------------------------------------------------
+
+
+def pages(*names: str) -> list[dict]:
+    return [raw(f"https://gazette.example.org/{name}", news_page(META_DATE).encode()) for name in names]
+
+
+def test_pool_keeps_input_order_and_reads_its_input_lazily() -> None:
+    records = pages(*(f"article-{i}" for i in range(20)))
+    pulled = []
+
+    def source():
+        for record in records:
+            pulled.append(record["url"])
+            yield record
+
+    with ExtractionPool(workers=2) as pool:
+        results = pool.map(source(), "trafilatura", timeout_s=30)
+        first = next(results)
+        assert len(pulled) <= 4 * 2 + 1  # a bounded window in flight, not the whole input
+        results = [first, *results]
+    assert [document["url"] for document, _ in results] == [record["url"] for record in records]
+    assert all(problem is None and NEWS[0] in document["text"] for document, problem in results)
+
+
+def test_pool_left_early_does_not_wait_for_its_pages() -> None:
+    start = time.monotonic()
+    with ExtractionPool(workers=1) as pool:
+        results = pool.map(pages("first", "hang", "last"), "resiliparse", timeout_s=300, worker=stubborn_document)
+        assert next(results)[1] is None
+    assert time.monotonic() - start < 10  # the hanging page (600 s, limit 300 s) was cancelled on the way out
+
+
+def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
+    records = pages("first", "hang", "after-hang", "raise", "die", "after-die", "last")
+    with ExtractionPool(workers=1) as pool:
+        start = time.monotonic()
+        results = list(pool.map(records, "resiliparse", timeout_s=1.0, worker=stubborn_document))
+        elapsed = time.monotonic() - start
+    assert [document["url"] for document, _ in results] == [record["url"] for record in records]
+    problems = {document["url"].rsplit("/", 1)[1]: problem for document, problem in results}
+    assert problems["hang"] == "extraction timed out after 1.0 s"
+    assert problems["raise"] == "extraction failed: ValueError: cannot read https://gazette.example.org/raise"
+    assert problems["die"] is not None and problems["die"].startswith("extraction failed: ProcessExpired")
+    for name in ("first", "after-hang", "after-die", "last"):
+        assert problems[name] is None, (name, problems)
+    for document, problem in results:
+        assert (document["text"] is None) == (problem is not None)  # a failed page is kept, without text
+        assert document["raw_bytes"] > 0 and document["fetched_at"] == FETCHED
+    assert 1.0 <= elapsed < 10  # the hanging page sleeps 600 s: it was cut at the limit; two workers were replaced
+
+
+def test_pool_must_be_entered_and_checks_the_extractor() -> None:
+    pool = ExtractionPool(workers=1)
+    with pytest.raises(RuntimeError, match="with ExtractionPool"):
+        next(pool.map(pages("a"), "trafilatura", 1.0))
+    with ExtractionPool(workers=1) as pool, pytest.raises(ValueError, match="unknown extractor"):
+        next(pool.map(pages("a"), "goose", 1.0))
