@@ -1,43 +1,233 @@
-"""The crawl stage: fetch pages breadth-first from the seeds (and the demo site, if enabled), extract text.
+"""The crawl stage: raw records from every source, then main text from every raw record.
 
-The crawl is one unit of work: an interrupted crawl starts again (the frontier is not persisted yet).
+    fetch            seeds (and the demo site) -> polite async crawl -> raw/fetch-*.parquet, fetches/, warc/
+    ingest-<file>    each WARC / WET / JSONL / Parquet / text file    -> raw/ingest-<file>-*.parquet
+    extract-<shard>  each raw shard -> extraction in worker processes -> documents/<shard>.parquet
+
+Each is a unit: a rerun skips finished ones, and the fetch unit continues an interrupted crawl from its
+SQLite state (`state/crawl.sqlite`) instead of starting over.
 """
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+
+from conf.schema import CrawlConfig, SourceConfig
 from tasks.crawl.crawler import Crawler
 from tasks.crawl.demo_site import build_demo_site, serve_directory
-from tasks.crawl.records import DOCUMENT_SCHEMA
-from tasks.shards import ShardWriter, UnitRecord
+from tasks.crawl.extract import ExtractionPool
+from tasks.crawl.progress import CrawlProgressReporter
+from tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
+from tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source
+from tasks.crawl.state import CrawlState, Page
+from tasks.crawl.warc import WarcSink
+from tasks.shards import ShardWriter, UnitRecord, code_version, iter_batches, write_shard
 from tasks.stage import StageContext, StageResult
+
+log = logging.getLogger("gristmill.crawl")
+
+FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
+PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
+EXTRACT_BATCH = 64
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.crawl
+    # Sources first: a path that matches nothing fails before a long crawl, not after it.
+    files = [(source, url) for source in cfg.sources for url in expand_source(source)]
+    raw_units: list[UnitRecord] = []
+    if cfg.seeds or cfg.demo_site.enabled:
+        raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx)))
+    raw_units += ctx.map(partial(ingest_unit, ctx), files)
+    raw_shards = [ctx.output.dataset_dir("raw") / s.name for unit in raw_units for s in unit.shards.get("raw", [])]
+    doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
+    report(ctx, raw_units, doc_units)
+    stats = merged_stats([*raw_units, *doc_units])
+    return StageResult(
+        units=[*raw_units, *doc_units],
+        count_in=int(stats.get("raw_records", 0)),
+        unit_in="records",
+        count_out=int(stats.get("documents", 0)),
+        unit_out="docs",
+        stats=stats,
+        files={p.name: str(p.relative_to(ctx.output.path)) for p in sorted(ctx.output.path.glob("warc/*.warc.gz"))},
+    )
 
-    def crawl() -> UnitRecord:
+
+# -- fetch -------------------------------------------------------------------------------------------------------
+
+
+def fetch_unit(ctx: StageContext) -> UnitRecord:
+    """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards."""
+    cfg = ctx.config.crawl
+    state = CrawlState(ctx.output.path / "state" / "crawl.sqlite")
+    try:
         with ExitStack() as stack:
             seeds = list(cfg.seeds)
             if cfg.demo_site.enabled:
-                site = ctx.workspace / "demo_site"
-                build_demo_site(site, cfg.demo_site.max_packages)
-                seeds.append(stack.enter_context(serve_directory(site)))
-            crawler = Crawler(cfg)
-            writer = ShardWriter(ctx.output.dataset_dir("documents"), DOCUMENT_SCHEMA, cfg.shard_rows)
-            with writer:
-                for record in crawler.crawl(seeds):
-                    writer.write(record)
-        return UnitRecord(unit="crawl", shards={"documents": writer.shards}, stats=crawler.stats.as_dict())
+                seeds.append(stack.enter_context(demo_site(ctx.workspace / "demo_site", cfg, state)))
+            warc = None
+            if cfg.warc:
+                warc = stack.enter_context(WarcSink(ctx.output.path / "warc", f"gristmill {code_version()}"))
+            artifact = partial(ctx.progress, "crawl")
+            reporter = stack.enter_context(
+                CrawlProgressReporter(cfg.max_pages, bar=cfg.progress_bar, artifact=artifact)
+            )
+            crawler = Crawler(cfg, state, warc=warc, on_progress=reporter)
+            crawler.run(seeds)
+        raw = write_records(
+            ctx.output.dataset_dir("raw"), RAW_SCHEMA, map(raw_record, state.iter_pages()), cfg, "fetch"
+        )
+        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, state.iter_fetches(), None, "fetch")
+        stats = {
+            "raw_records": sum(s.rows for s in raw),
+            "fetch": state.outcome_counts(),
+            "fetch_errors": state.error_counts(),
+            **{f"fetch_{k}": v for k, v in state.totals().items()},
+            "links_dropped": dict(crawler.dropped_links),
+        }
+        failures = [f for f in state.iter_fetches() if f["outcome"] == "failed"][:PROBLEM_ROWS]
+        stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
+        return UnitRecord(unit="fetch", shards={"raw": raw, "fetches": fetches}, stats=stats)
+    finally:
+        state.close()
 
-    unit = ctx.unit("crawl", crawl)
-    stats = unit.stats
-    return StageResult(
-        units=[unit],
-        count_in=int(stats.get("fetched", 0)),
-        unit_in="pages",
-        count_out=sum(s.rows for s in unit.shards.get("documents", [])),
-        unit_out="docs",
-        stats=dict(stats),
-    )
+
+@contextmanager
+def demo_site(site: Path, cfg: CrawlConfig, state: CrawlState) -> Iterator[str]:
+    """Build and serve the demo site; a resumed crawl gets the same port back when it is free (same URLs)."""
+    build_demo_site(site, cfg.demo_site.max_packages)
+    port = int(state.get_meta("demo_port") or 0)
+    with serve_directory(site, port) as base:
+        if port and not base.endswith(f":{port}/"):
+            log.warning("demo site port %d is taken: a resumed crawl sees new URLs at %s", port, base)
+        state.set_meta("demo_port", base.rstrip("/").rsplit(":", 1)[1])
+        yield base
+
+
+def raw_record(page: Page) -> dict[str, Any]:
+    return {
+        "doc_id": doc_id(page.url),
+        "url": page.url,
+        "source": CRAWL_SOURCE,
+        "source_offset": None,
+        "fetched_at": page.fetched_at,
+        "status": page.status,
+        "content_type": page.content_type,
+        "charset": page.charset,
+        "lang_hint": page.lang_hint,
+        "content": page.content,
+    }
+
+
+def write_records(directory: Path, schema: pa.Schema, records: Any, cfg: CrawlConfig | None, prefix: str) -> list[Any]:
+    rows = cfg.shard_rows if cfg else FETCH_LOG_ROWS
+    with ShardWriter(directory, schema, rows, prefix=prefix) as writer:
+        for record in records:
+            writer.write(record)
+    return writer.shards
+
+
+# -- ingest ------------------------------------------------------------------------------------------------------
+
+
+def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, str]) -> UnitRecord:
+    source, url = item
+    name = "ingest-" + hashlib.sha1(url.encode()).hexdigest()[:12]
+
+    def work() -> UnitRecord:
+        counts = IngestCounts()
+        problems: list[IngestProblem] = []
+        records = read_source(url, source, problems.append, counts)
+        shards = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, records, ctx.config.crawl, name)
+        for problem in problems:
+            log.warning("ingest: %s", problem)
+        stats = {
+            "raw_records": sum(s.rows for s in shards),
+            "ingest_files": 1,
+            "ingest_skipped": dict(counts.skipped),
+            "ingest_problems": len(problems),
+            "problems": [
+                {"kind": "ingest", "where": f"{p.path} @ {p.offset}", "reason": p.reason}
+                for p in problems[:PROBLEM_ROWS]
+            ],
+        }
+        return UnitRecord(unit=name, shards={"raw": shards}, stats=stats)
+
+    return ctx.unit(name, work)
+
+
+# -- extract -----------------------------------------------------------------------------------------------------
+
+
+def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
+    """One raw shard -> one documents shard of the same name; documents with no main text are counted, not kept."""
+    name = f"extract-{raw_shard.stem}"
+    cfg = ctx.config.crawl
+
+    def work() -> UnitRecord:
+        counts: Counter[str] = Counter()
+        problems: list[dict[str, Any]] = []
+        with ExtractionPool(cfg.extract_workers) as pool:
+            batches = document_batches(pool, raw_shard, cfg, counts, problems)
+            info = write_shard(ctx.output.dataset_dir("documents") / raw_shard.name, batches, DOCUMENT_SCHEMA)
+        stats = {"documents": info.rows, "extract": dict(counts), "problems": problems[:PROBLEM_ROWS]}
+        return UnitRecord(unit=name, shards={"documents": [info]}, stats=stats)
+
+    return ctx.unit(name, work)
+
+
+def document_batches(
+    pool: ExtractionPool, raw_shard: Path, cfg: CrawlConfig, counts: Counter[str], problems: list[dict[str, Any]]
+) -> Iterator[pa.RecordBatch]:
+    raws = (r for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH) for r in batch.to_pylist())
+    kept: list[dict[str, Any]] = []
+    for document, problem in pool.map(raws, cfg.extractor, cfg.extract_timeout_s):
+        counts["records"] += 1
+        if problem:
+            counts["timeouts" if "timed out" in problem else "errors"] += 1
+            problems.append({"kind": "extract", "where": document["url"], "reason": problem})
+        if not document.get("text"):
+            counts["no_text"] += 1
+            continue
+        kept.append(document)
+        if len(kept) >= EXTRACT_BATCH:
+            yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
+            kept = []
+    if kept:
+        yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+
+def merged_stats(units: list[UnitRecord]) -> dict[str, Any]:
+    """Sum the units' counters (nested dicts too); problem samples go to the report table, not the manifest."""
+    total: dict[str, Any] = {}
+    for unit in units:
+        for key, value in unit.stats.items():
+            if key == "problems":
+                continue
+            if isinstance(value, dict):
+                bucket = total.setdefault(key, {})
+                for k, v in value.items():
+                    bucket[k] = bucket.get(k, 0) + v
+            elif isinstance(value, int | float):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def report(ctx: StageContext, raw_units: list[UnitRecord], doc_units: list[UnitRecord]) -> None:
+    """Every failed fetch, bad record and failed extraction (a sample per unit) as one table; the counts are in
+    the stage's stats, which the stage runner logs as metrics."""
+    problems = [p for unit in [*raw_units, *doc_units] for p in unit.stats.get("problems", [])]
+    ctx.table("crawl/problems", problems)

@@ -96,6 +96,8 @@ def test_stage_tables_reach_prefect_as_artifacts(first_run, config):
         assert json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     summary = Artifact.get(artifact_key(config.name, "train"))
     assert summary is not None and "train" in str(summary.data)
+    progress = Artifact.get(artifact_key(config.name, "crawl", "crawl"))  # the crawl's progress, updated live
+    assert progress is not None and progress.type == "progress" and float(progress.data) == 100.0
 
 
 def test_validation_loss_falls(first_run, config):
