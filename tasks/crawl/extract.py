@@ -281,6 +281,22 @@ def _media_type(content_type: str | None, content: bytes) -> str:
     return "text/html" if content.lstrip()[:1] == b"<" else "text/plain"
 
 
+# A page without a visible date: htmldate then hands text to dateparser, which loads its locale data on that
+# first call (~2.5 s here, more on a busy machine).
+WARM_UP_PAGE = (
+    b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Warm-up</title></head><body><main><article>'
+    b"<h1>Packages: O</h1><ul><li><a href='/p/oauthlib/'>oauthlib</a> 4.0.1 &mdash; A generic implementation of the"
+    b" OAuth request-signing logic</li><li><a href='/p/otel/'>opentelemetry-api</a> 1.45.2 &mdash; OpenTelemetry"
+    b" Python API</li></ul></article></main></body></html>"
+)
+
+
+def warm_up() -> None:
+    """Pay each extractor's one-time lazy loading now, outside any per-document time limit."""
+    for extractor in EXTRACTORS:
+        extract(WARM_UP_PAGE, "http://warm.up/", extractor)
+
+
 class ExtractionPool:
     """Worker processes that turn RAW_SCHEMA records into DOCUMENT_SCHEMA records, each within a time limit.
 
@@ -298,9 +314,10 @@ class ExtractionPool:
 
     def __enter__(self) -> ExtractionPool:
         context = multiprocessing.get_context("forkserver")
-        # Workers forked by the server start with the extractors imported (a replaced worker too). Takes effect
+        # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
+        # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
         # only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload(["__main__", __name__])
+        context.set_forkserver_preload(["__main__", __name__, "tasks.crawl.warm_up"])
         self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
         return self
 

@@ -11,6 +11,7 @@ import pytest
 
 from tasks.crawl.extract import (
     EXTRACTORS,
+    WARM_UP_PAGE,
     Extracted,
     ExtractionPool,
     decode_html,
@@ -356,3 +357,16 @@ def test_pool_must_be_entered_and_checks_the_extractor() -> None:
         next(pool.map(pages("a"), "trafilatura", 1.0))
     with ExtractionPool(workers=1) as pool, pytest.raises(ValueError, match="unknown extractor"):
         next(pool.map(pages("a"), "goose", 1.0))
+
+
+def test_pool_workers_start_warm_so_a_first_undated_page_is_fast() -> None:
+    """dateparser's locale loading (via htmldate) costs seconds on a worker's first undated page; the forkserver
+    pays it once (tasks/crawl/warm_up.py), so the page fits a 1 s limit even in a brand-new worker."""
+    page = WARM_UP_PAGE.replace(b"Warm-up", b"Packages starting with O")
+    raw = {"doc_id": "d", "url": "http://site.test/letters/o.html", "source": "crawl", "source_offset": None,
+           "fetched_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "status": 200, "content_type": "text/html",
+           "charset": "utf-8", "lang_hint": None, "content": page}  # fmt: skip
+    with ExtractionPool(1) as pool:
+        [(document, problem)] = list(pool.map([raw], "trafilatura-precision", timeout_s=1.0))
+    assert problem is None
+    assert "OAuth" in document["text"]

@@ -1,0 +1,11 @@
+"""Imported only by the extraction pool's forkserver (`set_forkserver_preload`), so that every worker it forks
+starts warm.
+
+Without it a worker's first page pays the extractors' lazy loading inside its time limit: trafilatura's date
+search (htmldate) hands undated text to dateparser, which loads its locale data on that first call - 2.4 s
+alone, over 5 s on a busy 2-core machine, so the first page of each new worker timed out in the demo.
+"""
+
+from tasks.crawl.extract import warm_up
+
+warm_up()
