@@ -73,7 +73,8 @@ class CrawlConfig(Section):
     max_depth: int | None = Field(None, ge=0, description="Links followed from a seed (seed = 0); None = unbounded.")
     same_site: bool = Field(True, description="Follow only links on the seeds' hosts (plus allowed_domains).")
     allowed_domains: list[str] = Field(
-        default_factory=list, description="Also follow these domains and their subdomains (e.g. example.org)."
+        default_factory=list,
+        description="Follow these domains and their subdomains too (e.g. example.org); without same_site, only these.",
     )
     include: list[str] = Field(default_factory=list, description="Regexes; if any, a URL must match one.")
     exclude: list[str] = Field(default_factory=list, description="Regexes; a URL matching one is skipped.")

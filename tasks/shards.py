@@ -108,23 +108,35 @@ def shard_name(index: int, prefix: str = "part") -> str:
 class ShardWriter:
     """Streams records into shards of at most `rows_per_shard` rows: `part-00000.parquet`, `part-00001…`.
 
-    A `prefix` other than "part" lets several units write one dataset without name clashes.
+    A `prefix` other than "part" lets several units write one dataset without name clashes. With `max_bytes`, a
+    shard is also closed once the sizes passed to `write` add up to it: rows of very different sizes (web pages
+    of 1 KB and 5 MB) then bound memory by bytes, not only by count.
     """
 
     def __init__(
-        self, directory: Path, schema: pa.Schema, rows_per_shard: int, first_index: int = 0, prefix: str = "part"
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        rows_per_shard: int,
+        first_index: int = 0,
+        prefix: str = "part",
+        max_bytes: int | None = None,
     ) -> None:
         self.directory = directory
         self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.buffered_bytes = 0
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.next_index = first_index
         self.buffer: list[dict[str, Any]] = []
         self.shards: list[ShardInfo] = []
 
-    def write(self, record: dict[str, Any]) -> ShardInfo | None:
+    def write(self, record: dict[str, Any], nbytes: int = 0) -> ShardInfo | None:
         self.buffer.append(record)
-        return self.flush() if len(self.buffer) >= self.rows_per_shard else None
+        self.buffered_bytes += nbytes
+        full = len(self.buffer) >= self.rows_per_shard
+        return self.flush() if full or (self.max_bytes and self.buffered_bytes >= self.max_bytes) else None
 
     def flush(self) -> ShardInfo | None:
         if not self.buffer:
@@ -133,6 +145,7 @@ class ShardWriter:
         info = write_shard(self.directory / shard_name(self.next_index, self.prefix), table, self.schema)
         self.shards.append(info)
         self.buffer.clear()
+        self.buffered_bytes = 0
         self.next_index += 1
         return info
 

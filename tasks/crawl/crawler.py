@@ -27,7 +27,7 @@ from lxml import etree
 from protego import Protego
 
 from conf.schema import CrawlConfig
-from tasks.crawl.extract import extract_links
+from tasks.crawl.extract import HTML_TYPES, extract_links
 from tasks.crawl.fetch import (
     ACCEPT_ENCODING,
     AddressGuard,
@@ -46,7 +46,6 @@ logger = logging.getLogger("gristmill.crawl")
 T = TypeVar("T")
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
 MAX_SITEMAPS_PER_HOST = 50  # a sitemap index can point to thousands; enough to seed a bounded crawl
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # A rule said no (or the page was already seen): "skipped". Anything else that stores no page: "failed".
 SKIP_REASONS = frozenset(
     {"robots", "out_of_scope", "excluded", "not_included", "max_depth", "content_type", "redirect_seen",
@@ -130,6 +129,7 @@ class Crawler:
         self._session_stored = 0
         self._started = time.monotonic()
         self._last_progress = 0.0
+        self._progress_task: asyncio.Task[None] | None = None
 
     def run(self, seeds: list[str]) -> None:
         """Crawl until the frontier is empty or max_pages pages are stored (blocking)."""
@@ -186,33 +186,48 @@ class Crawler:
             done, _ = await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 url = self._running.pop(task)
-                self._pending_per_host[host_of(url)] -= 1
+                host = host_of(url)
+                self._pending_per_host[host] -= 1
+                if not self._pending_per_host[host]:
+                    del self._pending_per_host[host]  # only hosts with requests in flight are kept
                 task.result()  # _visit handles every fetch error itself: anything raised here is a bug
             await self._report()
 
     def _launch(self) -> None:
-        """Start visits for the oldest queued URLs, within the global, per-host and page limits."""
+        """Start visits for the oldest queued URLs, within the global, per-host and page limits.
+
+        Each pass asks the state for queued URLs of hosts that can take another request now; a host that fills up
+        during a pass is left out of the next, so one host's long backlog never hides another host's URLs.
+        """
         cfg = self.config
         slots = min(cfg.concurrency - len(self._running), cfg.max_pages - self.state.stored - len(self._running))
-        if slots <= 0:
-            return
-        in_flight = set(self._running.values())
-        for url, depth in self.state.queued(limit=len(in_flight) + 64 * slots):
-            if slots == 0:
-                break
-            host = host_of(url)
-            if url in in_flight or self._pending_per_host[host] >= cfg.per_host_concurrency:
-                continue
-            if cfg.max_pages_per_host and self.state.stored_per_host[host] >= cfg.max_pages_per_host:
-                self.state.finish(Fetch(url, depth, "skipped", error="max_pages_per_host"))
-                continue
-            if cfg.max_pages_per_host and self.state.stored_per_host[host] + self._pending_per_host[host] >= (
-                cfg.max_pages_per_host
-            ):
-                continue  # may still be needed if a page in flight fails
-            self._running[asyncio.create_task(self._visit(url, depth))] = url
-            self._pending_per_host[host] += 1
-            slots -= 1
+        while slots > 0:
+            full = [h for h in self._pending_per_host if not self._host_can_take_more(h)]
+            launched = 0
+            for url, depth in self.state.queued(limit=len(self._claimed) + 4 * slots, skip_hosts=full):
+                host = host_of(url)
+                # Claimed: running, or a redirect hop of a running visit; its outcome is about to be recorded.
+                if slots == 0 or url in self._claimed or not self._host_can_take_more(host):
+                    continue
+                if cfg.max_pages_per_host and self.state.stored_per_host[host] >= cfg.max_pages_per_host:
+                    self.state.finish(Fetch(url, depth, "skipped", error="max_pages_per_host"))
+                    continue
+                self._claimed.add(url)
+                self._running[asyncio.create_task(self._visit(url, depth))] = url
+                self._pending_per_host[host] += 1
+                slots -= 1
+                launched += 1
+            if launched == 0:
+                return
+
+    def _host_can_take_more(self, host: str) -> bool:
+        cfg, pending = self.config, self._pending_per_host[host]
+        if pending >= cfg.per_host_concurrency:
+            return False
+        # Under max_pages_per_host, pages in flight count: one may still fail and leave room for another.
+        return not (
+            cfg.max_pages_per_host and pending and self.state.stored_per_host[host] + pending >= cfg.max_pages_per_host
+        )
 
     # -- one URL ----------------------------------------------------------------------------------------------
 
@@ -221,7 +236,6 @@ class Crawler:
         fetch = Fetch(url, depth, outcome="failed")
         started = time.monotonic()
         page, links, response = None, [], None
-        self._claimed.add(url)
         try:
             response = await self._follow(url, depth, fetch)
             page, links = self._page(response), self._links(response, depth)
@@ -252,7 +266,7 @@ class Crawler:
                 if not 200 <= response.status < 300:
                     raise FetchError(f"http_{response.status}", status=response.status)
                 return response
-            target = self.normalize(urljoin(hop, location.strip()))
+            target = self.normalize(resolve(hop, location))
             if target is None:
                 raise FetchError("bad_redirect", location)
             fetch.redirects.append(hop)
@@ -379,7 +393,7 @@ class Crawler:
                 await self._guard.check(url)
                 response = await self._get(url, any_type=True)
             except FetchError as err:
-                if err.status is not None and 400 <= err.status < 500:
+                if err.status is not None and 400 <= err.status < 500 and err.status != 429:
                     return ALLOW_ALL
                 logger.warning("robots.txt of %s unavailable (%s): not crawling that origin", origin, err)
                 return DISALLOW_ALL
@@ -387,17 +401,27 @@ class Crawler:
             if location is None:
                 if 200 <= response.status < 300:
                     return Protego.parse(response.body.decode("utf-8", errors="replace"))
-                return ALLOW_ALL if 400 <= response.status < 500 else DISALLOW_ALL
-            url = urljoin(url, location)
+                # 429 is the site asking us to slow down, not saying it has no rules (Google reads it as 5xx).
+                return ALLOW_ALL if 400 <= response.status < 500 and response.status != 429 else DISALLOW_ALL
+            target = resolve(url, location)
+            if target is None:
+                return ALLOW_ALL  # a robots.txt redirect that goes nowhere: as good as none (4xx)
+            url = target
         return ALLOW_ALL  # RFC 9309: past the redirect limit, treat as unavailable (4xx)
 
     async def _read_sitemaps(self, origin: str, rules: Protego) -> None:
         """Queue the pages of the sitemaps robots.txt names (else /sitemap.xml), at depth 1."""
-        pending = [urljoin(origin + "/", s) for s in rules.sitemaps] or [f"{origin}/sitemap.xml"]
+        named = [resolve(origin + "/", s) for s in rules.sitemaps]
+        pending = [s for s in named if s] or [f"{origin}/sitemap.xml"]
         read: set[str] = set()
         while pending and len(read) < MAX_SITEMAPS_PER_HOST:
             url = self.normalize(pending.pop(0))
-            if url is None or url in read or self._scope.why_not(url) or not rules.can_fetch(url, "*"):
+            if (
+                url is None
+                or url in read
+                or self._scope.why_not(url)
+                or not rules.can_fetch(url, self.config.user_agent)
+            ):
                 continue
             read.add(url)
             try:
@@ -430,8 +454,23 @@ class Crawler:
             max_pages=self.config.max_pages,
             finished=finished,
         )
-        # A thread: the callback may block (an HTTP call to Prefect's API) and must not stall the fetches.
-        await asyncio.to_thread(self.on_progress, snapshot)
+        # A thread: the callback may block (an HTTP call to Prefect's API) and must not stall the fetches. One
+        # report in flight at a time; the final one is awaited so it is not lost.
+        if self._progress_task is not None and not self._progress_task.done():
+            if not finished:
+                return
+            await self._progress_task
+        self._progress_task = asyncio.create_task(asyncio.to_thread(self.on_progress, snapshot))
+        if finished:
+            await self._progress_task
+
+
+def resolve(base: str, reference: str) -> str | None:
+    """`reference` made absolute against `base`; None for a reference no URL parser accepts ("http://[broken")."""
+    try:
+        return urljoin(base, reference.strip())
+    except ValueError:
+        return None
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -455,7 +494,8 @@ def parse_sitemap(body: bytes, url: str) -> tuple[list[str], list[str]]:
         root = etree.fromstring(body, parser=_SITEMAP_PARSER)
     except etree.XMLSyntaxError:
         return [], []
-    locs = [urljoin(url, (loc.text or "").strip()) for loc in root.iter("{*}loc") if (loc.text or "").strip()]
+    resolved = (resolve(url, loc.text or "") for loc in root.iter("{*}loc") if (loc.text or "").strip())
+    locs = [loc for loc in resolved if loc]
     if etree.QName(root).localname == "sitemapindex":
         return [], locs
     return locs, []

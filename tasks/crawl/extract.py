@@ -27,6 +27,8 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 from trafilatura import bare_extraction
 
+from tasks.crawl.fetch import parse_content_type
+
 logger = logging.getLogger("gristmill.crawl.extract")
 
 FOLLOWABLE_SCHEMES = frozenset({"http", "https"})
@@ -254,7 +256,8 @@ def document_from_raw(raw: dict, extractor: str) -> dict:
     if media_type in HTML_TYPES:
         extracted = extract(decode_html(content, raw.get("charset")), raw["url"], extractor)
     elif media_type in TEXT_TYPES:
-        extracted = Extracted(title=None, text=_clean(content.decode("utf-8", errors="replace")))
+        # The same charset checks as HTML (declared, then detected): plain text lies or says nothing just as often.
+        extracted = Extracted(title=None, text=_clean(decode_html(content, raw.get("charset"))))
     return _document(raw, extracted)
 
 
@@ -275,8 +278,9 @@ def _document(raw: dict, extracted: Extracted) -> dict:
 
 
 def _media_type(content_type: str | None, content: bytes) -> str:
-    if content_type:
-        return content_type.split(";")[0].strip().lower()
+    media_type, _ = parse_content_type(content_type)
+    if media_type:
+        return media_type
     # No type: a body that opens with markup is HTML, anything else plain text.
     return "text/html" if content.lstrip()[:1] == b"<" else "text/plain"
 

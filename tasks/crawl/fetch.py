@@ -209,9 +209,10 @@ class AddressGuard:
     async def check(self, url: str) -> None:
         """Raise FetchError("private_address" | "unresolvable") unless every address of the host may be reached."""
         host = urlsplit(url).hostname or ""
-        if host not in self._verdicts:
-            self._verdicts[host] = await self._judge(host)
-        verdict = self._verdicts[host]
+        verdict = self._verdicts[host] if host in self._verdicts else await self._judge(host)
+        if verdict == "unresolvable":  # DNS can fail for a moment: not remembered, and worth a retry
+            raise FetchError(verdict, host, retryable=True)
+        self._verdicts[host] = verdict
         if verdict is not None:
             raise FetchError(verdict, host)
 
@@ -227,17 +228,17 @@ class AddressGuard:
         return None if all(self._reachable(a) for a in addresses) else "private_address"
 
     def _reachable(self, address: str) -> bool:
-        ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone id
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever Python version judges it
-        if any(ip in network for network in self._allowed):
-            return True
-        return is_public_address(ip)
+        ip = parse_address(address)
+        return any(ip in network for network in self._allowed) or is_public_address(ip)
+
+
+def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(address.split("%")[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever Python version judges it
+    return ip
 
 
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> bool:
-    if isinstance(ip, str):
-        ip = ipaddress.ip_address(ip.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
+    ip = parse_address(ip) if isinstance(ip, str) else ip
     return ip.is_global and not ip.is_multicast

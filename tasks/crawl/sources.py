@@ -467,6 +467,13 @@ def _jsonl_row(reading: _Reading, line_number: int, line: bytes, fetched_at: dt.
     url = value.get(reading.source.url_field) if reading.source.url_field else None
     if not isinstance(url, str) or not url.strip():
         url = f"{reading.url}#L{line_number}"
+    # JSON may carry lone surrogates ("\ud800") that no UTF-8 text can hold.
+    for field_name, field_value in ((text_field, text), (reading.source.url_field, url)):
+        try:
+            field_value.encode()
+        except UnicodeEncodeError as exc:
+            reading.problem(line_number, f"field {field_name!r} is not valid Unicode: {exc.reason} at {exc.start}")
+            return None
     return _text_record(reading, line_number, url, text, fetched_at)
 
 

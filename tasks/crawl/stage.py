@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,17 @@ from tasks.crawl.demo_site import build_demo_site, serve_directory
 from tasks.crawl.extract import ExtractionPool
 from tasks.crawl.progress import CrawlProgressReporter
 from tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
-from tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source
+from tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
 from tasks.crawl.state import CrawlState, Page
 from tasks.crawl.warc import WarcSink
-from tasks.shards import ShardWriter, UnitRecord, code_version, iter_batches, write_shard
+from tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
 from tasks.stage import StageContext, StageResult
 
 log = logging.getLogger("gristmill.crawl")
 
 FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
+RAW_SHARD_BYTES = 256 << 20  # a raw shard also closes at this many body bytes: pages run from 1 KB to 5 MB
+FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batches, not one unit per file
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
 
@@ -43,11 +46,11 @@ EXTRACT_BATCH = 64
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.crawl
     # Sources first: a path that matches nothing fails before a long crawl, not after it.
-    files = [(source, url) for source in cfg.sources for url in expand_source(source)]
+    batches = [(source, urls) for source in cfg.sources for urls in file_batches(source)]
     raw_units: list[UnitRecord] = []
     if cfg.seeds or cfg.demo_site.enabled:
         raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx)))
-    raw_units += ctx.map(partial(ingest_unit, ctx), files)
+    raw_units += ctx.map(partial(ingest_unit, ctx), batches)
     raw_shards = [ctx.output.dataset_dir("raw") / s.name for unit in raw_units for s in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
@@ -95,7 +98,7 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
             **{f"fetch_{k}": v for k, v in state.totals().items()},
             "links_dropped": dict(crawler.dropped_links),
         }
-        failures = [f for f in state.iter_fetches() if f["outcome"] == "failed"][:PROBLEM_ROWS]
+        failures = islice((f for f in state.iter_fetches() if f["outcome"] == "failed"), PROBLEM_ROWS)
         stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
         return UnitRecord(unit="fetch", shards={"raw": raw, "fetches": fetches}, stats=stats)
     finally:
@@ -129,31 +132,45 @@ def raw_record(page: Page) -> dict[str, Any]:
     }
 
 
-def write_records(directory: Path, schema: pa.Schema, records: Any, cfg: CrawlConfig | None, prefix: str) -> list[Any]:
+def write_records(
+    directory: Path, schema: pa.Schema, records: Iterable[dict[str, Any]], cfg: CrawlConfig | None, prefix: str
+) -> list[ShardInfo]:
+    """Stream records into shards: raw records (with `content`) bounded by `shard_rows` and RAW_SHARD_BYTES."""
     rows = cfg.shard_rows if cfg else FETCH_LOG_ROWS
-    with ShardWriter(directory, schema, rows, prefix=prefix) as writer:
+    with ShardWriter(directory, schema, rows, prefix=prefix, max_bytes=RAW_SHARD_BYTES) as writer:
         for record in records:
-            writer.write(record)
+            writer.write(record, len(record.get("content") or b""))
     return writer.shards
 
 
 # -- ingest ------------------------------------------------------------------------------------------------------
 
 
-def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, str]) -> UnitRecord:
-    source, url = item
-    name = "ingest-" + hashlib.sha1(url.encode()).hexdigest()[:12]
+def file_batches(source: SourceConfig) -> list[list[str]]:
+    """The source's files in units of work: one per file, except plain files, FILES_PER_UNIT at a time."""
+    urls = expand_source(source)
+    if any(source_kind(url, source) != "files" for url in urls):
+        return [[url] for url in urls]
+    return [urls[i : i + FILES_PER_UNIT] for i in range(0, len(urls), FILES_PER_UNIT)]
+
+
+def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> UnitRecord:
+    source, urls = item
+    name = "ingest-" + hashlib.sha1("\n".join(urls).encode()).hexdigest()[:12]
 
     def work() -> UnitRecord:
         counts = IngestCounts()
         problems: list[IngestProblem] = []
-        records = read_source(url, source, problems.append, counts)
+
+        def report(problem: IngestProblem) -> None:
+            log.warning("ingest: %s", problem)  # as it happens: a unit that fails later has said it already
+            problems.append(problem)
+
+        records = (record for url in urls for record in read_source(url, source, report, counts))
         shards = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, records, ctx.config.crawl, name)
-        for problem in problems:
-            log.warning("ingest: %s", problem)
         stats = {
             "raw_records": sum(s.rows for s in shards),
-            "ingest_files": 1,
+            "ingest_files": len(urls),
             "ingest_skipped": dict(counts.skipped),
             "ingest_problems": len(problems),
             "problems": [
@@ -189,13 +206,21 @@ def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
 def document_batches(
     pool: ExtractionPool, raw_shard: Path, cfg: CrawlConfig, counts: Counter[str], problems: list[dict[str, Any]]
 ) -> Iterator[pa.RecordBatch]:
-    raws = (r for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH) for r in batch.to_pylist())
+    where: deque[str] = deque()  # the pool keeps input order: each result pops its record's location
+
+    def raws() -> Iterator[dict[str, Any]]:
+        for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH):
+            for raw in batch.to_pylist():
+                where.append(record_location(raw))
+                yield raw
+
     kept: list[dict[str, Any]] = []
-    for document, problem in pool.map(raws, cfg.extractor, cfg.extract_timeout_s):
+    for document, problem in pool.map(raws(), cfg.extractor, cfg.extract_timeout_s):
+        location = where.popleft()
         counts["records"] += 1
         if problem:
             counts["timeouts" if "timed out" in problem else "errors"] += 1
-            problems.append({"kind": "extract", "where": document["url"], "reason": problem})
+            problems.append({"kind": "extract", "where": location, "reason": problem})
         if not document.get("text"):
             counts["no_text"] += 1
             continue
@@ -205,6 +230,13 @@ def document_batches(
             kept = []
     if kept:
         yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
+
+
+def record_location(raw: dict[str, Any]) -> str:
+    """Where a person finds a record: the page URL for a crawl, the file and offset for an ingested record."""
+    if raw["source"] == CRAWL_SOURCE:
+        return raw["url"]
+    return f"{raw['source']} @ {raw['source_offset']}"
 
 
 # -- report ------------------------------------------------------------------------------------------------------

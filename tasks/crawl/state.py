@@ -23,6 +23,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (
     seq INTEGER PRIMARY KEY,           -- discovery order: the frontier is breadth-first by seq
     url TEXT NOT NULL UNIQUE,          -- normalised
+    host TEXT NOT NULL,                -- host[:port]: lets the scheduler skip hosts that are busy
     depth INTEGER NOT NULL,
     state TEXT NOT NULL                -- queued | done
 );
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS fetches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     url TEXT NOT NULL, final_url TEXT, depth INTEGER NOT NULL, fetched_at REAL NOT NULL, status INTEGER,
     outcome TEXT NOT NULL, error TEXT, attempts INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    elapsed_ms REAL NOT NULL, redirects TEXT NOT NULL, host TEXT NOT NULL
+    elapsed_ms REAL NOT NULL, redirects TEXT NOT NULL,
+    host TEXT NOT NULL                 -- of the final URL: what max_pages_per_host counts
 );
 CREATE TABLE IF NOT EXISTS pages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -97,15 +99,22 @@ class CrawlState:
 
     def _enqueue(self, urls: Iterable[tuple[str, int]]) -> int:
         before = self._db.total_changes
-        self._db.executemany("INSERT OR IGNORE INTO urls(url, depth, state) VALUES (?, ?, 'queued')", urls)
+        rows = ((url, host_of(url), depth) for url, depth in urls)
+        self._db.executemany("INSERT OR IGNORE INTO urls(url, host, depth, state) VALUES (?, ?, ?, 'queued')", rows)
         return self._db.total_changes - before
 
     def seen(self, url: str) -> bool:
         return self._db.execute("SELECT 1 FROM urls WHERE url=?", (url,)).fetchone() is not None
 
-    def queued(self, limit: int) -> list[tuple[str, int]]:
-        """The oldest queued URLs with their depth, breadth-first."""
-        rows = self._db.execute("SELECT url, depth FROM urls WHERE state='queued' ORDER BY seq LIMIT ?", (limit,))
+    def queued(self, limit: int, skip_hosts: Iterable[str] = ()) -> list[tuple[str, int]]:
+        """The oldest queued URLs with their depth, breadth-first, leaving out hosts that cannot take more now
+        (so one busy host's backlog does not hide every other host's URLs)."""
+        skip = list(skip_hosts)
+        marks = ",".join("?" * len(skip))
+        rows = self._db.execute(
+            f"SELECT url, depth FROM urls WHERE state='queued' AND host NOT IN ({marks}) ORDER BY seq LIMIT ?",
+            (*skip, limit),
+        )
         return list(rows)
 
     def queued_count(self) -> int:
@@ -122,7 +131,7 @@ class CrawlState:
                 (
                     fetch.url, fetch.final_url, fetch.depth, fetch.fetched_at.timestamp(), fetch.status,
                     fetch.outcome, fetch.error, fetch.attempts, fetch.bytes, fetch.elapsed_ms,
-                    json.dumps(fetch.redirects), host_of(fetch.url),
+                    json.dumps(fetch.redirects), host_of(fetch.final_url or fetch.url),
                 ),
             )  # fmt: skip
             if page is not None:
@@ -137,12 +146,13 @@ class CrawlState:
             # A redirect's hops and target are done too: a link to them later must not fetch them again.
             done = [fetch.url, *fetch.redirects, *([fetch.final_url] if fetch.final_url else [])]
             self._db.executemany(
-                "INSERT INTO urls(url, depth, state) VALUES (?, ?, 'done') ON CONFLICT(url) DO UPDATE SET state='done'",
-                [(u, fetch.depth) for u in dict.fromkeys(done)],
+                "INSERT INTO urls(url, host, depth, state) VALUES (?, ?, ?, 'done')"
+                " ON CONFLICT(url) DO UPDATE SET state='done'",
+                [(u, host_of(u), fetch.depth) for u in dict.fromkeys(done)],
             )
             self._enqueue(links)
         if fetch.outcome == "stored":
-            self.stored_per_host[host_of(fetch.url)] += 1
+            self.stored_per_host[host_of(fetch.final_url or fetch.url)] += 1
 
     @property
     def stored(self) -> int:

@@ -21,7 +21,9 @@ class UrlNormalizer:
         patterns = [fnmatch.translate(p.lower()) for p in strip_params]
         self._strip = re.compile("|".join(patterns)) if patterns else None
 
-    def __call__(self, url: str) -> str | None:
+    def __call__(self, url: str | None) -> str | None:
+        if url is None:
+            return None
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -59,8 +61,9 @@ class Scope:
     """Which URLs the crawl may visit; `why_not` names the rule that refuses one (None = in scope).
 
     Hosts: with same_site, the seeds' hosts (http and https of one name are one site; another port is another
-    server) plus `allowed_domains` and their subdomains. Then exclude patterns, include patterns and depth -
-    which together bound traps such as endless calendars and session-id URL spaces.
+    server); plus `allowed_domains` and their subdomains (without same_site: only those). Neither: any host.
+    Then exclude patterns, include patterns and depth - which together bound traps such as endless calendars and
+    session-id URL spaces.
     """
 
     def __init__(
@@ -92,7 +95,9 @@ class Scope:
 
     def _host_allowed(self, url: str) -> bool:
         parts = urlsplit(url)
-        if self._hosts is None or parts.netloc in self._hosts:
+        if self._hosts is None and not self._domains:
+            return True  # same_site off and no domains named: the whole web
+        if self._hosts is not None and parts.netloc in self._hosts:
             return True
         host = (parts.hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self._domains)

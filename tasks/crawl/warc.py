@@ -22,9 +22,9 @@ DROPPED_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-l
 class WarcSink:
     def __init__(self, directory: Path, software: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        index = len(list(directory.glob("crawl-*.warc.gz")))
-        self.path = directory / f"crawl-{index:05d}.warc.gz"
-        self._file = self.path.open("wb")
+        taken = [int(p.name.split("-")[1].split(".")[0]) for p in directory.glob("crawl-*.warc.gz")]
+        self.path = directory / f"crawl-{max(taken, default=-1) + 1:05d}.warc.gz"
+        self._file = self.path.open("xb")  # never over an earlier session's file
         self._writer = WARCWriter(self._file, gzip=True)
         info = self._writer.create_warcinfo_record(self.path.name, {"software": software, "format": "WARC-1.1"})
         self._writer.write_record(info)

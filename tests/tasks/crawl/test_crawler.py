@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import pytest
 from conf.schema import CrawlConfig
 from tasks.crawl.crawler import Crawler
 from tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
-from tasks.crawl.fetch import AddressGuard, FetchError, is_public_address
+from tasks.crawl.fetch import AddressGuard, BoundedDecoder, FetchError, is_public_address, retry_after_seconds
 from tasks.crawl.state import CrawlState
 from tasks.crawl.urls import Scope, UrlNormalizer
 
@@ -108,7 +110,9 @@ class HandMadeSite:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.first_answers: dict[str, list[Route]] = {}  # served (and used up) before `routes`, in order
         self.hits: list[tuple[str, float]] = []
+        self.user_agents: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -142,7 +146,10 @@ class Handler(BaseHTTPRequestHandler):
                 site.in_flight -= 1
 
     def _answer(self, site: HandMadeSite) -> None:
-        route = site.routes.get(self.path, NOT_FOUND)
+        site.user_agents.add(self.headers.get("User-Agent", ""))
+        with site._lock:
+            queue = site.first_answers.get(self.path)
+            route = queue.pop(0) if queue else site.routes.get(self.path, NOT_FOUND)
         time.sleep(route.delay_s)
         self.send_response(route.status)
         if route.content_type:
@@ -480,3 +487,107 @@ def test_scope_is_the_seeds_hosts_with_their_ports_plus_allowed_domains() -> Non
     assert scope.why_not("http://example.net/") is None
     assert scope.why_not("http://notexample.net/") == "out_of_scope"
     assert Scope(["http://example.org/"], same_site=False).why_not("https://anything.example.com/") is None
+
+
+def test_malformed_urls_from_the_server_fail_one_fetch_not_the_crawl(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.routes["/robots.txt"] = Route(
+        b"User-agent: *\nSitemap: http://[broken/map.xml\n", content_type="text/plain"
+    )
+    hand_made.page("/", "Home.", ["/bad-redirect", "/ok", "/sitemap-with-bad-loc.xml"])
+    hand_made.routes["/bad-redirect"] = Route(b"", 302, headers={"Location": "http://[broken/"})
+    hand_made.page("/ok", "Fine.")
+    done = crawl(tmp_path, [base])
+    assert set(done.pages) == {"/", "/ok"}
+    assert done.fetches["/bad-redirect"]["error"] == "bad_redirect"
+
+
+def test_a_redirect_target_that_is_also_linked_is_fetched_once(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/a", "/b"])
+    hand_made.routes["/a"] = Route(b"", 302, headers={"Location": "/c"}, delay_s=0.1)
+    hand_made.page("/b", "B links to C.", ["/c"])
+    hand_made.page("/c", "C.")
+    hand_made.routes["/c"].delay_s = 0.3  # still in flight (as /a's hop) when /b's link to it is queued
+    done = crawl(tmp_path, [base], per_host_concurrency=4)
+    assert hand_made.paths.count("/c") == 1
+    urls = [p.url for p in done.state.iter_pages()]
+    assert len(urls) == len(set(urls)) and base + "c" in urls
+
+
+def test_robots_429_means_disallow_all(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.")
+    hand_made.routes["/robots.txt"] = Route(b"slow down", 429, content_type="text/plain")
+    done = crawl(tmp_path, [base], max_retries=0)
+    assert done.pages == {} and done.fetches["/"]["error"] == "robots"
+
+
+def test_retry_after_is_waited_for_and_pauses_the_host(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/limited", "/other"])
+    hand_made.page("/limited", "Rate limited once.")
+    hand_made.page("/other", "Another page of the same host.")
+    hand_made.first_answers["/limited"] = [Route(b"", 429, headers={"Retry-After": "1"})]
+    hand_made.routes["/limited"].delay_s = 0.0
+    done = crawl(tmp_path, [base], per_host_concurrency=1, backoff_base_s=0.01)
+    assert set(done.pages) == {"/", "/limited", "/other"}
+    times = {}
+    for path, at in hand_made.hits:
+        times.setdefault(path, []).append(at)
+    first_429, retried = times["/limited"]
+    assert retried - first_429 >= 0.95  # the server's 1 s, not the 0.01 s backoff
+    assert times["/other"][0] - first_429 >= 0.95  # the whole host waited
+
+
+def test_one_busy_host_does_not_hold_back_another(tmp_path) -> None:
+    busy, quiet = HandMadeSite(), HandMadeSite()
+    with serve(busy) as busy_base, serve(quiet) as quiet_base:
+        links = [f"/p{i}" for i in range(60)]
+        busy.page("/", "A big site.", [*links, quiet_base + "late"])
+        for path in links:
+            busy.page(path, f"Page {path}.")
+            busy.routes[path].delay_s = 0.05
+        quiet.page("/", "A small site.")
+        quiet.page("/late", "Linked last from the big site.")
+        crawl(tmp_path, [busy_base, quiet_base], per_host_concurrency=1, concurrency=4, use_sitemaps=False)
+        late_at = next(at for path, at in quiet.hits if path == "/late")
+        busy_before = sum(1 for path, at in busy.hits if path.startswith("/p") and at < late_at)
+        assert busy_before <= 3, busy_before  # not after the big site's 60-page backlog
+
+
+def test_the_configured_user_agent_is_sent(site, tmp_path) -> None:
+    hand_made, base = site
+    hand_made.page("/", "Home.")
+    crawl(tmp_path, [base], user_agent="test-bot/1.0 (+https://example.org/bot)")
+    assert hand_made.user_agents == {"test-bot/1.0 (+https://example.org/bot)"}
+
+
+def test_allowed_domains_alone_limit_the_crawl() -> None:
+    scope = Scope(["http://seed.org/"], same_site=False, allowed_domains=["a.org"])
+    assert scope.why_not("http://docs.a.org/x") is None
+    assert scope.why_not("http://evil.com/") == "out_of_scope"
+    assert scope.why_not("http://seed.org/") == "out_of_scope"  # without same_site, only the named domains
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate-zlib", "deflate-raw"])
+def test_bounded_decoder_decodes_and_cuts_off(encoding: str) -> None:
+    data = b"<p>hello</p>" * 10_000
+    if encoding == "gzip":
+        compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    else:
+        compressor = zlib.compressobj(wbits=zlib.MAX_WBITS if encoding == "deflate-zlib" else -zlib.MAX_WBITS)
+    body = compressor.compress(data) + compressor.flush()
+    name = encoding.split("-")[0]
+    decoder = BoundedDecoder(name, limit=len(data))
+    assert b"".join(decoder.feed(body[i : i + 100]) for i in range(0, len(body), 100)) == data
+    with pytest.raises(FetchError, match="too_large"):
+        BoundedDecoder(name, limit=1000).feed(body)
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after_seconds("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None

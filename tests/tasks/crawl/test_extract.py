@@ -290,7 +290,7 @@ def test_document_from_plain_text_markdown_and_other_records() -> None:
     assert plain["text"] == text.strip() and plain["title"] is None and plain["lang_hint"] == "ru"
     assert plain["raw_bytes"] == len(text.encode())
     markdown = document_from_raw(raw("file:///a.md", b"\n\n *emphasis*\xff \n", "text/markdown"), "trafilatura")
-    assert markdown["text"] == "*emphasis*\ufffd"
+    assert markdown["text"] == "*emphasis*ÿ"  # not UTF-8, no charset declared: detection falls back to cp1252
     assert (
         document_from_raw(raw("https://x.org/a.pdf", b"%PDF-1.7 ...", "application/pdf"), "trafilatura")["text"] is None
     )
@@ -370,3 +370,12 @@ def test_pool_workers_start_warm_so_a_first_undated_page_is_fast() -> None:
         [(document, problem)] = list(pool.map([raw], "trafilatura-precision", timeout_s=1.0))
     assert problem is None
     assert "OAuth" in document["text"]
+
+
+def test_plain_text_is_decoded_with_its_declared_or_detected_charset() -> None:
+    text = "Café crème, naïve Müller: “quoted” — and more text so that detection has something to go on."
+    raw = {"doc_id": "d", "url": "http://site.test/notes.txt", "source": "crawl", "source_offset": None,
+           "fetched_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "status": 200, "content_type": "text/plain",
+           "charset": "cp1252", "lang_hint": None, "content": text.encode("cp1252")}  # fmt: skip
+    assert document_from_raw(raw, "trafilatura")["text"] == text
+    assert document_from_raw({**raw, "charset": None}, "trafilatura")["text"] == text

@@ -603,3 +603,12 @@ def test_explicit_kind_wins_over_the_name() -> None:
 def test_problem_text() -> None:
     assert str(IngestProblem("a.warc.gz", 120, "truncated record")) == "a.warc.gz @ 120: truncated record"
     assert str(IngestProblem("a.parquet", None, "not Parquet")) == "a.parquet: not Parquet"
+
+
+def test_jsonl_lone_surrogate_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad \\ud800 half"}\n{"text": "also fine"}\n')
+    problems: list[IngestProblem] = []
+    records = list(read_source(str(path), SourceConfig(path=str(path)), problems.append))
+    assert [r["content"] for r in records] == [b"fine", b"also fine"]
+    assert len(problems) == 1 and problems[0].offset == 2 and "'text'" in problems[0].reason
