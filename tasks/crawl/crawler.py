@@ -85,6 +85,7 @@ class HostGate:
         self._slots = asyncio.Semaphore(connections)
         self.delay = delay
         self._next_start = 0.0
+        self._paused_until = 0.0
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -93,11 +94,15 @@ class HostGate:
             start = max(loop.time(), self._next_start)
             self._next_start = start + self.delay  # reserved before sleeping, so waiters queue up in order
             await asyncio.sleep(start - loop.time())
+            while (pause := self._paused_until - loop.time()) > 0:  # a Retry-After that came while we slept
+                await asyncio.sleep(pause)
             yield
 
     def defer(self, seconds: float) -> None:
         """Start nothing on this host for `seconds` (a 429 or 503 with Retry-After speaks for the whole host)."""
-        self._next_start = max(self._next_start, asyncio.get_running_loop().time() + seconds)
+        until = asyncio.get_running_loop().time() + seconds
+        self._next_start = max(self._next_start, until)
+        self._paused_until = max(self._paused_until, until)
 
 
 class Crawler:
@@ -249,10 +254,16 @@ class Crawler:
         finally:
             self._claimed.difference_update([url, *fetch.redirects])
         fetch.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
-        if page is not None and response is not None and self.warc is not None:
-            self.warc.write(response)  # before the commit: a kill in between duplicates a record, loses none
+        if page is not None and response is not None:
+            self._archive(response)  # before the commit: a kill in between duplicates a record, loses none
         self.state.finish(fetch, page, links)
         self._session_stored += page is not None
+
+    def _archive(self, response: Response) -> None:
+        """Stored pages go to the WARC (robots.txt and sitemaps do not: re-ingesting the WARC gives the same
+        documents as the crawl did)."""
+        if self.warc is not None:
+            self.warc.write(response)
 
     async def _follow(self, url: str, depth: int, fetch: Fetch) -> Response:
         """The final response for `url`, each redirect hop admitted like a new link."""
