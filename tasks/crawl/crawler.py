@@ -33,6 +33,7 @@ from tasks.crawl.fetch import (
     AddressGuard,
     Fetcher,
     FetchError,
+    GuardedTransport,
     Response,
     backoff_seconds,
     retry_after_seconds,
@@ -171,10 +172,11 @@ class Crawler:
 
     def _client(self) -> httpx.AsyncClient:
         cfg = self.config
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         return httpx.AsyncClient(
             headers={"User-Agent": cfg.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=httpx.Timeout(cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
+            transport=GuardedTransport(self._guard, limits),  # connects only to addresses the guard checked
             follow_redirects=False,  # each hop is checked by _follow
             # Proxies from the environment would connect on our behalf, making the address guard meaningless
             # (and would swallow requests to a 127.0.0.1 site).

@@ -12,11 +12,14 @@ import ipaddress
 import random
 import socket
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -198,8 +201,9 @@ class AddressGuard:
 
     A crawler fed links from the web must not become a way to reach the machine it runs on or its network
     (169.254.169.254 is a cloud's metadata service). Networks in `allowed` are exempt (a local test site).
-    The check resolves the name itself; httpx resolves again when connecting, so a DNS answer that changes
-    in between (rebinding) is not caught here - pinning the address belongs in a custom transport.
+    `check` is the early, cached refusal (before robots.txt is asked for); `pin` is the enforcement: the
+    transport (`GuardedTransport`) connects to the very address `pin` resolved and checked, so a DNS answer that
+    changes between a check and the connection (rebinding) gains nothing.
     """
 
     def __init__(self, allowed: list[str]) -> None:
@@ -209,27 +213,78 @@ class AddressGuard:
     async def check(self, url: str) -> None:
         """Raise FetchError("private_address" | "unresolvable") unless every address of the host may be reached."""
         host = urlsplit(url).hostname or ""
-        verdict = self._verdicts[host] if host in self._verdicts else await self._judge(host)
-        if verdict == "unresolvable":  # DNS can fail for a moment: not remembered, and worth a retry
-            raise FetchError(verdict, host, retryable=True)
-        self._verdicts[host] = verdict
-        if verdict is not None:
-            raise FetchError(verdict, host)
+        if host not in self._verdicts:
+            verdict, _ = await self._resolve(host)
+            if verdict == "unresolvable":  # DNS can fail for a moment: not remembered, and worth a retry
+                raise FetchError(verdict, host, retryable=True)
+            self._verdicts[host] = verdict
+        if self._verdicts[host] is not None:
+            raise FetchError(self._verdicts[host], host)
 
-    async def _judge(self, host: str) -> str | None:
+    async def pin(self, host: str) -> str:
+        """Resolve `host` now and return the address to connect to; raise FetchError if any address is refused."""
+        verdict, addresses = await self._resolve(host)
+        if verdict is not None:
+            raise FetchError(verdict, host, retryable=verdict == "unresolvable")
+        return addresses[0]
+
+    async def _resolve(self, host: str) -> tuple[str | None, list[str]]:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
-            return "unresolvable"
-        addresses = {info[4][0] for info in infos}
+            return "unresolvable", []
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
         if not addresses:
-            return "unresolvable"
-        # One refused address is enough: the connection could use any of them.
-        return None if all(self._reachable(a) for a in addresses) else "private_address"
+            return "unresolvable", []
+        # One refused address is enough: another resolution could hand out any of them.
+        return (None if all(self._reachable(a) for a in addresses) else "private_address"), addresses
 
     def _reachable(self, address: str) -> bool:
         ip = parse_address(address)
         return any(ip in network for network in self._allowed) or is_public_address(ip)
+
+
+class _GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network layer with the address check at the socket: connects to the address the guard pinned."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self._guard = guard
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await self._guard.pin(host)
+        return await self._backend.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        raise FetchError("private_address", "unix sockets are never crawled")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport whose connections go only to addresses `AddressGuard.pin` allowed. TLS still verifies
+    the host name (SNI and certificate use the URL's host; only the TCP destination is pinned)."""
+
+    def __init__(self, guard: AddressGuard, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend; this is the one place we reach in.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._pool._ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedNetworkBackend(guard),
+        )
 
 
 def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

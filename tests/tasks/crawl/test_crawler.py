@@ -20,12 +20,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from conf.schema import CrawlConfig
 from tasks.crawl.crawler import Crawler
 from tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
-from tasks.crawl.fetch import AddressGuard, BoundedDecoder, FetchError, is_public_address, retry_after_seconds
+from tasks.crawl.fetch import (
+    AddressGuard,
+    BoundedDecoder,
+    FetchError,
+    GuardedTransport,
+    is_public_address,
+    retry_after_seconds,
+)
 from tasks.crawl.state import CrawlState
 from tasks.crawl.urls import Scope, UrlNormalizer
 
@@ -591,3 +599,20 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_seconds("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
     assert retry_after_seconds("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_the_transport_itself_refuses_unchecked_addresses(site) -> None:
+    """The guard sits at the socket too: whatever a URL's name resolves to at connection time is checked then, so
+    a DNS answer that changes after the crawler's early check (rebinding) cannot reach a private address."""
+    hand_made, base = site
+    hand_made.page("/", "Home.")
+
+    async def get(allowed: list[str]) -> int:
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(transport=GuardedTransport(AddressGuard(allowed), limits)) as client:
+            return (await client.get(base.replace("127.0.0.1", "localhost"))).status_code
+
+    with pytest.raises(FetchError, match="private_address"):
+        asyncio.run(get([]))
+    assert hand_made.hits == []
+    assert asyncio.run(get(LOCAL)) == 200
