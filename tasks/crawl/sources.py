@@ -500,18 +500,23 @@ def _read_parquet(reading: _Reading, kind: str) -> Iterator[dict]:
             reading.problem(None, f"not a readable Parquet file: {_describe(exc)}")
             return
         columns = _parquet_columns(reading, parquet.schema_arrow)
-        row = 0
-        try:
-            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
-                texts = batch.column(0).to_pylist()
-                urls = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
-                for text, url in zip(texts, urls, strict=True):
-                    record = _parquet_row(reading, row, text, url, fetched_at)
-                    row += 1
-                    if record is not None:
-                        yield record
-        except (pa.ArrowException, OSError) as exc:
-            reading.problem(row, f"unreadable from here: {_describe(exc)}")
+        first_row = 0
+        # Row group by row group: a damaged one is reported (at its first row) and the next ones are still read.
+        for group in range(parquet.num_row_groups):
+            group_rows = parquet.metadata.row_group(group).num_rows
+            row = first_row
+            try:
+                for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group], columns=columns):
+                    texts = batch.column(0).to_pylist()
+                    urls = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+                    for text, url in zip(texts, urls, strict=True):
+                        record = _parquet_row(reading, row, text, url, fetched_at)
+                        row += 1
+                        if record is not None:
+                            yield record
+            except (pa.ArrowException, OSError) as exc:
+                reading.problem(row, f"row group {group} unreadable from this row on: {_describe(exc)}")
+            first_row += group_rows
 
 
 def _parquet_columns(reading: _Reading, schema: pa.Schema) -> list[str]:

@@ -612,3 +612,18 @@ def test_jsonl_lone_surrogate_is_reported_with_its_line(tmp_path: Path) -> None:
     records = list(read_source(str(path), SourceConfig(path=str(path)), problems.append))
     assert [r["content"] for r in records] == [b"fine", b"also fine"]
     assert len(problems) == 1 and problems[0].offset == 2 and "'text'" in problems[0].reason
+
+
+def test_parquet_damaged_row_group_is_reported_and_the_rest_read(tmp_path: Path) -> None:
+    path = tmp_path / "groups.parquet"
+    texts = [f"document number {i} with some words in it" for i in range(30)]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=10)
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + column.total_compressed_size] = b"\xff" * column.total_compressed_size
+    path.write_bytes(bytes(data))
+    problems: list[IngestProblem] = []
+    records = list(read_source(str(path), SourceConfig(path=str(path)), problems.append))
+    assert [r["content"].decode() for r in records] == texts[:10] + texts[20:]
+    assert len(problems) == 1 and problems[0].offset == 10 and "row group 1" in problems[0].reason
