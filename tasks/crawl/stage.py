@@ -16,7 +16,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,10 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
             )
             crawler = Crawler(cfg, state, warc=warc, on_progress=reporter)
             crawler.run(seeds)
-        raw = write_records(
-            ctx.output.dataset_dir("raw"), RAW_SCHEMA, map(raw_record, state.iter_pages()), cfg, "fetch"
-        )
-        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, state.iter_fetches(), None, "fetch")
+        pages = map(raw_record, state.iter_pages())
+        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, "fetch")
+        log_rows = state.iter_fetches()
+        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, "fetch")
         stats = {
             "raw_records": sum(s.rows for s in raw),
             "fetch": state.outcome_counts(),
@@ -98,7 +97,7 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
             **{f"fetch_{k}": v for k, v in state.totals().items()},
             "links_dropped": dict(crawler.dropped_links),
         }
-        failures = islice((f for f in state.iter_fetches() if f["outcome"] == "failed"), PROBLEM_ROWS)
+        failures = state.iter_fetches(outcome="failed", limit=PROBLEM_ROWS)
         stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
         return UnitRecord(unit="fetch", shards={"raw": raw, "fetches": fetches}, stats=stats)
     finally:
@@ -133,10 +132,9 @@ def raw_record(page: Page) -> dict[str, Any]:
 
 
 def write_records(
-    directory: Path, schema: pa.Schema, records: Iterable[dict[str, Any]], cfg: CrawlConfig | None, prefix: str
+    directory: Path, schema: pa.Schema, records: Iterable[dict[str, Any]], rows: int, prefix: str
 ) -> list[ShardInfo]:
-    """Stream records into shards: raw records (with `content`) bounded by `shard_rows` and RAW_SHARD_BYTES."""
-    rows = cfg.shard_rows if cfg else FETCH_LOG_ROWS
+    """Stream records into shards of at most `rows` rows and (for raw records, by `content`) RAW_SHARD_BYTES."""
     with ShardWriter(directory, schema, rows, prefix=prefix, max_bytes=RAW_SHARD_BYTES) as writer:
         for record in records:
             writer.write(record, len(record.get("content") or b""))
@@ -167,7 +165,7 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
             problems.append(problem)
 
         records = (record for url in urls for record in read_source(url, source, report, counts))
-        shards = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, records, ctx.config.crawl, name)
+        shards = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, records, ctx.config.crawl.shard_rows, name)
         stats = {
             "raw_records": sum(s.rows for s in shards),
             "ingest_files": len(urls),

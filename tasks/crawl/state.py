@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,11 +178,12 @@ class CrawlState:
         for url, fetched_at, status, content_type, charset, lang_hint, content in cursor:
             yield Page(url, _utc(fetched_at), status, content_type, charset, lang_hint, content)
 
-    def iter_fetches(self) -> Iterator[dict[str, Any]]:
-        """The fetch log as FETCH_SCHEMA records, in order."""
+    def iter_fetches(self, outcome: str | None = None, limit: int = -1) -> Iterator[dict[str, Any]]:
+        """The fetch log as FETCH_SCHEMA records, in order; only one outcome's, and at most `limit`, if given."""
         cursor = self._db.execute(
             "SELECT url, final_url, depth, fetched_at, status, outcome, error, attempts, bytes, elapsed_ms,"
-            " redirects FROM fetches ORDER BY seq"
+            " redirects FROM fetches WHERE ? IS NULL OR outcome = ? ORDER BY seq LIMIT ?",
+            (outcome, outcome, limit),
         )
         names = [d[0] for d in cursor.description]
         for row in cursor:
@@ -200,19 +202,15 @@ class CrawlState:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
 
 def _utc(timestamp: float) -> datetime:
