@@ -16,7 +16,7 @@ from pathlib import Path
 import trafilatura
 from warcio.archiveiterator import ArchiveIterator
 
-from tasks.clean.normalize import normalize_text
+from gristmill.tasks.clean.normalize import normalize_text
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -15,9 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from conf.schema import CleanConfig
-from tasks.clean.base import Doc
-from tasks.clean.chain import Chain, build_chain
+from gristmill.conf.schema import CleanConfig
+from gristmill.tasks.clean.base import Doc
+from gristmill.tasks.clean.chain import Chain, build_chain
 
 
 def four_filters(cfg: CleanConfig) -> list:

@@ -26,16 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.crawl.demo_site import build_demo_site, serve_directory  # noqa: E402
+from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory  # noqa: E402
 
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from conf.schema import validate_config
-from tasks.crawl.crawler import Crawler
-from tasks.crawl.state import CrawlState
-from tasks.crawl import stage
-from tasks.stage import execute
+from gristmill.conf.schema import validate_config
+from gristmill.tasks.crawl.crawler import Crawler
+from gristmill.tasks.crawl.state import CrawlState
+from gristmill.tasks.crawl import stage
+from gristmill.tasks.stage import execute
 
 mode, raw = sys.argv[1], json.loads(sys.argv[2])
 config = validate_config(raw)

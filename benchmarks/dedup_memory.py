@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.dedup_common import corpus  # noqa: E402
 from benchmarks.tokenize_speed import peak_rss_mb  # noqa: E402
-from conf.schema import PipelineConfig  # noqa: E402
-from tasks.dedup.stage import run  # noqa: E402
-from tasks.stage import execute  # noqa: E402
+from gristmill.conf.schema import PipelineConfig  # noqa: E402
+from gristmill.tasks.dedup.stage import run  # noqa: E402
+from gristmill.tasks.stage import execute  # noqa: E402
 from tests.helpers import document, write_documents_stage  # noqa: E402
 
 SHARD_DOCS = 2000

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dedup_common import SHARED, articles, python_shingles  # noqa: E402
 
-from conf.schema import DedupConfig  # noqa: E402
-from tasks.dedup.index import NearIndex  # noqa: E402
-from tasks.dedup.minhash import lean  # noqa: E402
-from tasks.dedup.stage import hasher  # noqa: E402
+from gristmill.conf.schema import DedupConfig  # noqa: E402
+from gristmill.tasks.dedup.index import NearIndex  # noqa: E402
+from gristmill.tasks.dedup.minhash import lean  # noqa: E402
+from gristmill.tasks.dedup.stage import hasher  # noqa: E402
 
 _BOILERPLATE_TEXT = (
     "Subscribe to our newsletter to get the latest stories delivered to your inbox every morning. We use cookies "

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dedup_common import articles, corpus, python_shingles  # noqa: E402
 
-from tasks.dedup.minhash import MinHasher, Shingler  # noqa: E402
-from tasks.dedup.stage import hasher  # noqa: E402
+from gristmill.tasks.dedup.minhash import MinHasher, Shingler  # noqa: E402
+from gristmill.tasks.dedup.stage import hasher  # noqa: E402
 
 NUM_PERM = 128
 BATCH = 1024
@@ -75,9 +75,9 @@ def stage_pass(texts: list[str]) -> None:
     """The stage's whole dedup work on these texts: signature rows (exact hash, MinHash), then the LSH pass."""
     import tempfile
 
-    from conf.schema import DedupConfig
-    from tasks.dedup.stage import Deduplicator, sign_batch, signature_schema
-    from tasks.shards import write_shard
+    from gristmill.conf.schema import DedupConfig
+    from gristmill.tasks.dedup.stage import Deduplicator, sign_batch, signature_schema
+    from gristmill.tasks.shards import write_shard
 
     cfg = DedupConfig()
     minhasher = hasher(cfg)

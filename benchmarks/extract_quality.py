@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.crawl.extract import EXTRACTORS, decode_html, extract  # noqa: E402
+from gristmill.tasks.crawl.extract import EXTRACTORS, decode_html, extract  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "html_extraction"
 TIME_LIMITS_S = (1.0, 2.0, 5.0)

@@ -22,9 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from conf.schema import load_config  # noqa: E402
-from lightning_model.callbacks import device_peak_flops, flops_per_token  # noqa: E402
-from lightning_model.model import Llama, ModelConfig  # noqa: E402
+from gristmill.conf.schema import load_config  # noqa: E402
+from gristmill.lightning_model.callbacks import device_peak_flops, flops_per_token  # noqa: E402
+from gristmill.lightning_model.model import Llama, ModelConfig  # noqa: E402
 
 
 def model_config(tiny: bool) -> tuple[ModelConfig, int]:

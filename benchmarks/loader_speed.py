@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.train_vs_bare import bare_loop, make_shards  # noqa: E402
-from conf.schema import load_config  # noqa: E402
-from lightning_model.data import TokenShardDataModule  # noqa: E402
-from lightning_model.model import ModelConfig  # noqa: E402
+from gristmill.conf.schema import load_config  # noqa: E402
+from gristmill.lightning_model.data import TokenShardDataModule  # noqa: E402
+from gristmill.lightning_model.model import ModelConfig  # noqa: E402
 
 
 def loader_tokens_per_s(paths: list[Path], batch_size: int, batches: int, workers: int) -> float:

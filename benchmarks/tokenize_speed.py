@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from conf.schema import PipelineConfig  # noqa: E402
-from tasks.stage import execute  # noqa: E402
-from tasks.tokenize.bpe import load_tokenizer, train_bpe  # noqa: E402
-from tasks.tokenize.stage import run  # noqa: E402
+from gristmill.conf.schema import PipelineConfig  # noqa: E402
+from gristmill.tasks.stage import execute  # noqa: E402
+from gristmill.tasks.tokenize.bpe import load_tokenizer, train_bpe  # noqa: E402
+from gristmill.tasks.tokenize.stage import run  # noqa: E402
 from tests.helpers import document, write_documents_stage  # noqa: E402
 
 DATA = Path(os.environ.get("GRISTMILL_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -20,13 +20,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conf.schema import load_config  # noqa: E402
-from lightning_model.data import TokenShardDataModule  # noqa: E402
-from lightning_model.model import Llama, ModelConfig  # noqa: E402
-from lightning_model.module import lr_factor  # noqa: E402
-from tasks.shards import write_shard  # noqa: E402
-from tasks.tokenize.pack import rows_to_batch, tokens_schema  # noqa: E402
-from tasks.train import train_model  # noqa: E402
+from gristmill.conf.schema import load_config  # noqa: E402
+from gristmill.lightning_model.data import TokenShardDataModule  # noqa: E402
+from gristmill.lightning_model.model import Llama, ModelConfig  # noqa: E402
+from gristmill.lightning_model.module import lr_factor  # noqa: E402
+from gristmill.tasks.shards import write_shard  # noqa: E402
+from gristmill.tasks.tokenize.pack import rows_to_batch, tokens_schema  # noqa: E402
+from gristmill.tasks.train import train_model  # noqa: E402
 
 
 def make_shards(directory: Path, vocab: int, seq_len: int, rows: int) -> list[Path]:

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
-from conf.schema import STAGES, ConfigError, PipelineConfig, load_config
+import gristmill.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
+from gristmill.conf.schema import STAGES, ConfigError, PipelineConfig, load_config
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 console = Console()
@@ -48,8 +48,8 @@ def run(
     # Our progress at INFO; libraries (httpx logs every Prefect API call at INFO) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("gristmill").setLevel(logging.INFO)
-    from flows.pipeline import pipeline
-    from flows.stages import STAGE_FLOWS
+    from gristmill.flows.pipeline import pipeline
+    from gristmill.flows.stages import STAGE_FLOWS
 
     started = time.perf_counter()
     summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
@@ -85,7 +85,7 @@ def serve(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Serve the pipeline as a Prefect deployment with the config's cron schedule; trigger it ad hoc with
     `prefect deployment run 'pipeline/<name>'`."""
     cfg = _load(config, overrides)
-    from flows.serve import serve_pipeline
+    from gristmill.flows.serve import serve_pipeline
 
     serve_pipeline(cfg)
 
@@ -93,7 +93,7 @@ def serve(config: ConfigArg, overrides: OverridesArg = None) -> None:
 @app.command()
 def ui(config: ConfigArg, overrides: OverridesArg = None, port: int = 5000) -> None:
     """Start the MLflow UI on 127.0.0.1 against the pipeline's tracking store."""
-    from tasks.tracking import default_tracking_uri
+    from gristmill.tasks.tracking import default_tracking_uri
 
     cfg = _load(config, overrides)
     uri = cfg.tracking.uri or default_tracking_uri(cfg.workspace)

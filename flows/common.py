@@ -10,8 +10,8 @@ from prefect import task, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from conf.schema import PipelineConfig
-from tasks.stage import (
+from gristmill.conf.schema import PipelineConfig
+from gristmill.tasks.stage import (
     Mapper,
     ProgressPublisher,
     Publisher,
@@ -20,7 +20,7 @@ from tasks.stage import (
     StageSummary,
     execute,
 )
-from tasks.tracking import Tracker
+from gristmill.tasks.tracking import Tracker
 
 
 @task(cache_policy=NO_CACHE)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from conf.schema import PipelineConfig
-from flows.common import tracker_for
-from flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
-from tasks.stage import StageSummary
+from gristmill.conf.schema import PipelineConfig
+from gristmill.flows.common import tracker_for
+from gristmill.flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
+from gristmill.tasks.stage import StageSummary
 
 
 @flow(name="pipeline")

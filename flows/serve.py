@@ -6,8 +6,8 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
-from conf.schema import PipelineConfig
-from flows.pipeline import pipeline
+from gristmill.conf.schema import PipelineConfig
+from gristmill.flows.pipeline import pipeline
 
 
 def pipeline_deployment(config: PipelineConfig) -> RunnerDeployment:

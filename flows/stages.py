@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from prefect import flow
 
-from conf.schema import PipelineConfig
-from flows.common import run_stage
-from tasks import train
-from tasks.clean import stage as clean
-from tasks.crawl import stage as crawl
-from tasks.dedup import stage as dedup
-from tasks.evaluate import stage as evaluate
-from tasks.stage import StageSummary
-from tasks.tokenize import stage as tokenize
+from gristmill.conf.schema import PipelineConfig
+from gristmill.flows.common import run_stage
+from gristmill.tasks import train
+from gristmill.tasks.clean import stage as clean
+from gristmill.tasks.crawl import stage as crawl
+from gristmill.tasks.dedup import stage as dedup
+from gristmill.tasks.evaluate import stage as evaluate
+from gristmill.tasks.stage import StageSummary
+from gristmill.tasks.tokenize import stage as tokenize
 
 
 @flow(name="crawl")

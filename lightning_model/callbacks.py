@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 
-from lightning_model.model import Llama
+from gristmill.lightning_model.model import Llama
 
 # Dense bf16 peaks, FLOP/s per device (no sparsity), by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS: dict[str, float] = {

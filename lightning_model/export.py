@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.model import Llama, ModelConfig
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig

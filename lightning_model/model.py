@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from conf.schema import TrainConfig
+    from gristmill.conf.schema import TrainConfig
 
 
 @dataclass

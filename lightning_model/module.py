@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 
-from lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.model import Llama, ModelConfig
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:

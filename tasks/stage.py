@@ -16,9 +16,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from conf.schema import STAGES, PipelineConfig, Section
-from tasks.shards import Manifest, StageOutput, UnitRecord
-from tasks.tracking import Tracker
+from gristmill.conf.schema import STAGES, PipelineConfig, Section
+from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord
+from gristmill.tasks.tracking import Tracker
 
 log = logging.getLogger("gristmill.stage")
 

@@ -24,15 +24,15 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
-from conf.schema import TrainConfig
-from lightning_model.callbacks import ThroughputMonitor
-from lightning_model.data import TokenShardDataModule
-from lightning_model.model import Llama, ModelConfig
-from lightning_model.module import LitLlama
-from tasks.shards import UnitRecord
-from tasks.stage import StageContext, StageResult
-from tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
-from tasks.tracking import Tracker
+from gristmill.conf.schema import TrainConfig
+from gristmill.lightning_model.callbacks import ThroughputMonitor
+from gristmill.lightning_model.data import TokenShardDataModule
+from gristmill.lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.module import LitLlama
+from gristmill.tasks.shards import UnitRecord
+from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
+from gristmill.tasks.tracking import Tracker
 
 log = logging.getLogger("gristmill.train")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.crawl.extract import document_from_raw
-from tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
-from tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
+from gristmill.tasks.crawl.extract import document_from_raw
+from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
+from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
 
 
 def document(url: str, text: str | None, status: int = 200) -> dict:

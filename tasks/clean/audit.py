@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from conf.schema import CONF_DIR, AuditConfig
+from gristmill.conf.schema import CONF_DIR, AuditConfig
 
 ALL = "_all"  # the key for "every document", beside the groups
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.clean.base import Doc, Filter, Verdict
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 
 def read_list(path: str | Path) -> list[str]:

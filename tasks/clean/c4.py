@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conf.schema import C4Config
-from tasks.clean.base import Doc, Filter, Verdict
+from gristmill.conf.schema import C4Config
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")

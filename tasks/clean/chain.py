@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from conf.schema import CleanConfig
-from tasks.clean.audit import Audit
-from tasks.clean.base import Doc, Filter, Formatter, Verdict
-from tasks.clean.blocklist import BadWords, DomainBlocklist, read_list
-from tasks.clean.c4 import C4Quality
-from tasks.clean.fineweb import FineWebQuality
-from tasks.clean.gopher import GopherQuality
-from tasks.clean.language import LanguageFilter
-from tasks.clean.normalize import Normalizer
-from tasks.clean.pii import PIIFormatter
-from tasks.clean.repetition import GopherRepetition
+from gristmill.conf.schema import CleanConfig
+from gristmill.tasks.clean.audit import Audit
+from gristmill.tasks.clean.base import Doc, Filter, Formatter, Verdict
+from gristmill.tasks.clean.blocklist import BadWords, DomainBlocklist, read_list
+from gristmill.tasks.clean.c4 import C4Quality
+from gristmill.tasks.clean.fineweb import FineWebQuality
+from gristmill.tasks.clean.gopher import GopherQuality
+from gristmill.tasks.clean.language import LanguageFilter
+from gristmill.tasks.clean.normalize import Normalizer
+from gristmill.tasks.clean.pii import PIIFormatter
+from gristmill.tasks.clean.repetition import GopherRepetition
 
 Step = Filter | Formatter
 

@@ -6,9 +6,9 @@ from functools import cache
 
 import regex
 
-from conf.schema import FineWebConfig
-from tasks.clean.base import Doc, Filter, Verdict
-from tasks.clean.repetition import find_duplicates
+from gristmill.conf.schema import FineWebConfig
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
+from gristmill.tasks.clean.repetition import find_duplicates
 
 
 @cache

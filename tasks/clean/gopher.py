@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conf.schema import CleanConfig
-from tasks.clean.base import Doc, Filter, Verdict
+from gristmill.conf.schema import CleanConfig
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 # datatrove's PUNCTUATION set: a "word" made only of these (and control characters) is a symbol, not a word.

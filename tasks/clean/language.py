@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from conf.schema import LanguageConfig
-from tasks.clean.base import Doc, Filter, Verdict
+from gristmill.conf.schema import LanguageConfig
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 MODEL_FILE = "lid.176.ftz"
 

@@ -7,7 +7,7 @@ import unicodedata
 
 import ftfy
 
-from tasks.clean.base import Formatter
+from gristmill.tasks.clean.base import Formatter
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")

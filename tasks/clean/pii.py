@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from conf.schema import PIIConfig
-from tasks.clean.base import Formatter
+from gristmill.conf.schema import PIIConfig
+from gristmill.tasks.clean.base import Formatter
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 # Not preceded by a word character or a dot (v10.0.0.1, 1.1.2.3.4) and not followed by .digit or a word character.

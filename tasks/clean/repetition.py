@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from conf.schema import RepetitionConfig
-from tasks.clean.base import Doc, Filter, Verdict
+from gristmill.conf.schema import RepetitionConfig
+from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 _PARAGRAPH = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")

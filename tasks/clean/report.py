@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.stage import StageContext
+from gristmill.tasks.stage import StageContext
 
 log = logging.getLogger("gristmill.clean")
 

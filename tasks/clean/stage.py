@@ -14,13 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from tasks.clean.audit import Audit, load_lexicon, merge, summarize
-from tasks.clean.base import Doc, Verdict
-from tasks.clean.chain import Chain, build_chain
-from tasks.clean.report import log_report
-from tasks.crawl.records import DOCUMENT_SCHEMA
-from tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
-from tasks.stage import StageContext, StageResult
+from gristmill.tasks.clean.audit import Audit, load_lexicon, merge, summarize
+from gristmill.tasks.clean.base import Doc, Verdict
+from gristmill.tasks.clean.chain import Chain, build_chain
+from gristmill.tasks.clean.report import log_report
+from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
+from gristmill.tasks.stage import StageContext, StageResult
 
 log = logging.getLogger("gristmill.clean")
 

@@ -26,9 +26,9 @@ import httpx
 from lxml import etree
 from protego import Protego
 
-from conf.schema import CrawlConfig
-from tasks.crawl.extract import HTML_TYPES, extract_links
-from tasks.crawl.fetch import (
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.extract import HTML_TYPES, extract_links
+from gristmill.tasks.crawl.fetch import (
     ACCEPT_ENCODING,
     AddressGuard,
     Fetcher,
@@ -38,9 +38,9 @@ from tasks.crawl.fetch import (
     backoff_seconds,
     retry_after_seconds,
 )
-from tasks.crawl.state import CrawlState, Fetch, Page
-from tasks.crawl.urls import Scope, UrlNormalizer, host_of, origin_of
-from tasks.crawl.warc import WarcSink
+from gristmill.tasks.crawl.state import CrawlState, Fetch, Page
+from gristmill.tasks.crawl.urls import Scope, UrlNormalizer, host_of, origin_of
+from gristmill.tasks.crawl.warc import WarcSink
 
 logger = logging.getLogger("gristmill.crawl")
 

@@ -27,7 +27,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 from trafilatura import bare_extraction
 
-from tasks.crawl.fetch import parse_content_type
+from gristmill.tasks.crawl.fetch import parse_content_type
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
@@ -321,7 +321,7 @@ class ExtractionPool:
         # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
         # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
         # only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload(["__main__", __name__, "tasks.crawl.warm_up"])
+        context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
         self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
         return self
 

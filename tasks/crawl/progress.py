@@ -11,7 +11,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tasks.crawl.crawler import CrawlProgress
+from gristmill.tasks.crawl.crawler import CrawlProgress
 
 logger = logging.getLogger("gristmill.crawl")
 LOG_EVERY_S = 10.0

@@ -33,9 +33,9 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
-from conf.schema import SourceConfig
-from tasks.crawl.fetch import parse_content_type
-from tasks.crawl.records import record_id
+from gristmill.conf.schema import SourceConfig
+from gristmill.tasks.crawl.fetch import parse_content_type
+from gristmill.tasks.crawl.records import record_id
 
 MAX_RECORD_BYTES = 20 * 1024 * 1024  # one record's content; a larger one is reported and skipped
 

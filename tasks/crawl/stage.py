@@ -21,17 +21,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from conf.schema import CrawlConfig, SourceConfig
-from tasks.crawl.crawler import Crawler
-from tasks.crawl.demo_site import build_demo_site, serve_directory
-from tasks.crawl.extract import ExtractionPool
-from tasks.crawl.progress import CrawlProgressReporter
-from tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
-from tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
-from tasks.crawl.state import CrawlState, Page
-from tasks.crawl.warc import WarcSink
-from tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
-from tasks.stage import StageContext, StageResult
+from gristmill.conf.schema import CrawlConfig, SourceConfig
+from gristmill.tasks.crawl.crawler import Crawler
+from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
+from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.progress import CrawlProgressReporter
+from gristmill.tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
+from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
+from gristmill.tasks.crawl.state import CrawlState, Page
+from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
+from gristmill.tasks.stage import StageContext, StageResult
 
 log = logging.getLogger("gristmill.crawl")
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.crawl.urls import host_of
+from gristmill.tasks.crawl.urls import host_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS urls (

@@ -14,7 +14,7 @@ from types import TracebackType
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from tasks.crawl.fetch import Response
+from gristmill.tasks.crawl.fetch import Response
 
 DROPPED_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 

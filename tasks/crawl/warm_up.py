@@ -6,6 +6,6 @@ search (htmldate) hands undated text to dateparser, which loads its locale data 
 alone, over 5 s on a busy 2-core machine, so the first page of each new worker timed out in the demo.
 """
 
-from tasks.crawl.extract import warm_up
+from gristmill.tasks.crawl.extract import warm_up
 
 warm_up()

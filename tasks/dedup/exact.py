@@ -40,7 +40,7 @@ class Normalizer:
         normalised text is just its word sequence, so the digest is a hash of the word hashes, computed in numpy
         (Arrow's regex replace cost more than all of the MinHash work); otherwise blake2b of the normalised text."""
         if self.punctuation and not self.digits:
-            from tasks.dedup.minhash import sequence_hashes, word_tokens
+            from gristmill.tasks.dedup.minhash import sequence_hashes, word_tokens
 
             return [int(h).to_bytes(8, "little") for h in sequence_hashes(*word_tokens(texts, self.lowercase))]
         return [_digest(t) for t in self.batch(texts).to_pylist()]

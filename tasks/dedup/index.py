@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 from datasketch import MinHashLSH
 
-from conf.schema import DedupConfig
-from tasks.dedup.minhash import estimated_jaccard, lean
-from tasks.shards import iter_batches, write_shard
+from gristmill.conf.schema import DedupConfig
+from gristmill.tasks.dedup.minhash import estimated_jaccard, lean
+from gristmill.tasks.shards import iter_batches, write_shard
 
 
 class NearIndex:

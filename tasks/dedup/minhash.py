@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import LeanMinHash, MinHash
 
-from tasks.dedup.exact import DEFAULT, normalize_for_dedup
+from gristmill.tasks.dedup.exact import DEFAULT, normalize_for_dedup
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
 SCHEME = "affine32"

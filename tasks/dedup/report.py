@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.stage import StageContext
+from gristmill.tasks.stage import StageContext
 
 MAX_PAIR_ROWS = 5000  # an MLflow table is for looking at; beyond this it is a sample (the first removals)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tasks.shards import iter_batches
+from gristmill.tasks.shards import iter_batches
 
 
 @torch.no_grad()

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from conf.schema import CONF_DIR
-from lightning_model.export import export_hf, max_logit_difference
-from tasks.evaluate.bias import load_pairs, score_pairs
-from tasks.evaluate.generate import generate_samples
-from tasks.evaluate.perplexity import perplexity, sequence_logprob
-from tasks.shards import StageOutput, UnitRecord, atomic_write_json
-from tasks.stage import StageContext, StageResult
-from tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
-from tasks.train import load_model
+from gristmill.conf.schema import CONF_DIR
+from gristmill.lightning_model.export import export_hf, max_logit_difference
+from gristmill.tasks.evaluate.bias import load_pairs, score_pairs
+from gristmill.tasks.evaluate.generate import generate_samples
+from gristmill.tasks.evaluate.perplexity import perplexity, sequence_logprob
+from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
+from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
+from gristmill.tasks.train import load_model
 
 EXPORT_TOLERANCE = 1e-4
 MODEL_ARTIFACT = "model"

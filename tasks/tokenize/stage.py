@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from tasks.shards import UnitRecord, iter_batches, write_shard
-from tasks.stage import StageContext, StageResult
-from tasks.tokenize.bpe import EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
-from tasks.tokenize.pack import LengthHistogram, Packer, is_validation, rows_to_batch, tokens_schema
+from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
+from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
+from gristmill.tasks.tokenize.pack import LengthHistogram, Packer, is_validation, rows_to_batch, tokens_schema
 
 ENCODE_BATCH = 1024  # documents per encode call: the Rust side spreads a batch over all cores
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from conf.schema import ConfigError, PipelineConfig, load_config
+from gristmill.conf.schema import ConfigError, PipelineConfig, load_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 

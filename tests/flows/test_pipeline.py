@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conf.schema import STAGES, load_config
-from tasks.tracking import Tracker
+from gristmill.conf.schema import STAGES, load_config
+from gristmill.tasks.tracking import Tracker
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 SMALL = [
@@ -47,7 +47,7 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(prefect_harness, config):
-    from flows.pipeline import pipeline
+    from gristmill.flows.pipeline import pipeline
 
     return pipeline(config)
 
@@ -88,7 +88,7 @@ def test_mlflow_holds_the_parent_run_six_children_and_model_version_1(first_run,
 def test_stage_tables_reach_prefect_as_artifacts(first_run, config):
     from prefect.artifacts import Artifact
 
-    from flows.common import artifact_key
+    from gristmill.flows.common import artifact_key
 
     for stage, table in [("clean", "clean/removal_samples"), ("evaluate", "generations")]:
         artifact = Artifact.get(artifact_key(config.name, stage, table))
@@ -101,7 +101,7 @@ def test_stage_tables_reach_prefect_as_artifacts(first_run, config):
 
 
 def test_validation_loss_falls(first_run, config):
-    from tasks.shards import StageOutput
+    from gristmill.tasks.shards import StageOutput
 
     stats = StageOutput(config.workspace, "train").read_manifest().stats
     assert stats["val_loss_last"] < stats["val_loss_first"] - 0.5
@@ -116,7 +116,7 @@ def test_export_loads_and_generates_with_transformers_pipeline(first_run, config
 
 
 def test_rerun_is_up_to_date(first_run, config):
-    from flows.pipeline import pipeline
+    from gristmill.flows.pipeline import pipeline
 
     again = pipeline(config)
     assert [s.status for s in again] == ["up to date"] * len(STAGES)
@@ -124,7 +124,7 @@ def test_rerun_is_up_to_date(first_run, config):
 
 
 def test_deleting_a_stage_output_reruns_it_and_only_the_stages_after_it(first_run, config):
-    from flows.pipeline import pipeline
+    from gristmill.flows.pipeline import pipeline
 
     shutil.rmtree(Path(config.workspace) / "clean")
     again = pipeline(config)
@@ -134,7 +134,7 @@ def test_deleting_a_stage_output_reruns_it_and_only_the_stages_after_it(first_ru
 
 
 def test_cli_runs_one_stage_against_the_workspace(first_run, config):
-    from flows.cli import app
+    from gristmill.flows.cli import app
 
     result = CliRunner().invoke(app, ["run", str(DEMO), f"workspace={config.workspace}", *SMALL, "--stage", "dedup"])
     assert result.exit_code == 0, result.output
@@ -142,7 +142,7 @@ def test_cli_runs_one_stage_against_the_workspace(first_run, config):
 
 
 def test_cli_rejects_a_bad_config_before_any_work(tmp_path):
-    from flows.cli import app
+    from gristmill.flows.cli import app
 
     workspace = tmp_path / "never"
     result = CliRunner().invoke(app, ["run", str(DEMO), f"workspace={workspace}", "train.max_stepz=5"])

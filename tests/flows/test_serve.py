@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from conf.schema import load_config
+from gristmill.conf.schema import load_config
 
 DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.yaml"
 
@@ -12,7 +12,7 @@ def test_deployment_has_the_cron_schedule_and_a_typed_config_form(prefect_harnes
     from prefect.deployments import run_deployment
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    from flows.serve import pipeline_deployment
+    from gristmill.flows.serve import pipeline_deployment
 
     config = load_config(DEMO, [f"workspace={tmp_path}", "name=nightly"])
     deployment_id = pipeline_deployment(config).apply()

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lightning_model import data
-from lightning_model.data import TokenShardDataModule, TokenShardDataset
+from gristmill.lightning_model import data
+from gristmill.lightning_model.data import TokenShardDataModule, TokenShardDataset
 from tests.helpers import write_token_shard
 
 ROW = 9  # seq_len 8 + 1

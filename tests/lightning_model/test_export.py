@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from lightning_model.export import export_hf, max_logit_difference
-from lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.export import export_hf, max_logit_difference
+from gristmill.lightning_model.model import Llama, ModelConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

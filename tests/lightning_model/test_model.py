@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conf.schema import TrainConfig
-from lightning_model.export import hf_config
-from lightning_model.model import Llama, ModelConfig
-from lightning_model.module import LitLlama, lr_factor
+from gristmill.conf.schema import TrainConfig
+from gristmill.lightning_model.export import hf_config
+from gristmill.lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.module import LitLlama, lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

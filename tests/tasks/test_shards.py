@@ -2,7 +2,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.shards import ShardError, ShardWriter, StageOutput, UnitRecord, file_sha256, iter_records, write_shard
+from gristmill.tasks.shards import (
+    ShardError,
+    ShardWriter,
+    StageOutput,
+    UnitRecord,
+    file_sha256,
+    iter_records,
+    write_shard,
+)
 
 SCHEMA = pa.schema([pa.field("x", pa.int64(), nullable=False)])
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conf.schema import PipelineConfig
-from tasks.crawl.records import DOCUMENT_SCHEMA
-from tasks.shards import StageOutput, UnitRecord, write_shard
-from tasks.stage import StageContext, StageResult, execute
-from tasks.tracking import Tracker
+from gristmill.conf.schema import PipelineConfig
+from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard
+from gristmill.tasks.stage import StageContext, StageResult, execute
+from gristmill.tasks.tracking import Tracker
 from tests.helpers import document, write_documents_stage
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from conf.schema import TrainConfig
-from lightning_model.data import read_rows
-from lightning_model.model import ModelConfig
-from tasks.train import load_model, resolve_hardware, train_model
+from gristmill.conf.schema import TrainConfig
+from gristmill.lightning_model.data import read_rows
+from gristmill.lightning_model.model import ModelConfig
+from gristmill.tasks.train import load_model, resolve_hardware, train_model
 from tests.helpers import write_token_shard
 
 SEQ_LEN = 32
@@ -123,12 +123,12 @@ def test_train_learns_tracks_checkpoints_and_resumes(tmp_path):
 
 
 def test_stage_trains_on_tokenize_output_and_is_then_up_to_date(tmp_path):
-    from conf.schema import PipelineConfig
-    from tasks import train
-    from tasks.shards import StageOutput
-    from tasks.stage import execute
-    from tasks.tokenize import stage as tokenize
-    from tasks.tracking import Tracker
+    from gristmill.conf.schema import PipelineConfig
+    from gristmill.tasks import train
+    from gristmill.tasks.shards import StageOutput
+    from gristmill.tasks.stage import execute
+    from gristmill.tasks.tokenize import stage as tokenize
+    from gristmill.tasks.tracking import Tracker
     from tests.helpers import document, write_documents_stage
 
     rng = np.random.default_rng(0)

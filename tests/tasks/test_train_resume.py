@@ -22,8 +22,8 @@ import lightning.pytorch as L
 import torch
 
 sys.path.insert(0, {repo!r})
-from lightning_model.model import ModelConfig
-from tasks.train import train_model
+from gristmill.lightning_model.model import ModelConfig
+from gristmill.tasks.train import train_model
 from tests.tasks.test_train import VOCAB, SEQ_LEN, tiny_train_config
 
 torch.set_num_threads(1)

@@ -2,12 +2,12 @@
 
 import pytest
 
-from conf.schema import AuditConfig, PipelineConfig
-from tasks.clean.audit import load_lexicon, merge, summarize
-from tasks.clean.stage import run
-from tasks.shards import StageOutput
-from tasks.stage import execute
-from tasks.tracking import Tracker
+from gristmill.conf.schema import AuditConfig, PipelineConfig
+from gristmill.tasks.clean.audit import load_lexicon, merge, summarize
+from gristmill.tasks.clean.stage import run
+from gristmill.tasks.shards import StageOutput
+from gristmill.tasks.stage import execute
+from gristmill.tasks.tracking import Tracker
 from tests.helpers import document, write_documents_stage
 from tests.tasks.clean.test_filters import ARTICLE
 

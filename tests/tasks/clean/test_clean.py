@@ -1,13 +1,13 @@
 import pyarrow.parquet as pq
 import pytest
 
-from conf.schema import LID176_LANGUAGES, CleanConfig, ConfigError, PipelineConfig, validate_config
-from tasks.clean.gopher import GopherQuality
-from tasks.clean.language import model_languages
-from tasks.clean.normalize import normalize_text
-from tasks.clean.stage import CLEAN_SCHEMA, run
-from tasks.shards import StageOutput, iter_records
-from tasks.stage import execute
+from gristmill.conf.schema import LID176_LANGUAGES, CleanConfig, ConfigError, PipelineConfig, validate_config
+from gristmill.tasks.clean.gopher import GopherQuality
+from gristmill.tasks.clean.language import model_languages
+from gristmill.tasks.clean.normalize import normalize_text
+from gristmill.tasks.clean.stage import CLEAN_SCHEMA, run
+from gristmill.tasks.shards import StageOutput, iter_records
+from gristmill.tasks.stage import execute
 from tests.helpers import document, write_documents_stage
 
 PROSE = (

@@ -1,12 +1,12 @@
 """Each filter on texts built to trip exactly one of its rules, and the PII formatter on tricky cases."""
 
-from conf.schema import C4Config, FineWebConfig, PIIConfig, RepetitionConfig
-from tasks.clean.base import Doc, split_words
-from tasks.clean.blocklist import BadWords, DomainBlocklist
-from tasks.clean.c4 import C4Quality
-from tasks.clean.fineweb import FineWebQuality
-from tasks.clean.pii import PIIFormatter
-from tasks.clean.repetition import GopherRepetition, duplicated_ngram_chars, top_ngram_chars
+from gristmill.conf.schema import C4Config, FineWebConfig, PIIConfig, RepetitionConfig
+from gristmill.tasks.clean.base import Doc, split_words
+from gristmill.tasks.clean.blocklist import BadWords, DomainBlocklist
+from gristmill.tasks.clean.c4 import C4Quality
+from gristmill.tasks.clean.fineweb import FineWebQuality
+from gristmill.tasks.clean.pii import PIIFormatter
+from gristmill.tasks.clean.repetition import GopherRepetition, duplicated_ngram_chars, top_ngram_chars
 from tests.tasks.clean.test_clean import PROSE
 
 SENTENCES = [

@@ -16,18 +16,18 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 
-from conf.schema import PipelineConfig, validate_config
-from tasks.crawl import stage as crawl_stage
-from tasks.stage import execute
+from gristmill.conf.schema import PipelineConfig, validate_config
+from gristmill.tasks.crawl import stage as crawl_stage
+from gristmill.tasks.stage import execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, serve
 
 PAGES = 60
 PER_HOST = 2
 RUN_STAGE = """
 import json, sys
-from conf.schema import validate_config
-from tasks.crawl import stage
-from tasks.stage import execute
+from gristmill.conf.schema import validate_config
+from gristmill.tasks.crawl import stage
+from gristmill.tasks.stage import execute
 execute(validate_config(json.loads(sys.argv[1])), "crawl", stage.run)
 """
 

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conf.schema import CrawlConfig
-from tasks.crawl.crawler import Crawler
-from tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
-from tasks.crawl.fetch import (
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.crawler import Crawler
+from gristmill.tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
+from gristmill.tasks.crawl.fetch import (
     AddressGuard,
     BoundedDecoder,
     FetchError,
@@ -34,8 +34,8 @@ from tasks.crawl.fetch import (
     is_public_address,
     retry_after_seconds,
 )
-from tasks.crawl.state import CrawlState
-from tasks.crawl.urls import Scope, UrlNormalizer
+from gristmill.tasks.crawl.state import CrawlState
+from gristmill.tasks.crawl.urls import Scope, UrlNormalizer
 
 LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
 

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conf.schema import CrawlConfig
-from tasks.crawl.crawler import Crawler
-from tasks.crawl.extract import decode_html
-from tasks.crawl.state import CrawlState
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.crawler import Crawler
+from gristmill.tasks.crawl.extract import decode_html
+from gristmill.tasks.crawl.state import CrawlState
 from tests.hostile_site import HostileSite, hostile_site
 
 REPO = Path(__file__).resolve().parents[3]
@@ -44,9 +44,9 @@ def site() -> Iterator[HostileSite]:
 CRAWL_IN_A_CHILD = """
 import json, sys, time
 from pathlib import Path
-from conf.schema import CrawlConfig
-from tasks.crawl.crawler import Crawler
-from tasks.crawl.state import CrawlState
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.crawler import Crawler
+from gristmill.tasks.crawl.state import CrawlState
 
 def peak_mb():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024

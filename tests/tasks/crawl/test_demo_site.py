@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 from protego import Protego
 
-from tasks.crawl.demo_site import (
+from gristmill.tasks.crawl.demo_site import (
     DescriptionRenderer,
     PackageCollector,
     SiteStats,

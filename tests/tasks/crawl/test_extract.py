@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tasks.crawl.extract import (
+from gristmill.tasks.crawl.extract import (
     EXTRACTORS,
     WARM_UP_PAGE,
     Extracted,

@@ -19,9 +19,9 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from conf.schema import SourceConfig
-from tasks.crawl.records import RAW_SCHEMA, record_id
-from tasks.crawl.sources import (
+from gristmill.conf.schema import SourceConfig
+from gristmill.tasks.crawl.records import RAW_SCHEMA, record_id
+from gristmill.tasks.crawl.sources import (
     IngestCounts,
     IngestProblem,
     SourceError,

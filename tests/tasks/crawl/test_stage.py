@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from conf.schema import PipelineConfig, validate_config
-from tasks.crawl import stage as crawl_stage
-from tasks.crawl.records import DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA
-from tasks.shards import iter_records
-from tasks.stage import StageContext, execute
+from gristmill.conf.schema import PipelineConfig, validate_config
+from gristmill.tasks.crawl import stage as crawl_stage
+from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA
+from gristmill.tasks.shards import iter_records
+from gristmill.tasks.stage import StageContext, execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conf.schema import DedupConfig, PipelineConfig
-from tasks.dedup.clusters import UnionFind
-from tasks.dedup.exact import exact_hash
-from tasks.dedup.minhash import shingles, signature
-from tasks.dedup.stage import run
-from tasks.shards import StageOutput, iter_records
-from tasks.stage import execute
+from gristmill.conf.schema import DedupConfig, PipelineConfig
+from gristmill.tasks.dedup.clusters import UnionFind
+from gristmill.tasks.dedup.exact import exact_hash
+from gristmill.tasks.dedup.minhash import shingles, signature
+from gristmill.tasks.dedup.stage import run
+from gristmill.tasks.shards import StageOutput, iter_records
+from gristmill.tasks.stage import execute
 from tests.helpers import document, write_documents_stage
 
 

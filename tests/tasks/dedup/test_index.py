@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conf.schema import DedupConfig, PipelineConfig
-from tasks.dedup.stage import run
-from tasks.shards import StageOutput, iter_records
-from tasks.stage import execute
+from gristmill.conf.schema import DedupConfig, PipelineConfig
+from gristmill.tasks.dedup.stage import run
+from gristmill.tasks.shards import StageOutput, iter_records
+from gristmill.tasks.stage import execute
 from tests.helpers import document, write_documents_stage
 
 

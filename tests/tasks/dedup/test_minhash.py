@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from datasketch import MinHash
 
-from tasks.dedup.exact import Normalizer
-from tasks.dedup.minhash import MinHasher, Shingler, lean, shingles
+from gristmill.tasks.dedup.exact import Normalizer
+from gristmill.tasks.dedup.minhash import MinHasher, Shingler, lean, shingles
 
 
 @pytest.fixture(scope="module")

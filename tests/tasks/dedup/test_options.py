@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conf.schema import DedupConfig, PipelineConfig
-from tasks.dedup.index import NearIndex
-from tasks.dedup.stage import run
-from tasks.shards import StageOutput, iter_records
-from tasks.stage import execute
-from tasks.tracking import Tracker
+from gristmill.conf.schema import DedupConfig, PipelineConfig
+from gristmill.tasks.dedup.index import NearIndex
+from gristmill.tasks.dedup.stage import run
+from gristmill.tasks.shards import StageOutput, iter_records
+from gristmill.tasks.stage import execute
+from gristmill.tasks.tracking import Tracker
 from tests.helpers import document, write_documents_stage
 
 
@@ -78,7 +78,7 @@ def test_survivor_quality_keeps_the_copy_with_the_most_prose(tmp_path, sources):
 def test_alpha_word_share_counts_words_with_a_letter():
     import pyarrow as pa
 
-    from tasks.dedup.stage import alpha_word_share
+    from gristmill.tasks.dedup.stage import alpha_word_share
 
     shares = alpha_word_share(pa.array(["one two 3 4", "", None, "héllo wörld", "12 34"])).to_pylist()
     assert shares == [0.5, 0.0, 0.0, 1.0, 0.0]

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from conf.schema import CONF_DIR
-from lightning_model.model import Llama, ModelConfig
-from tasks.evaluate.bias import BiasPair, load_pairs, score_pairs
-from tasks.evaluate.perplexity import perplexity, sequence_logprob
+from gristmill.conf.schema import CONF_DIR
+from gristmill.lightning_model.model import Llama, ModelConfig
+from gristmill.tasks.evaluate.bias import BiasPair, load_pairs, score_pairs
+from gristmill.tasks.evaluate.perplexity import perplexity, sequence_logprob
 from tests.helpers import write_token_shard
 
 

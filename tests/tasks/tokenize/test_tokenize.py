@@ -4,12 +4,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conf.schema import PipelineConfig
-from tasks.shards import StageOutput
-from tasks.stage import execute
-from tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
-from tasks.tokenize.pack import Packer, is_validation
-from tasks.tokenize.stage import run
+from gristmill.conf.schema import PipelineConfig
+from gristmill.tasks.shards import StageOutput
+from gristmill.tasks.stage import execute
+from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
+from gristmill.tasks.tokenize.pack import Packer, is_validation
+from gristmill.tasks.tokenize.stage import run
 from tests.helpers import document, write_documents_stage
 
 
@@ -86,7 +86,7 @@ def test_too_little_text_for_one_sequence_is_a_clear_error(tmp_path):
 
 
 def test_a_given_tokenizer_is_used_instead_of_training_one(tmp_path, texts):
-    from tasks.tokenize.bpe import train_bpe
+    from gristmill.tasks.tokenize.bpe import train_bpe
 
     given = train_bpe(texts[:20], vocab_size=500, min_frequency=1)
     given.save(str(tmp_path / "given.json"))
