@@ -18,7 +18,7 @@ from gristmill.tasks.clean.audit import Audit, load_lexicon, merge, summarize
 from gristmill.tasks.clean.base import Doc, Verdict
 from gristmill.tasks.clean.chain import Chain, build_chain
 from gristmill.tasks.clean.report import log_report
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
 

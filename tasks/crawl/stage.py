@@ -26,10 +26,11 @@ from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
 from gristmill.tasks.crawl.extract import ExtractionPool
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
-from gristmill.tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
+from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
 from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
 

@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gristmill.conf.schema import DedupConfig
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
 from gristmill.tasks.dedup import report
 from gristmill.tasks.dedup.clusters import UnionFind, survivors
 from gristmill.tasks.dedup.exact import Normalizer, normalize_url
 from gristmill.tasks.dedup.index import KeptIndex, NearIndex, index_schema
 from gristmill.tasks.dedup.minhash import MinHasher, Shingler, estimated_jaccard, lean
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
 
