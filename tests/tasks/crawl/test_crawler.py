@@ -35,7 +35,8 @@ from gristmill.tasks.crawl.fetch import (
     retry_after_seconds,
 )
 from gristmill.tasks.crawl.state import CrawlState
-from gristmill.tasks.crawl.urls import Scope, UrlNormalizer
+from gristmill.tasks.crawl.urls import Scope
+from gristmill.tasks.urls import UrlNormalizer
 
 LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
 
