@@ -32,7 +32,7 @@ from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
-from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 
 log = logging.getLogger("gristmill.crawl")
 
@@ -54,7 +54,7 @@ def run(ctx: StageContext) -> StageResult:
     raw_shards = [ctx.output.dataset_dir("raw") / s.name for unit in raw_units for s in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
-    stats = merged_stats([*raw_units, *doc_units])
+    stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
     return StageResult(
         units=[*raw_units, *doc_units],
         count_in=int(stats.get("raw_records", 0)),
@@ -239,22 +239,6 @@ def record_location(raw: dict[str, Any]) -> str:
 
 
 # -- report ------------------------------------------------------------------------------------------------------
-
-
-def merged_stats(units: list[UnitRecord]) -> dict[str, Any]:
-    """Sum the units' counters (nested dicts too); problem samples go to the report table, not the manifest."""
-    total: dict[str, Any] = {}
-    for unit in units:
-        for key, value in unit.stats.items():
-            if key == "problems":
-                continue
-            if isinstance(value, dict):
-                bucket = total.setdefault(key, {})
-                for k, v in value.items():
-                    bucket[k] = bucket.get(k, 0) + v
-            elif isinstance(value, int | float):
-                total[key] = total.get(key, 0) + value
-    return total
 
 
 def report(ctx: StageContext, raw_units: list[UnitRecord], doc_units: list[UnitRecord]) -> None:
