@@ -23,13 +23,14 @@ import pyarrow as pa
 
 from gristmill.conf.schema import CrawlConfig, SourceConfig
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
 from gristmill.tasks.crawl.extract import ExtractionPool
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
 from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.demo_site.build import build_demo_site
+from gristmill.tasks.demo_site.serve import serve_directory
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult, sum_stats
