@@ -64,3 +64,12 @@ def stubborn_document(raw: dict, extractor: str) -> dict:
     if page == "die":
         os._exit(3)
     return document_from_raw(raw, extractor)
+
+
+def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:
+    """An ExtractionPool worker that reports, as the document's title, how many dateparser locales its process had
+    loaded before this page: more than 0 in a fresh worker means the forkserver's warm-up reached it."""
+    from dateparser.languages.loader import default_loader
+
+    loaded_before = len(default_loader._loaded_locales)
+    return {**document_from_raw(raw, extractor), "title": str(loaded_before)}
