@@ -43,7 +43,9 @@ def shared_data() -> Path:
     """The project's shared real data (`../shared/data` beside the checkout, or $GRISTMILL_SHARED_DATA)."""
     path = Path(os.environ.get("GRISTMILL_SHARED_DATA", REPO.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"shared data not found at {path} (set GRISTMILL_SHARED_DATA)")
+        from tests.helpers import requirement_missing
+
+        requirement_missing(f"shared data not found at {path} (set GRISTMILL_SHARED_DATA)")
     return path
 
 
