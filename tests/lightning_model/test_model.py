@@ -51,7 +51,7 @@ def test_state_dict_and_logits_match_hugging_face_llama(tied):
 
     config = tiny_model_config(tie_word_embeddings=tied)
     ours = randomized(Llama(config))
-    assert not any("inv_freq" in key for key in ours.state_dict())  # a buffer, but not a weight
+    assert not any("rotary" in key for key in ours.state_dict())  # cached tables are buffers, not weights
     theirs = LlamaForCausalLM(hf_config(config)).float().eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)  # raises on any missing or unexpected key
     assert set(theirs.state_dict()) == set(ours.state_dict())
@@ -143,6 +143,31 @@ def test_generate_greedy_sampling_and_context_crop():
     # Running past max_position_embeddings crops the context instead of failing.
     long = model.generate(prompt, 20, temperature=0)
     assert long.shape == (2, 25)
+
+
+def test_cached_and_uncached_greedy_generation_are_equal():
+    # 40 tokens from a 5-token prompt run past max_position_embeddings (16): the cached steps, then the sliding
+    # window, must both decode exactly as recomputing the whole context at every step does.
+    model = randomized(Llama(tiny_model_config()))
+    prompt = torch.randint(2, 97, (2, 5))
+    cached = model.generate(prompt, 40, temperature=0)
+    assert torch.equal(cached, model.generate(prompt, 40, temperature=0, use_cache=False))
+    assert cached.shape == (2, 45)
+
+
+def test_cached_forward_gives_the_logits_of_a_full_forward():
+    from gristmill.lightning_model.model import KVCache
+
+    model = randomized(Llama(tiny_model_config()))
+    ids = torch.randint(2, 97, (2, 12))
+    cache = KVCache(model.config)
+    with torch.no_grad():
+        full = model(ids)[0]
+        parts = [model(ids[:, :5], cache=cache)[0], model(ids[:, 5:9], cache=cache)[0]]  # a prefix, then several
+        parts += [model(ids[:, t : t + 1], cache=cache)[0] for t in range(9, 12)]  # then one token at a time
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.zeros(2, 5, dtype=torch.long), cache=cache)  # 12 cached + 5 > 16
 
 
 def test_generate_stops_when_every_row_emitted_eos():
