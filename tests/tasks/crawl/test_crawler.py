@@ -36,7 +36,7 @@ from gristmill.tasks.crawl.fetch import (
 from gristmill.tasks.crawl.state import CrawlState
 from gristmill.tasks.crawl.urls import Scope
 from gristmill.tasks.demo_site.build import SiteStats, build_demo_site
-from gristmill.tasks.demo_site.serve import serve_directory
+from gristmill.tasks.demo_site.serve import serve_directory, serve_in_thread
 from gristmill.tasks.urls import UrlNormalizer
 
 LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
@@ -180,15 +180,9 @@ class Handler(BaseHTTPRequestHandler):
 @contextmanager
 def serve(site: HandMadeSite) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
     server.site = site
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_in_thread(server, "hand-made-site") as base:
+        yield base
 
 
 @pytest.fixture
