@@ -37,7 +37,6 @@ from gristmill.tasks.crawl.state import CrawlState
 from gristmill.tasks.crawl.urls import Scope
 from gristmill.tasks.demo_site.build import SiteStats, build_demo_site
 from gristmill.tasks.demo_site.serve import serve_directory, serve_in_thread
-from gristmill.tasks.urls import UrlNormalizer
 
 LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
 
@@ -480,29 +479,6 @@ def test_max_pages_per_host(site, tmp_path) -> None:
     done = crawl(tmp_path, [base], max_pages_per_host=2)
     assert len(done.pages) == 2
     assert done.state.error_counts() == {"max_pages_per_host": 2}
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("HTTP://Example.ORG", "http://example.org/"),
-        ("http://example.org:80/a?b=1#frag", "http://example.org/a?b=1"),
-        ("https://example.org:443/", "https://example.org/"),
-        ("https://example.org:8443/x", "https://example.org:8443/x"),
-        ("http://user:pw@example.org/", "http://example.org/"),
-        ("http://[::1]:8080/", "http://[::1]:8080/"),
-        ("http://example.org/?b=2&a=1", "http://example.org/?a=1&b=2"),
-        ("http://example.org/p?utm_source=x&id=7&fbclid=abc&UTM_Medium=y", "http://example.org/p?id=7"),
-        ("http://example.org/p?utm_source=x", "http://example.org/p"),
-        ("http://example.org/p?q=a+b&empty=", "http://example.org/p?empty=&q=a+b"),
-        ("ftp://example.org/", None),
-        ("mailto:a@example.org", None),
-        ("http://example.org:99999/", None),
-        ("/relative", None),
-    ],
-)
-def test_normalize_url(url: str, expected: str | None) -> None:
-    assert UrlNormalizer(CrawlConfig().strip_query_params)(url) == expected
 
 
 def test_scope_is_the_seeds_hosts_with_their_ports_plus_allowed_domains() -> None:
