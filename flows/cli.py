@@ -101,7 +101,8 @@ def ui(config: ConfigArg, overrides: OverridesArg = None, port: int = 5000) -> N
     uri = cfg.tracking.uri or default_tracking_uri(cfg.workspace)
     console.print(f"MLflow UI at http://127.0.0.1:{port}  (store: {uri})")
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    # One worker serves one person's browser; MLflow's default four each import MLflow before the UI answers.
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
 
 
