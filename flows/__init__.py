@@ -11,5 +11,6 @@ for _key, _value in {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "gristmill",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # our logs before and after the flows (lock, recovery)
 }.items():
     os.environ.setdefault(_key, _value)

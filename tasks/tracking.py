@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +24,7 @@ log = logging.getLogger("gristmill.tracking")
 # MLflow 3 accepts 6000 characters per param value; keep well under so any backend takes it.
 MAX_PARAM_CHARS = 500
 BATCH = 900  # log_batch takes at most 1000 metrics per call
+WORKSPACE_TAG, HOST_TAG, PID_TAG = "gristmill.workspace", "gristmill.host", "gristmill.pid"
 
 
 def default_tracking_uri(workspace: str | Path) -> str:
@@ -52,7 +55,9 @@ class Tracker:
     # ---------------------------------------------------------------------------------------------- runs
 
     def start_run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
-        all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+        # Who runs it: a later run that finds this one still RUNNING and its process gone marks it FAILED.
+        owner = {WORKSPACE_TAG: str(self.workspace), HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+        all_tags = {MLFLOW_RUN_NAME: name, **owner, **(tags or {})}
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
@@ -61,6 +66,25 @@ class Tracker:
     def end_run(self, run_id: str, ok: bool = True) -> None:
         status = RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
         self.client.set_terminated(run_id, status=status)
+
+    def fail_abandoned_runs(self) -> list[str]:
+        """Mark FAILED the runs of this workspace left RUNNING by a process on this host that no longer exists
+        (killed with SIGKILL, power lost); return their ids."""
+        host = socket.gethostname()
+        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+        abandoned = []
+        for run in running:
+            tags = run.data.tags
+            ours = tags.get(WORKSPACE_TAG) == str(self.workspace) and tags.get(HOST_TAG) == host
+            if not ours or not tags.get(PID_TAG, "").isdigit():
+                continue
+            pid = int(tags[PID_TAG])
+            if pid == os.getpid() or process_exists(pid):
+                continue
+            self.client.set_tag(run.info.run_id, "gristmill.failure", f"process {pid} died while the run was RUNNING")
+            self.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+            abandoned.append(run.info.run_id)
+        return abandoned
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -121,6 +145,17 @@ class Tracker:
             description=description,
         )
         return int(version.version)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

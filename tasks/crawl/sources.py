@@ -33,7 +33,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
-from gristmill.conf.schema import SourceConfig
+from gristmill.conf.schema import SourceConfig, UserError
 from gristmill.tasks.crawl.fetch import parse_content_type
 from gristmill.tasks.crawl.records import record_id
 
@@ -57,7 +57,7 @@ _SCAN_CHUNK = 1 << 20
 _PARQUET_BATCH = 1024
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """A source that cannot be used at all; the message names the path and, where one is at fault, the field."""
 
 
@@ -104,7 +104,8 @@ def expand_source(source: SourceConfig) -> list[str]:
         missing = "no file matches this glob"
     elif fs.isdir(root):
         paths = _directory_files(fs, root, source.kind)
-        missing = f"no {source.kind} files in this directory ({', '.join(_directory_suffixes(source.kind))})"
+        kind = "text" if source.kind in ("auto", "files") else source.kind
+        missing = f"no {kind} files in this directory ({', '.join(_directory_suffixes(source.kind))})"
     elif fs.isfile(root):
         paths, missing = [root], ""
     else:
@@ -141,10 +142,45 @@ def source_kind(url: str, source: SourceConfig) -> str:
     if source.kind != "auto":
         return source.kind
     kind = _kind_from_name(url)
+    if kind is None and url.lower().endswith((".wat", ".wat.gz")):
+        raise SourceError(
+            f"{url}: a WAT file holds metadata (headers, links), not page text",
+            fix="ingest the .warc.gz (pages) or .wet.gz (their text) of the same capture instead",
+        )
     if kind is None:
         allowed = ", ".join(suffix for suffixes in KIND_SUFFIXES.values() for suffix in suffixes)
         raise SourceError(f"{url}: cannot tell the kind of file from its name; use one of {allowed} or set kind")
     return kind
+
+
+def check_source_file(url: str, source: SourceConfig) -> None:
+    """Refuse, before any work, a file that cannot be of its kind: an empty or non-WARC `.warc.gz`, a `.parquet`
+    without Parquet's magic bytes. Reads a few bytes of the file; records inside are judged when read."""
+    kind = source_kind(url, source)
+    if kind not in ("warc", "wet", "parquet"):
+        return
+    with fsspec.open(url, "rb") as fh:
+        head = fh.read(4096)
+        if kind == "parquet":
+            ok = head.startswith(b"PAR1")
+        elif head.startswith(_GZIP_MAGIC[:2]):
+            ok = _starts_warc_member(fh, 0) or _starts_arc_member(fh)
+        else:
+            ok = head.lstrip().startswith((b"WARC/", b"filedesc://"))
+    if not ok:
+        what = "an empty file" if not head else f"it starts with {head[:24]!r}"
+        raise SourceError(
+            f"source file {url}: not a {kind.upper()} file ({what})",
+            fix="check the file, or remove it from crawl.sources (or set the source's `kind`)",
+        )
+
+
+def _starts_arc_member(fh: IO[bytes]) -> bool:
+    fh.seek(0)
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(4096), 16).startswith(b"filedesc://")
+    except zlib.error:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------

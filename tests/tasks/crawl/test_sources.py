@@ -134,8 +134,9 @@ def test_common_crawl_wet_conversion_record(warc_dir: Path) -> None:
 
 def test_wat_file_needs_an_explicit_kind_and_has_no_text(warc_dir: Path) -> None:
     wat = warc_dir / "cc_whirlwind.warc.wat.gz"
-    with pytest.raises(SourceError, match=r"cc_whirlwind\.warc\.wat\.gz.*\.warc\.gz"):
+    with pytest.raises(SourceError, match=r"cc_whirlwind\.warc\.wat\.gz: a WAT file holds metadata") as raised:
         read_source(str(wat), SourceConfig(path=str(wat)), print)
+    assert ".warc.gz" in raised.value.fix and ".wet.gz" in raised.value.fix
 
     records, problems, counts = ingest(wat, kind="warc")
     assert (records, problems) == ([], [])
@@ -590,7 +591,7 @@ def test_auto_kind_from_the_name(name: str, kind: str) -> None:
     assert source_kind(name, SourceConfig(path=name)) == kind
 
 
-@pytest.mark.parametrize("name", ["x.warc.wat.gz", "table.csv", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["table.csv", "archive.tar.gz"])
 def test_unknown_kind_is_a_source_error(name: str) -> None:
     with pytest.raises(SourceError, match=rf"{name}.*\.warc\.gz.*\.jsonl\.zst.*\.parquet.*set kind"):
         source_kind(name, SourceConfig(path=name))
