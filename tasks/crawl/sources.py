@@ -5,7 +5,9 @@ files; `read_source` streams one file's records. Everything is streamed - WARC r
 batches - except single text/HTML files, which are one record each.
 
 A malformed or truncated record is reported as an `IngestProblem` and skipped, and the rest of the file is still
-read: a WARC reader that hits a broken record resynchronises on the next record it can parse. Only a source that
+read: a WARC reader that hits a broken record resynchronises on the next record it can parse. Known quirks of real
+archives are read leniently and counted (`IngestCounts.quirks`), the record kept: a WARC-Date that is not ISO 8601
+(ClueWeb09 has `2008-10-294T05:21:46-0700`), WARC/0.18 headers, a record without Content-Length. Only a source that
 cannot be used at all (nothing matches, a missing column, an unknown kind) raises `SourceError`.
 """
 
@@ -16,6 +18,7 @@ import datetime as dt
 import io
 import json
 import posixpath
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,9 +84,20 @@ class IngestCounts:
     records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # "warc:request", "warc:revisit", "empty", ...
     problems: int = 0
+    quirks: dict[str, int] = field(default_factory=dict)  # records kept despite a known quirk: "warc_bad_date", ...
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def quirk(self, name: str) -> None:
+        self.quirks[name] = self.quirks.get(name, 0) + 1
+
+    def add(self, other: IngestCounts) -> None:
+        self.records += other.records
+        self.problems += other.problems
+        for mine, theirs in ((self.skipped, other.skipped), (self.quirks, other.quirks)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -303,6 +317,8 @@ def _warc_run(reading: _Reading, fh: IO[bytes], start: int, size: int, wet: bool
             return offset
         if row is not None:
             yield row
+        if _unbounded(records, record):
+            return offset  # it ran on into the records after it: go on from the next WARC line after its start
 
 
 def _check_end(reading: _Reading, records: ArchiveIterator, size: int) -> int | None:
@@ -346,6 +362,13 @@ def _warc_row(
         return None
     content = record.content_stream().read(reading.max_record_bytes + 1)  # decodes chunked and gzip transfers
     _finish(records, record)
+    if record.rec_headers.get_header("Content-Length") is None:
+        reading.counts.quirk("warc_missing_length")
+        if _unbounded(records, record):  # nothing ended it but the file: cut it where the next record begins
+            content = _NEXT_WARC_RECORD.split(content, 1)[0]
+        content = content.removesuffix(b"\r\n\r\n")  # the blank lines that end a record, read as its content
+    if record.rec_headers.protocol.startswith("WARC/0."):
+        reading.counts.quirk("warc_0.x_version")
     if len(content) > reading.max_record_bytes:
         reading.problem(offset, f"record content larger than {reading.max_record_bytes} bytes; skipped")
         return None
@@ -354,11 +377,18 @@ def _warc_row(
         return None
     try:
         fields = _conversion_fields(record) if wet else _response_fields(record)
-        fetched_at = _warc_date(record)
     except ValueError as exc:
         reading.problem(offset, str(exc))
         return None
-    return reading.record(offset, uri, fetched_at, content, **fields)
+    return reading.record(offset, uri, _warc_date(reading, record), content, **fields)
+
+
+_NEXT_WARC_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d\.\d+\r?\n")
+
+
+def _unbounded(records: ArchiveIterator, record: ArcWarcRecord) -> bool:
+    """A record of an uncompressed file without Content-Length: only the end of the file ended it."""
+    return records.reader.decompressor is None and record.rec_headers.get_header("Content-Length") is None
 
 
 def _finish(records: ArchiveIterator, record: ArcWarcRecord) -> None:
@@ -399,12 +429,37 @@ def _conversion_fields(record: ArcWarcRecord) -> dict[str, Any]:
     return {"status": 200, "content_type": "text/plain", "charset": "utf-8", "lang_hint": language}
 
 
-def _warc_date(record: ArcWarcRecord) -> dt.datetime:
-    value = record.rec_headers.get_header("WARC-Date")
+# Date, time and zone of a WARC-Date that is not ISO 8601, e.g. ClueWeb09's "2008-10-294T05:21:46-0700".
+_LOOSE_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\d*[T ](\d{2}):(\d{2}):(\d{2})\S*?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def _warc_date(reading: _Reading, record: ArcWarcRecord) -> dt.datetime:
+    """The record's WARC-Date; one that is not ISO 8601 is read leniently (or, failing that, the file's time) and
+    counted as a quirk: a bad date is no reason to lose a page."""
+    value = (record.rec_headers.get_header("WARC-Date") or "").strip()
     try:
-        return _utc(dt.datetime.fromisoformat(value.strip()))
-    except (AttributeError, ValueError):
-        raise ValueError(f"bad WARC-Date: {value!r}") from None
+        return _utc(dt.datetime.fromisoformat(value))
+    except ValueError:
+        pass
+    reading.counts.quirk("warc_bad_date")
+    loose = _LOOSE_DATE.match(value)
+    if loose:
+        *parts, zone = loose.groups()
+        year, month, day, hour, minute, second = (int(part) for part in parts)
+        try:
+            moment = dt.datetime(year, month, day, hour, minute, second)
+            return _utc(moment.replace(tzinfo=_zone(zone)) if zone else moment)
+        except ValueError:
+            pass
+    return _modified(reading.url)
+
+
+def _zone(text: str) -> dt.tzinfo:
+    if text == "Z":
+        return dt.UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
