@@ -100,3 +100,27 @@ def test_an_unquoted_cron_override_is_a_string():
     result = CliRunner().invoke(app, ["config", str(DEMO), "schedule.cron=*/5 * * * *"])
     assert result.exit_code == 0, result.output
     assert '"cron": "*/5 * * * *"' in result.output
+
+
+def test_a_user_error_inside_a_flow_is_printed_without_traceback(prefect_harness, tmp_path, capfd):
+    """Raised inside Prefect flows and tasks, a user error still ends as the same few lines; Prefect's own log of
+    the failed runs keeps the message and loses the traceback."""
+    import json
+
+    lines = [json.dumps({"text": "one good line of a corpus"}), "{broken", "{broken too", "[1, 2]"]
+    (tmp_path / "dump.jsonl").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        f"name: bad\nworkspace: {tmp_path / 'ws'}\n"
+        f"crawl:\n  sources: [{{path: {tmp_path / 'dump.jsonl'}}}]\n  progress_bar: false\n  extract_workers: 1\n"
+    )
+
+    result = CliRunner().invoke(app, ["run", str(config)])
+    logged = capfd.readouterr()
+
+    assert result.exit_code == 2, result.output
+    error, fix, hint = result.output.rstrip().splitlines()[-3:]  # after Prefect's log lines
+    assert error.startswith("error: crawl lost 3 of 4 records (75%)") and fix.startswith("fix:"), result.output
+    everything = result.output + logged.err + logged.out
+    assert "Encountered exception during execution: UserError" in everything
+    assert "Traceback" not in everything
