@@ -23,6 +23,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gristmill.conf.schema import UserError
+
 logger = logging.getLogger("gristmill.crawl.demo_site")
 
 LICENSE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE")
@@ -419,10 +421,17 @@ def build_demo_site(out_dir: Path, max_packages: int = 0, base_url: str | None =
     return stats
 
 
+class DemoSiteError(UserError, FileExistsError):
+    """The demo site's directory holds something else."""
+
+
 def _prepare(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / MARKER).exists():
-            raise FileExistsError(f"{out_dir} is not empty and not a gristmill demo site; refusing to overwrite")
+            raise DemoSiteError(
+                f"{out_dir} is not empty and not a gristmill demo site; refusing to overwrite",
+                fix="point `workspace` elsewhere, or move that directory away",
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

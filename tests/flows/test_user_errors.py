@@ -124,3 +124,24 @@ def test_a_user_error_inside_a_flow_is_printed_without_traceback(prefect_harness
     everything = result.output + logged.err + logged.out
     assert "Encountered exception during execution: UserError" in everything
     assert "Traceback" not in everything
+
+
+def test_bad_files_named_by_the_config_are_user_errors(tmp_path):
+    from gristmill.conf.schema import UserError
+    from gristmill.tasks.clean.audit import load_lexicon
+    from gristmill.tasks.crawl.demo_site import build_demo_site
+    from gristmill.tasks.evaluate.bias import load_pairs
+    from gristmill.tasks.tokenize.bpe import load_given
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "mine.txt").write_text("not a demo site")
+    (tmp_path / "bad.yaml").write_text("pairs: [{bias_type: x}]\n")
+    (tmp_path / "tokenizer.json").write_text("{")
+    for call, where in [
+        (lambda: load_lexicon(tmp_path / "missing.yaml"), "missing.yaml"),
+        (lambda: load_pairs(tmp_path / "bad.yaml"), r"pairs\[0\] needs"),
+        (lambda: load_given(tmp_path / "tokenizer.json"), "tokenizer.json"),
+        (lambda: build_demo_site(tmp_path / "site"), "not a gristmill demo site"),
+    ]:
+        with pytest.raises(UserError, match=where):
+            call()
