@@ -262,8 +262,12 @@ def _counted(reading: _Reading, records: Iterator[dict]) -> Iterator[dict]:
 # ---------------------------------------------------------------------------------------------------------------
 # WARC and WET
 
-# What warcio raises from a broken record: bad headers, a broken or cut gzip member, bad lengths.
-_WARC_ERRORS = (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, OSError, ValueError)
+# What warcio raises from a broken record: bad headers, a broken or cut gzip member, bad lengths; and, from headers
+# damaged past its checks (a missing WARC-Target-URI), plain AttributeError and friends (found by tests/faults).
+_WARC_ERRORS = (
+    ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, OSError, ValueError,
+    AttributeError, TypeError, IndexError, KeyError,
+)  # fmt: skip
 
 
 class _BrokenRecord(Exception):
