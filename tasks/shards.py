@@ -13,6 +13,7 @@ stage interrupted halfway keeps the units it finished (their `_progress` records
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
@@ -73,11 +75,34 @@ class Manifest(BaseModel):
 # --------------------------------------------------------------------------------------------- atomic files
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextmanager
+def temporary_for(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed to `path` when the block ends, deleted if it fails.
+
+    A full disk becomes a `ShardError` naming the file: nothing half-written stays behind, and what finished is kept.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
+    try:
+        yield tmp
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise ShardError(
+                f"cannot write {path}: {os.strerror(err.errno)}",
+                fix=f"free space on the filesystem of {path.parent} (or move the workspace) and run again: "
+                "finished units are kept",
+            ) from err
+        raise
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with temporary_for(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -94,15 +119,13 @@ def file_sha256(path: Path) -> str:
 
 def write_shard(path: Path, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema) -> ShardInfo:
     """Write one Parquet shard atomically and return its size and checksum."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
-            writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
-            rows += batch.num_rows
-    info = ShardInfo(name=path.name, rows=rows, bytes=tmp.stat().st_size, sha256=file_sha256(tmp))
-    os.replace(tmp, path)
+    with temporary_for(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
+                writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+                rows += batch.num_rows
+        info = ShardInfo(name=path.name, rows=rows, bytes=tmp.stat().st_size, sha256=file_sha256(tmp))
     return info
 
 
