@@ -6,6 +6,7 @@ Prefect runs tasks in worker threads, so the fluent `mlflow.start_run()` API wou
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from gristmill.conf.schema import UserError
 
 log = logging.getLogger("gristmill.tracking")
 
@@ -39,7 +42,7 @@ class Tracker:
         self.uri = uri or default_tracking_uri(self.workspace)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = _Answering(MlflowClient(tracking_uri=self.uri, registry_uri=self.uri), self.uri)
         self.experiment_id = self._experiment(experiment)
 
     def _experiment(self, name: str) -> str:
@@ -145,6 +148,57 @@ class Tracker:
             description=description,
         )
         return int(version.version)
+
+
+class TrackingUnavailable(UserError):
+    """The MLflow tracking store stopped answering (a server that went down, a network that went away)."""
+
+
+class _Answering:
+    """The MlflowClient, except that a store that does not answer (after MLflow's own retries) raises
+    `TrackingUnavailable` naming it, a user error: the stage outputs written so far stay, and a rerun reuses them."""
+
+    def __init__(self, client: MlflowClient, uri: str) -> None:
+        self._client = client
+        self._uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as err:
+                if not _unreachable(err):
+                    raise
+                raise TrackingUnavailable(
+                    f"the MLflow tracking store {self._uri} does not answer ({_first_line(err)})",
+                    fix="start it (or fix tracking.uri) and run again: finished stages and units are kept",
+                ) from err
+
+        return call
+
+
+def _unreachable(err: BaseException | None) -> bool:
+    """Whether an error (or one it came from) says the store could not be reached, as opposed to refusing a call."""
+    while err is not None:
+        if isinstance(err, ConnectionError | TimeoutError) or type(err).__name__ in _UNREACHABLE:
+            return True
+        if any(marker in str(err) for marker in ("Max retries exceeded", "Connection refused", "Read timed out")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+_UNREACHABLE = {"ConnectionError", "MaxRetryError", "NewConnectionError", "ConnectTimeout", "ReadTimeout"}
+
+
+def _first_line(err: BaseException) -> str:
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def process_exists(pid: int) -> bool:
