@@ -6,7 +6,8 @@ Real text: the article bodies of ../shared/data/html_extraction (181 news and bl
 DOCUMENT shards of `--docs` documents, written as a finished crawl stage. Each round reads every shard twice through
 `iter_batches` (all columns, as dedup and clean do; then only `text`, as tokenize does): once with the manifest in
 place (size + sha256 checked before each shard is opened) and once with it moved away (no check), interleaved so
-load on the machine hits both alike, timed in CPU seconds. Prints MB/s of each and the ratio; also the cost of `gristmill verify` alone.
+load on the machine hits both alike, timed in CPU seconds. Prints MB/s of each and the ratio; also the cost of
+`gristmill verify` alone.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gristmill.conf.schema import PipelineConfig, UserError
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard
 from gristmill.tasks.stage import StageContext, StageResult, execute
 from gristmill.tasks.tracking import Tracker, TrackingUnavailable

@@ -129,7 +129,7 @@ def test_a_user_error_inside_a_flow_is_printed_without_traceback(prefect_harness
 def test_bad_files_named_by_the_config_are_user_errors(tmp_path):
     from gristmill.conf.schema import UserError
     from gristmill.tasks.clean.audit import load_lexicon
-    from gristmill.tasks.crawl.demo_site import build_demo_site
+    from gristmill.tasks.demo_site.build import build_demo_site
     from gristmill.tasks.evaluate.bias import load_pairs
     from gristmill.tasks.tokenize.bpe import load_given
 
