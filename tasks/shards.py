@@ -244,6 +244,13 @@ def verify_recorded_shard(path: Path) -> None:
         raise damaged_shard(path, stage, problem)
 
 
+def verified(paths: list[Path]) -> list[Path]:
+    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader)."""
+    for path in paths:
+        verify_recorded_shard(path)
+    return paths
+
+
 def damaged_shard(path: Path, stage: str, problem: str) -> ShardError:
     return ShardError(
         f"shard {path}: {problem}; it was written by stage {stage!r}",
