@@ -312,6 +312,7 @@ class StageOutput:
         self.manifest_path = self.path / MANIFEST_NAME
         self._progress = self.path / PROGRESS_DIR
         self._started = time.time()
+        self.damaged: list[str] = []  # shards found damaged by up-to-date and resume checks: their units run again
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.path / dataset
@@ -356,6 +357,7 @@ class StageOutput:
                 if problem:
                     log.warning("%s: shard %s: %s; its unit runs again", self.stage, path, problem)
                     damaged.append(f"{path.relative_to(self.path.parent)}: {problem}")
+        self.damaged += [d for d in damaged if d not in self.damaged]
         return damaged
 
     def verify(self) -> list[str]:

@@ -193,7 +193,9 @@ def execute(
         raise
     if tracker and run_id:
         tracker.end_run(run_id)
-    return StageSummary.from_manifest(manifest, status, time.perf_counter() - started, output.manifest_path, run_id)
+    summary = StageSummary.from_manifest(manifest, status, time.perf_counter() - started, output.manifest_path, run_id)
+    summary.warnings[:0] = [f"damaged shard written again: {damage}" for damage in output.damaged]
+    return summary
 
 
 def _track(tracker: Tracker, run_id: str, manifest: Manifest, status: str, output: StageOutput) -> None:

@@ -66,6 +66,10 @@ def test_a_garbled_shard_makes_its_stage_redo_that_unit_only(tmp_path):
     ]
     again = execute(config, "dedup", copying_stage(calls))
     assert again.status == "ran"
+    assert again.warnings == [
+        "damaged shard written again: dedup/documents/part-00001.parquet: its checksum differs from its manifest's "
+        "(damaged or overwritten)"
+    ]
     assert calls == ["part-00000", "part-00001", "part-00002", "part-00001"]
     assert output.verify() == []
     assert [len(b) for b in iter_batches([damaged])] == [5]
