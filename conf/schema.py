@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,7 +20,21 @@ STAGES: tuple[str, ...] = ("crawl", "dedup", "clean", "tokenize", "train", "eval
 Stage = Literal["crawl", "dedup", "clean", "tokenize", "train", "evaluate"]
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A problem the user can fix: config, files, sources, stage order, workspace state.
+
+    The one error type the CLI prints as a few plain lines (what, where, how to fix) with exit code 2 and no
+    traceback. Raise a subclass with a message that names the file, record or key; `fix` says what to do.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class ConfigError(UserError, ValueError):
     """A configuration that cannot run; the message names the key and what is allowed."""
 
 
@@ -387,6 +401,18 @@ class ScheduleConfig(Section):
     timezone: str = "UTC"
 
 
+class ProblemsConfig(Section):
+    """How much of its input a stage may lose to bad records before it fails instead of going on with less."""
+
+    max_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A stage that loses more than this share of its input to problems (unreadable records, failed "
+        "extractions) fails, naming the files with the most.",
+    )
+
+
 class PipelineConfig(Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (and deployment) name.")
     workspace: str = Field("workspace/demo", description="Where stages write; a local path.")
@@ -398,6 +424,7 @@ class PipelineConfig(Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    problems: ProblemsConfig = Field(default_factory=ProblemsConfig)
 
     @model_validator(mode="after")
     def _has_a_source(self) -> PipelineConfig:
@@ -464,15 +491,24 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so 50 is an int, [a, b] a list)."""
     key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
     parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = override_value(value)
+
+
+def override_value(text: str) -> Any:
+    """The value of an override: YAML (50 is an int, [a, b] a list, null is None), or the text itself where it is
+    not YAML, so a cron line (`*/5 * * * *`) or a regex needs no extra quoting; the schema then judges it."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> PipelineConfig:
@@ -498,10 +534,21 @@ def _explain(err: ValidationError) -> str:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at `loc`; list positions (`crawl.sources.0`) step into the list's item model."""
     model: type[BaseModel] = PipelineConfig
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if isinstance(part, int):  # a list index: `model` is already the item's model
+            continue
+        field = model.model_fields.get(str(part))
+        found = _model_in(field.annotation) if field else None
+        if found is None:
             return []
-        model = annotation
+        model = found
     return sorted(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds: `SourceConfig`, `list[SourceConfig]`, `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gristmill.conf.schema import AuditConfig, config_file
+from gristmill.conf.schema import AuditConfig, ConfigError, config_file
 
 ALL = "_all"  # the key for "every document", beside the groups
 
@@ -21,9 +21,12 @@ ALL = "_all"  # the key for "every document", beside the groups
 def load_lexicon(path: str | Path) -> dict[str, re.Pattern[str]]:
     """One whole-word, case-insensitive pattern per group."""
     path = config_file(path, "clean.audit.lexicon")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"clean.audit.lexicon {path}: cannot read it: {err}") from err
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
-        raise ValueError(f"{path}: expected a mapping of group -> non-empty list of terms")
+        raise ConfigError(f"{path}: expected a mapping of group -> non-empty list of terms")
     return {
         group: re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, terms), key=len, reverse=True)) + r")\b", re.I)
         for group, terms in raw.items()
