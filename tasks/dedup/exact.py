@@ -7,9 +7,11 @@ hashing the document's shingles. RE2 classes are used so that non-ASCII letters 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -19,7 +21,8 @@ _NON_WORD_KEEP_PUNCT = r"\s+"
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Which differences do not make two documents different: case, punctuation, digits. Whitespace never does."""
+    """Which differences do not make two documents different: case, punctuation, digits. Whitespace and Unicode
+    compatibility forms never do (NFKC: full-width ＡＢＣ１２ is ABC12, half-width ｶﾞ is ガ, ﬁ is fi)."""
 
     lowercase: bool = True
     punctuation: bool = True
@@ -27,7 +30,7 @@ class Normalizer:
 
     def batch(self, texts: pa.Array) -> pa.Array:
         """Normalised texts; nulls become empty strings."""
-        out = pc.fill_null(texts.cast(pa.large_string()), "")
+        out = nfkc(texts)
         if self.lowercase:
             out = pc.utf8_lower(out)
         if self.digits:
@@ -47,6 +50,21 @@ class Normalizer:
 
 
 DEFAULT = Normalizer()
+
+
+def nfkc(texts: pa.Array) -> pa.Array:
+    """Texts in Unicode NFKC (nulls become empty strings). Python's unicodedata, not Arrow's utf8_normalize, which
+    returned decomposed text for every form in pyarrow 25; ASCII texts (most of an English crawl) are skipped."""
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    wide = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
+    if not len(wide):
+        return texts
+    values = texts.to_pylist()
+    for i in wide:
+        values[i] = unicodedata.normalize("NFKC", values[i])
+    return pa.array(values, pa.large_string())
 
 
 def normalize_for_dedup(text: str) -> str:

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import LeanMinHash, MinHash
 
-from gristmill.tasks.dedup.exact import DEFAULT, normalize_for_dedup
+from gristmill.tasks.dedup.exact import DEFAULT, nfkc, normalize_for_dedup
+from gristmill.tasks.text.units import words as segment_words
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
 SCHEME = "affine32"
@@ -65,13 +66,35 @@ class Shingler:
     def _tokens(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         if self.unit == "char":
             return _char_tokens(DEFAULT.batch(texts))
-        return word_tokens(texts)
+        return word_tokens(segment_unspaced(texts))
+
+
+# Scripts written without spaces between words: their texts go through the text-units segmenter first.
+_UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+
+
+def segment_unspaced(texts: pa.Array) -> pa.Array:
+    """Texts with Chinese, Japanese, Korean, Thai, ... characters re-spaced word by word by the same segmenter
+    the clean filters use (tasks/text/units.py; by script, as dedup runs before language id), so their shingles
+    are word n-grams as for English (a Chinese page would otherwise be a few long "words"). Other texts pass
+    through untouched, without a Python call each."""
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    unspaced = np.flatnonzero(pc.fill_null(pc.match_substring_regex(texts, _UNSPACED), False).to_numpy(False))
+    if not len(unspaced):
+        return texts
+    values = texts.to_pylist()
+    for i in unspaced:
+        values[i] = " ".join(segment_words(values[i]))
+    return pa.array(values, pa.large_string())
 
 
 def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the words of a batch (flat) and the number of words per text."""
-    # Words split on non-word bytes, so only case needs normalising first (Arrow's regex replace is slow).
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    # Words split on non-word bytes, so only NFKC (full-width and compatibility forms: ＡＢＣ１２ is ABC12) and case
+    # need normalising first (Arrow's regex replace is slow).
+    texts = nfkc(texts)
     return _word_tokens(pc.utf8_lower(texts) if lowercase else texts)
 
 
@@ -265,7 +288,7 @@ def _doc_chunks(offsets: np.ndarray, has: np.ndarray, width: int) -> list[tuple[
 
 def shingles(text: str, n: int) -> set[bytes]:
     """Word n-grams of the normalised text as strings: the reference definition the hashed shingles stand for."""
-    words = normalize_for_dedup(text).split()
+    words = normalize_for_dedup(segment_unspaced(pa.array([text]))[0].as_py()).split()
     if len(words) <= n:
         return {" ".join(words).encode()}
     return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
