@@ -54,16 +54,32 @@ DEFAULT = Normalizer()
 
 def nfkc(texts: pa.Array) -> pa.Array:
     """Texts in Unicode NFKC (nulls become empty strings). Python's unicodedata, not Arrow's utf8_normalize, which
-    returned decomposed text for every form in pyarrow 25; ASCII texts (most of an English crawl) are skipped."""
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
+    returned decomposed text for every form in pyarrow 25. Only non-ASCII texts that are not already in NFKC are
+    touched (most of a crawl is either), so an English batch costs an ASCII check and a quick check per text."""
+    texts = large_strings(texts)
     wide = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
     if not len(wide):
         return texts
+    changed = {
+        int(i): unicodedata.normalize("NFKC", value)
+        for i, value in zip(wide, texts.take(pa.array(wide)).to_pylist(), strict=True)
+        if not unicodedata.is_normalized("NFKC", value)
+    }
+    return replace_values(texts, changed)
+
+
+def large_strings(texts: pa.Array) -> pa.Array:
+    """One contiguous large_string array, nulls as empty strings."""
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+
+
+def replace_values(texts: pa.Array, changed: dict[int, str]) -> pa.Array:
+    if not changed:
+        return texts
     values = texts.to_pylist()
-    for i in wide:
-        values[i] = unicodedata.normalize("NFKC", values[i])
+    for i, value in changed.items():
+        values[i] = value
     return pa.array(values, pa.large_string())
 
 

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import LeanMinHash, MinHash
 
-from gristmill.tasks.dedup.exact import DEFAULT, nfkc, normalize_for_dedup
+from gristmill.tasks.dedup.exact import DEFAULT, large_strings, nfkc, normalize_for_dedup, replace_values
+from gristmill.tasks.text.units import guess_segmenter
 from gristmill.tasks.text.units import words as segment_words
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
@@ -74,20 +75,22 @@ _UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}
 
 
 def segment_unspaced(texts: pa.Array) -> pa.Array:
-    """Texts with Chinese, Japanese, Korean, Thai, ... characters re-spaced word by word by the same segmenter
-    the clean filters use (tasks/text/units.py; by script, as dedup runs before language id), so their shingles
-    are word n-grams as for English (a Chinese page would otherwise be a few long "words"). Other texts pass
-    through untouched, without a Python call each."""
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    unspaced = np.flatnonzero(pc.fill_null(pc.match_substring_regex(texts, _UNSPACED), False).to_numpy(False))
-    if not len(unspaced):
+    """Texts mostly in Chinese, Japanese, Korean, Thai, ... re-spaced word by word by the same segmenter the clean
+    filters use (tasks/text/units.py; chosen by script, as dedup runs before language id), so their shingles are
+    word n-grams as for English (a Chinese page would otherwise be a few long "words"). Other texts pass through
+    untouched: only non-ASCII ones are even looked at."""
+    texts = large_strings(texts)
+    wide = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
+    if not len(wide):
         return texts
-    values = texts.to_pylist()
-    for i in unspaced:
-        values[i] = " ".join(segment_words(values[i]))
-    return pa.array(values, pa.large_string())
+    candidates = texts.take(pa.array(wide))
+    hits = pc.match_substring_regex(candidates, _UNSPACED).to_numpy(zero_copy_only=False)
+    changed = {}
+    for i, value in zip(wide[hits], candidates.filter(pa.array(hits)).to_pylist(), strict=True):
+        segmenter = guess_segmenter(value)
+        if segmenter != "spaces":  # a CJK name in an English page leaves the page as it is
+            changed[int(i)] = " ".join(segment_words(value, segmenter=segmenter))
+    return replace_values(texts, changed)
 
 
 def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
