@@ -121,6 +121,14 @@ class CrawlConfig(Section):
         "trafilatura-precision",
         description="Main-text extractor (F1 of each in docs/benchmarks.md#extraction-quality-crawl).",
     )
+    extract_fallback: bool = Field(
+        True,
+        description="Extract a page again with the other extractor (trafilatura <-> resiliparse) when the chosen one "
+        "found no text, or the same text as on extract_fallback_pages or more pages of its site (navigation).",
+    )
+    extract_fallback_pages: int = Field(
+        3, ge=2, description="Pages of one site sharing one extracted text that make it navigation, not content."
+    )
     extract_timeout_s: float = Field(5.0, gt=0, description="Per-document extraction time limit.")
     extract_workers: int = Field(2, ge=1, le=256, description="Extraction processes per shard.")
     shard_rows: int = Field(1000, ge=1, description="Documents per output shard.")
