@@ -26,7 +26,7 @@ def build_chain(cfg: CleanConfig) -> list[Step]:
     book = RuleBook(cfg)  # each kept language filtered by its own row of conf/languages.yaml
     steps: list[Step] = [Normalizer(cfg.fix_unicode)]
     if cfg.url_blocklist:
-        steps.append(DomainBlocklist(read_list(cfg.url_blocklist)))
+        steps.append(DomainBlocklist(read_list(cfg.url_blocklist, "clean.url_blocklist")))
     if cfg.language.enabled:
         steps.append(LanguageFilter(cfg.language))
     if cfg.repetition.enabled:
@@ -38,7 +38,7 @@ def build_chain(cfg: CleanConfig) -> list[Step]:
     if cfg.fineweb.enabled:
         steps.append(FineWebQuality(cfg.fineweb, book))
     if cfg.badwords:
-        steps.append(BadWords(read_list(cfg.badwords)))
+        steps.append(BadWords(read_list(cfg.badwords, "clean.badwords")))
     if cfg.pii.enabled:
         steps.append(PIIFormatter(cfg.pii))
     return steps

@@ -29,15 +29,17 @@ def item(page: int, line: int) -> str:
 
 
 def product_page(page: int, layout: str) -> bytes:
-    """Product text in a block trafilatura takes for boilerplate (`product-footer`), or only as a list (`ul`,
-    where resiliparse finds nothing); the shop's sidebar in an <article> on every page."""
+    """Product text in a block trafilatura takes for boilerplate (`product-footer`, the shop's sidebar in an
+    <article> beside it), or only as a list (`ul`, the sidebar in an <aside>: resiliparse finds nothing)."""
     if layout == "product-footer":
         main = "<div class='product-footer'>" + "".join(f"<p>{item(page, j)}</p>" for j in range(5)) + "</div>"
+        main += SIDEBAR
     else:
         main = "<div id='main'><ul>" + "".join(f"<li>{item(page, j)}</li>" for j in range(5)) + "</ul></div>"
+        main += f"<aside>{SIDEBAR}</aside>"
     links = "".join(f"<a href='/item/{i}'>商品 {i}</a>" for i in range(PRODUCTS))
     head = f"<head><title>商品 {page}</title></head>"
-    return f"<html lang='ja-JP'>{head}<body><nav>{links}</nav>{main}{SIDEBAR}</body></html>".encode()
+    return f"<html lang='ja-JP'>{head}<body><nav>{links}</nav>{main}</body></html>".encode()
 
 
 @pytest.fixture(scope="module")
