@@ -15,11 +15,19 @@ from functools import cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from datasketch import LeanMinHash, MinHash
 
 from gristmill.tasks.dedup.exact import DEFAULT, normalize_for_dedup
-from gristmill.tasks.dedup.tokens import K64, char_tokens, fmix64, large_strings, replace_values, word_tokens
+from gristmill.tasks.dedup.tokens import (
+    K64,
+    byte_pairs,
+    char_tokens,
+    fmix64,
+    large_strings,
+    replace_values,
+    texts_with,
+    word_tokens,
+)
 from gristmill.tasks.text.units import guess_segmenter
 from gristmill.tasks.text.units import words as segment_words
 
@@ -62,23 +70,26 @@ class Shingler:
         return word_tokens(segment_unspaced(texts))
 
 
-# Scripts written without spaces between words: their texts go through the text-units segmenter first.
-_UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+# Scripts written without spaces between words, by their first two UTF-8 bytes: CJK (U+3000-U+D7FF: kana, Han,
+# Hangul), Thai, Lao, Tibetan (U+0E00-U+0FFF), Myanmar (U+1000-U+109F), Khmer (U+1780-U+17FF).
+_UNSPACED = byte_pairs(
+    {
+        **dict.fromkeys(range(0xE3, 0xEE), range(0x80, 0xC0)),
+        0xE0: range(0xB8, 0xC0),
+        0xE1: (0x80, 0x81, 0x82, 0x9E, 0x9F),
+    }
+)
 
 
 def segment_unspaced(texts: pa.Array) -> pa.Array:
     """Texts mostly in Chinese, Japanese, Korean, Thai, ... re-spaced word by word by the same segmenter the clean
     filters use (tasks/text/units.py; chosen by script, as dedup runs before language id), so their shingles are
     word n-grams as for English (a Chinese page would otherwise be a few long "words"). Other texts pass through
-    untouched: only non-ASCII ones are even looked at."""
+    untouched; only texts with such characters reach Python."""
     texts = large_strings(texts)
-    wide = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
-    if not len(wide):
-        return texts
-    candidates = texts.take(pa.array(wide))
-    hits = pc.match_substring_regex(candidates, _UNSPACED).to_numpy(zero_copy_only=False)
+    found = texts_with(texts, _UNSPACED)
     changed = {}
-    for i, value in zip(wide[hits], candidates.filter(pa.array(hits)).to_pylist(), strict=True):
+    for i, value in zip(found, texts.take(pa.array(found, pa.int64())).to_pylist(), strict=True):
         segmenter = guess_segmenter(value)
         if segmenter != "spaces":  # a CJK name in an English page leaves the page as it is
             changed[int(i)] = " ".join(segment_words(value, segmenter=segmenter))
