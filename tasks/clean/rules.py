@@ -63,21 +63,21 @@ class RuleBook:
 
     def _resolve(self, language: str | None) -> LanguageRules:
         cfg, row = self.cfg, self.row(language)
-        english = language in (None, "en") and row is None
-        if row is None:
-            # English, unknown language, or a language without a row: the clean section as it is; stop words only
-            # where we have a list (English, and documents whose language was not identified, as before).
-            stop_words = ENGLISH_STOP_WORDS if english else frozenset()
-            clean = cfg if english else cfg.model_copy(update={"min_stop_words": 0})
-            terminals = LATIN_TERMINALS if english else DEFAULT_TERMINALS
-            return LanguageRules(language, clean, stop_words, terminals, None)
-        update = {key: getattr(row, key) for key in _GOPHER_KEYS if getattr(row, key) is not None}
-        for name in ("repetition", "c4", "fineweb"):
-            if (section := getattr(row, name)) is not None:
-                current = getattr(cfg, name)
-                update[name] = type(current).model_validate({**current.model_dump(), **section})
-        stop_words = frozenset(row.stop_words) if row.stop_words is not None else frozenset()
-        if row.stop_words is None and "min_stop_words" not in update:
+        # English (and documents whose language was not identified, as before) count Gopher's English stop words
+        # and end sentences as C4 does; other languages start from no stop-word list and every script's marks.
+        english = language in (None, "en")
+        stop_words = ENGLISH_STOP_WORDS if english else frozenset()
+        terminals = LATIN_TERMINALS if english else DEFAULT_TERMINALS
+        update: dict[str, object] = {}
+        if row is not None:
+            update = {key: getattr(row, key) for key in _GOPHER_KEYS if getattr(row, key) is not None}
+            for name in ("repetition", "c4", "fineweb"):
+                if (section := getattr(row, name)) is not None:
+                    current = getattr(cfg, name)
+                    update[name] = type(current).model_validate({**current.model_dump(), **section})
+            stop_words = frozenset(row.stop_words) if row.stop_words is not None else stop_words
+            terminals = row.terminals or terminals
+        if not stop_words and "min_stop_words" not in update:
             update["min_stop_words"] = 0  # no list for this language: the rule has nothing to count
-        terminals = row.terminals or DEFAULT_TERMINALS
-        return LanguageRules(language, cfg.model_copy(update=update), stop_words, terminals, row.source)
+        clean = cfg.model_copy(update=update) if update else cfg  # English without an override: the section itself
+        return LanguageRules(language, clean, stop_words, terminals, row.source if row else None)

@@ -89,6 +89,11 @@ def test_english_is_filtered_by_exactly_the_clean_section():
     assert RuleBook(cfg).get(None).clean is cfg  # language id off: as before
 
 
+def test_an_english_override_keeps_the_english_stop_words():
+    rules = RuleBook(CleanConfig(per_language={"en": {"min_words": 30}})).get("en")
+    assert rules.clean.min_words == 30 and rules.stop_words == ENGLISH_STOP_WORDS and rules.clean.min_stop_words == 2
+
+
 def test_a_language_without_a_row_gets_the_clean_section_and_no_stop_word_rule():
     rules = RuleBook(CleanConfig()).get("sw")
     assert rules.stop_words == frozenset() and rules.clean.min_stop_words == 0 and rules.clean.min_words == 50
