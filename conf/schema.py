@@ -342,7 +342,12 @@ class CleanConfig(Section):
         description="Denominator of that share: words (the Gopher paper) or all tokens, punctuation marks included "
         "(datatrove 0.10, which removes far more code-heavy pages).",
     )
-    min_stop_words: int = Field(2, ge=0, description="Min distinct words of {the, be, to, of, and, that, have, with}.")
+    min_stop_words: int = Field(
+        2,
+        ge=0,
+        description="Min distinct stop words: English {the, be, to, of, and, that, have, with}; other languages "
+        "their row's list in conf/languages.yaml.",
+    )
     c4: C4Config = Field(default_factory=C4Config)
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
