@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gristmill.tasks.text.units import segmenter_for, split_words, splitter
+from gristmill.tasks.text.units import SEGMENTER_LANGUAGE, segmenter_for, split_words, splitter
 
 __all__ = ["Doc", "Filter", "Formatter", "Verdict", "split_words"]  # split_words lived here first
 
@@ -34,6 +34,11 @@ class Doc:
     def language(self) -> str | None:
         """The language id's answer (None before the language filter, or with it disabled)."""
         return self.metadata.get("language")
+
+    def rules_language(self) -> str | None:
+        """Whose filter settings apply: language id's answer; with language id off, the language a Chinese, Japanese
+        or Korean script implies (other scripts: the clean section's own settings, as before)."""
+        return self.language or SEGMENTER_LANGUAGE.get(self.segmenter())
 
     def segmenter(self) -> str:
         """How this document splits into words: by its language, or by its script while that is unknown."""

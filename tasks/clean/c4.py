@@ -30,7 +30,7 @@ class C4Quality(Filter):
     def check(self, doc: Doc) -> Verdict | None:
         cfg, terminals = self.cfg, LATIN_TERMINALS
         if self.book is not None:
-            rules = self.book.get(doc.language)
+            rules = self.book.get(doc.rules_language())
             cfg, terminals = rules.clean.c4, rules.terminals
         segmenter = doc.segmenter()
         kept, sentences = [], 0

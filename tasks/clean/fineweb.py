@@ -29,7 +29,7 @@ class FineWebQuality(Filter):
         self.book = book  # per-language bounds; without one, FineWeb's English bounds
 
     def check(self, doc: Doc) -> Verdict | None:
-        cfg = self.book.get(doc.language).clean.fineweb if self.book is not None else self.cfg
+        cfg = self.book.get(doc.rules_language()).clean.fineweb if self.book is not None else self.cfg
         text = doc.text
         lines = [line for line in text.split("\n") if line.strip()]
         if not lines:

@@ -33,7 +33,7 @@ class GopherQuality(Filter):
 
     def check(self, doc: Doc | str) -> Verdict | None:
         doc = doc if isinstance(doc, Doc) else Doc(doc)
-        rules = self.book.get(doc.language)  # the document's language's row (English: the clean section)
+        rules = self.book.get(doc.rules_language())  # the document's language's row (English: the clean section)
         cfg = rules.clean
         text, words = doc.text, doc.words()
         non_symbol = [w for w in words if not _SYMBOLS_ONLY.fullmatch(w)]

@@ -57,7 +57,7 @@ class GopherRepetition(Filter):
         self.book = book  # per-language bounds; without one, Gopher's
 
     def check(self, doc: Doc) -> Verdict | None:
-        cfg = self.book.get(doc.language).clean.repetition if self.book is not None else self.cfg
+        cfg = self.book.get(doc.rules_language()).clean.repetition if self.book is not None else self.cfg
         text = doc.text
         if not text:
             return Verdict("gopher_rep_empty", 0.0, 1.0)

@@ -34,6 +34,9 @@ _LANGUAGE_SEGMENTER = {
     **dict.fromkeys(("th", "lo", "km", "my", "bo", "dz"), "chars"),
 }
 
+# The language a segmenter chosen by script stands for (where language id has not said).
+SEGMENTER_LANGUAGE = {"jieba": "zh", "sudachi": "ja", "kiwi": "ko"}
+
 # Sentence ends. `.!?` end a sentence only before whitespace or the line's end (so 3.14 and e.g.x do not);
 # the full-width and other scripts' marks end one wherever they stand (Chinese and Japanese put no space after).
 LATIN_TERMINALS = ".!?"

@@ -82,6 +82,14 @@ def test_a_russian_page_is_rejected_by_the_russian_bound_where_the_english_one_w
     assert FineWebQuality(FineWebConfig()).check(Doc(text)) is None
 
 
+def test_with_language_id_off_a_cjk_script_picks_its_languages_row():
+    chain = Chain(build_chain(CleanConfig.model_validate({"language": {"enabled": False}})))
+    for text in (ZH, JA):
+        doc = Doc(text)
+        assert chain.process(doc) is None and doc.language is None
+    assert chain.process(Doc(RU)).rule == "gopher_stop_words"  # Cyrillic: the clean section's (English) rules
+
+
 def test_english_is_filtered_by_exactly_the_clean_section():
     cfg = CleanConfig()
     rules = RuleBook(cfg).get("en")
