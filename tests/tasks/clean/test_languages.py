@@ -4,7 +4,14 @@ English keeps exactly the clean section's rules; the audit reports removal per l
 
 import pytest
 
-from gristmill.conf.schema import CleanConfig, ConfigError, FineWebConfig, PipelineConfig, validate_config
+from gristmill.conf.schema import (
+    CleanConfig,
+    ConfigError,
+    FineWebConfig,
+    PipelineConfig,
+    load_language_table,
+    validate_config,
+)
 from gristmill.tasks.clean.base import Doc
 from gristmill.tasks.clean.chain import Chain, build_chain
 from gristmill.tasks.clean.fineweb import FineWebQuality
@@ -88,6 +95,15 @@ def test_with_language_id_off_a_cjk_script_picks_its_languages_row():
         doc = Doc(text)
         assert chain.process(doc) is None and doc.language is None
     assert chain.process(Doc(RU)).rule == "gopher_stop_words"  # Cyrillic: the clean section's (English) rules
+
+
+def test_the_shipped_table_is_package_data_with_a_cited_source_for_every_row():
+    table = load_language_table()
+    assert {"zh", "ja", "ko", "ru", "de", "nl", "es", "fr"} <= set(table) and "en" not in table
+    for code, row in table.items():
+        assert row.source.startswith("huggingface/fineweb-2 configs/"), code
+        assert row.stop_words and row.min_stop_words == 2 and row.fineweb["char_duplicates_ratio"] == 0.1, code
+    assert "no" in table["pt"].stop_words  # quoted in YAML: a bare no would be False
 
 
 def test_english_is_filtered_by_exactly_the_clean_section():
