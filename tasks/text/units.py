@@ -8,7 +8,7 @@ The segmenter is chosen from the document's language (the clean stage's language
              blank tokenizer, what datatrove counts English words with)
     jieba    Chinese (zh, yue, wuu)
     sudachi  Japanese (SudachiPy + sudachidict-core, split mode A: the shortest units, as spaCy's `ja` uses)
-    kiwi     Korean (kiwipiepy, morphemes)
+    kiwi     Korean (kiwipiepy: the text spanned by each morpheme)
     chars    scripts written without spaces and without a segmenter here (Thai, Lao, Khmer, Myanmar, Tibetan):
              one word per character
 
@@ -110,7 +110,9 @@ def _kiwi() -> Callable[[str], list[str]]:
     from kiwipiepy import Kiwi
 
     kiwi = Kiwi()
-    return lambda text: [token.form for token in kiwi.tokenize(text) if not token.form.isspace()]
+    # The text each morpheme spans, as datatrove's KiwiTokenizer takes it (FineWeb-2's Korean stop words and bounds
+    # were measured so): 합니다 gives 합 and 합니다, where the morphemes' forms would be 하 and ᆸ니다.
+    return lambda text: [text[t.start : t.end] for t in kiwi.tokenize(text) if not text[t.start : t.end].isspace()]
 
 
 _SPLITTERS: dict[str, Callable[[], Callable[[str], list[str]]]] = {
