@@ -93,3 +93,39 @@ def summarize(counts: dict[str, Any], groups: list[str], cfg: AuditConfig) -> tu
                     f"(ratio {ratio:.2f} > {cfg.max_disparity})"
                 )
     return rows, warnings
+
+
+def summarize_languages(
+    counts: dict[str, dict[str, dict[str, int]]], languages: list[str], cfg: AuditConfig
+) -> tuple[list[dict], list[str]]:
+    """Removal rate of each kept language under each filter after language id, beside the rate over all kept
+    languages; a warning when one language loses more than `max_disparity` times that (its own row too lax or too
+    strict, or text the segmenter handles badly)."""
+    rows, warnings = [], []
+    for step, by_language in counts.items():
+        kept = {lang: c for lang, c in by_language.items() if lang in languages}
+        total_in = sum(c.get("in", 0) for c in kept.values())
+        overall = sum(c.get("removed", 0) for c in kept.values()) / total_in if total_in else 0.0
+        for lang in languages:
+            n_in, n_out = kept.get(lang, {}).get("in", 0), kept.get(lang, {}).get("removed", 0)
+            rate = n_out / n_in if n_in else 0.0
+            ratio = rate / overall if overall else (0.0 if not rate else float("inf"))
+            flagged = len(kept) > 1 and n_in >= cfg.min_docs and ratio > cfg.max_disparity
+            rows.append(
+                {
+                    "language": lang,
+                    "filter": step,
+                    "docs_entering": n_in,
+                    "docs_removed": n_out,
+                    "removal_rate": round(rate, 4),
+                    "overall_removal_rate": round(overall, 4),
+                    "disparity": round(ratio, 3) if ratio != float("inf") else None,
+                    "warning": flagged,
+                }
+            )
+            if flagged:
+                warnings.append(
+                    f"{step} removes {rate:.1%} of {lang} documents vs {overall:.1%} over all kept languages "
+                    f"(ratio {ratio:.2f} > {cfg.max_disparity})"
+                )
+    return rows, warnings

@@ -24,6 +24,7 @@ import pyarrow as pa
 from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
@@ -238,30 +239,31 @@ def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
 def document_batches(
     pool: ExtractionPool, raw_shard: Path, cfg: CrawlConfig, counts: Counter[str], problems: list[dict[str, Any]]
 ) -> Iterator[pa.RecordBatch]:
+    """Extract every record of the shard, let the fallback post-pass (tasks/crawl/fallback.py) redo the pages the
+    extractor failed site-wide, then yield the documents with text. Memory: one shard's documents, not its bodies."""
     where: deque[str] = deque()  # the pool keeps input order: each result pops its record's location
+    is_html: list[bool] = []
 
     def raws() -> Iterator[dict[str, Any]]:
         for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH):
             for raw in batch.to_pylist():
                 where.append(record_location(raw))
+                is_html.append(is_html_record(raw))
                 yield raw
 
-    kept: list[dict[str, Any]] = []
+    documents: list[dict[str, Any]] = []
     for document, problem in pool.map(raws(), cfg.extractor, cfg.extract_timeout_s):
         location = where.popleft()
         counts["records"] += 1
         if problem:
             counts["timeouts" if "timed out" in problem else "errors"] += 1
             problems.append({"kind": "extract", "where": location, "reason": problem})
-        if not document.get("text"):
-            counts["no_text"] += 1
-            continue
-        kept.append(document)
-        if len(kept) >= EXTRACT_BATCH:
-            yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
-            kept = []
-    if kept:
-        yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
+        documents.append(document)
+    refine(pool, raw_shard, documents, is_html, cfg, counts)
+    kept = [document for document in documents if document.get("text")]
+    counts["no_text"] += len(documents) - len(kept)
+    for start in range(0, len(kept), EXTRACT_BATCH):
+        yield pa.RecordBatch.from_pylist(kept[start : start + EXTRACT_BATCH], schema=DOCUMENT_SCHEMA)
 
 
 def record_location(raw: dict[str, Any]) -> str:
