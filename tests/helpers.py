@@ -54,9 +54,10 @@ def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = 
 
 def stubborn_document(raw: dict, extractor: str) -> dict:
     """An ExtractionPool worker (module level, so it pickles) that misbehaves on request: the page ".../hang" never
-    finishes, ".../raise" raises, ".../die" kills its process; the rest go through `document_from_raw`."""
+    finishes (".../slow" finishes only with resiliparse), ".../raise" raises, ".../die" kills its process; the rest
+    go through `document_from_raw`."""
     page = raw["url"].rsplit("/", 1)[-1]
-    if page == "hang":
+    if page == "hang" or (page == "slow" and extractor != "resiliparse"):
         time.sleep(600)
     if page == "raise":
         raise ValueError(f"cannot read {raw['url']}")

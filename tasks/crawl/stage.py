@@ -24,7 +24,7 @@ import pyarrow as pa
 from gristmill.conf.schema import CrawlConfig, SourceConfig
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
-from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
@@ -213,7 +213,9 @@ def document_batches(
                 yield raw
 
     kept: list[dict[str, Any]] = []
-    for document, problem in pool.map(raws(), cfg.extractor, cfg.extract_timeout_s):
+    for document, problem in pool.map(
+        raws(), cfg.extractor, cfg.extract_timeout_s, timeout_s_per_mb=cfg.extract_timeout_s_per_mb
+    ):
         location = where.popleft()
         counts["records"] += 1
         if problem:

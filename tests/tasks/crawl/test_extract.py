@@ -9,17 +9,18 @@ import time
 
 import pytest
 
+from gristmill.tasks.crawl.charset import decode_html
 from gristmill.tasks.crawl.extract import (
     EXTRACTORS,
+    LONG_PAGE_CHARS,
     WARM_UP_PAGE,
     Extracted,
-    ExtractionPool,
-    decode_html,
     document_from_raw,
     extract,
     extract_links,
     html_lang,
 )
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool, time_limit
 from tests.helpers import stubborn_document
 
 ARTICLE = [
@@ -349,6 +350,43 @@ def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
         assert (document["text"] is None) == (problem is not None)  # a failed page is kept, without text
         assert document["raw_bytes"] > 0 and document["fetched_at"] == FETCHED
     assert 1.0 <= elapsed < 10  # the hanging page sleeps 600 s: it was cut at the limit; two workers were replaced
+
+
+def test_a_page_past_its_time_limit_gets_resiliparse_text_instead_of_none() -> None:
+    records = pages("first", "slow", "last")  # "slow" never finishes with trafilatura, resiliparse takes it at once
+    with ExtractionPool(workers=1) as pool:
+        results = list(pool.map(records, "trafilatura-precision", timeout_s=1.0, worker=stubborn_document))
+    assert [document["url"] for document, _ in results] == [record["url"] for record in records]
+    problems = {document["url"].rsplit("/", 1)[1]: problem for document, problem in results}
+    assert problems == {
+        "first": None, "slow": "extraction timed out after 1.0 s; resiliparse's text kept", "last": None
+    }  # fmt: skip
+    assert all(NEWS[0] in document["text"] for document, _ in results)
+
+
+def test_the_time_limit_grows_with_the_page() -> None:
+    small, large = raw("https://x.org/s", b"x" * 1_000), raw("https://x.org/l", b"x" * 2_500_000)
+    assert time_limit(small, 5.0, 4.0) == pytest.approx(5.004)
+    assert time_limit(large, 5.0, 4.0) == pytest.approx(15.0)
+    assert time_limit(large, 5.0, 0.0) == 5.0
+
+
+def test_a_long_page_is_extracted_whole_and_boilerplate_dropped() -> None:
+    """Past LONG_PAGE_CHARS trafilatura runs without its readability/justext comparison; the page's own text is
+    still all kept and its navigation left out."""
+    sections = "".join(
+        f"<h2>Section {i}</h2><p>{ARTICLE[i % 4]} Section {i} of the manual explains the setting in detail.</p>"
+        for i in range(200)
+    )
+    nav = "".join(f'<li><a href="/p{i}">Other page {i}</a></li>' for i in range(50))
+    page = (
+        f"<html><head><title>Manual</title></head><body><nav><ul>{nav}</ul></nav><main>{sections}</main></body></html>"
+    )
+    assert len(sections) > LONG_PAGE_CHARS
+    result = extract(page, "https://docs.example.org/manual", "trafilatura-precision")
+    assert result.title == "Manual"
+    assert "Section 0 of the manual" in result.text and "Section 199 of the manual" in result.text
+    assert "Other page" not in result.text
 
 
 def test_pool_must_be_entered_and_checks_the_extractor() -> None:
