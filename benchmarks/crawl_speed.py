@@ -65,23 +65,28 @@ from gristmill.tasks.crawl.state import CrawlState
 from gristmill.tasks.crawl import stage
 from gristmill.tasks.stage import execute
 
-mode, raw = sys.argv[1], json.loads(sys.argv[2])
-config = validate_config(raw)
-started = time.perf_counter()
-if mode == "fetch":
-    state = CrawlState(Path(config.workspace) / "state.sqlite")
-    Crawler(config.crawl, state).run(config.crawl.seeds)
-    pages = state.stored
-else:
-    summary = execute(config, "crawl", stage.run)
-    pages = summary.count_in
-seconds = time.perf_counter() - started
-extract = {}
-if mode == "stage":
-    manifest = json.loads(Path(summary.manifest).read_text())
-    extract = manifest.get("stats", {}).get("extract", {})
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(json.dumps({"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0)}))
+
+def main():  # guarded: the extraction pool's forkserver imports __main__
+    mode, raw = sys.argv[1], json.loads(sys.argv[2])
+    config = validate_config(raw)
+    started = time.perf_counter()
+    extract = {}
+    if mode == "fetch":
+        state = CrawlState(Path(config.workspace) / "state.sqlite")
+        Crawler(config.crawl, state).run(config.crawl.seeds)
+        pages = state.stored
+    else:
+        summary = execute(config, "crawl", stage.run)
+        pages = summary.count_in
+        extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
+    seconds = time.perf_counter() - started
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
 """
 
 SCRAPY_CHILD = """
@@ -111,8 +116,15 @@ class FetchOnly(scrapy.Spider):
 process = CrawlerProcess({"CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DOMAIN": 16,
                           "CLOSESPIDER_PAGECOUNT": pages, "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": False})
 crawler = process.create_crawler(FetchOnly)
-crawler.signals.connect(lambda spider: clock.setdefault("opened", time.perf_counter()), signals.spider_opened)
-crawler.signals.connect(lambda spider, reason: clock.setdefault("closed", time.perf_counter()), signals.spider_closed)
+def opened(spider):
+    clock["opened"] = time.perf_counter()
+
+def closed(spider, reason):
+    clock["closed"] = time.perf_counter()
+
+# Named functions: Scrapy's signals hold their receivers weakly, so a lambda would be gone before it is called.
+crawler.signals.connect(opened, signals.spider_opened)
+crawler.signals.connect(closed, signals.spider_closed)
 process.crawl(crawler)
 process.start()
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
@@ -259,15 +271,21 @@ def _pss_mb(pid: int) -> float:
 
 def run_child(args: list[str]) -> dict[str, float]:
     """Run a child Python, sampling the PSS of its process tree; its last stdout line is its JSON result."""
-    process = subprocess.Popen([sys.executable, "-c", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, sum(_pss_mb(pid) for pid in _descendants(process.pid)))
-        time.sleep(0.2)
-    out, err = process.communicate()
-    if process.returncode:
-        raise RuntimeError(f"child failed ({process.returncode}):\n{err.decode()[-3000:]}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    code, *argv = args
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        script = Path(tmp) / "child.py"  # a file, not -c: Scrapy reads its spiders' source
+        script.write_text(code)
+        # Output to files, not pipes: a chatty child must not stall on a full pipe.
+        process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, stdout=out, stderr=err)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, sum(_pss_mb(pid) for pid in _descendants(process.pid)))
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            raise RuntimeError(f"child failed ({process.returncode}):\n{err.read().decode()[-3000:]}")
+        result = json.loads(out.read().decode().strip().splitlines()[-1])
     result["peak_pss_mb"] = peak
     return result
 
