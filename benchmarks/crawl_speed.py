@@ -49,7 +49,7 @@ from urllib.parse import urljoin, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gristmill.tasks.crawl.demo_site import build_demo_site  # noqa: E402
+from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
 
 MIN_PAGE_BYTES, MAX_PAGE_BYTES = 50_000, 2_500_000
 REDIRECT_PREFIX = "/__r"

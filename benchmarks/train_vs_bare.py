@@ -26,7 +26,7 @@ from train_common import BareLoop, Interleave, compare, make_shards  # noqa: E40
 
 from gristmill.conf.schema import load_config  # noqa: E402
 from gristmill.lightning_model.model import ModelConfig  # noqa: E402
-from gristmill.tasks.train import train_model  # noqa: E402
+from gristmill.tasks.train.stage import train_model  # noqa: E402
 
 
 def main() -> None:
