@@ -105,8 +105,6 @@ class FetchOnly(scrapy.Spider):
     start_urls = [base]
 
     def parse(self, response):
-        clock.setdefault("first", time.perf_counter())
-        clock["pages"] = clock.get("pages", 0) + 1
         if hasattr(response, "css"):  # HTML: follow its http links (text/plain and others are leaves)
             for href in response.css("a::attr(href)").getall():
                 url = response.urljoin(href)
@@ -122,9 +120,13 @@ def opened(spider):
 def closed(spider, reason):
     clock["closed"] = time.perf_counter()
 
+def received(response, request, spider):  # pages fetched (parsing may lag behind and is cut off at the close)
+    clock["pages"] = clock.get("pages", 0) + 1
+
 # Named functions: Scrapy's signals hold their receivers weakly, so a lambda would be gone before it is called.
 crawler.signals.connect(opened, signals.spider_opened)
 crawler.signals.connect(closed, signals.spider_closed)
+crawler.signals.connect(received, signals.response_received)
 process.crawl(crawler)
 process.start()
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
