@@ -70,18 +70,20 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
     mode, raw = sys.argv[1], json.loads(sys.argv[2])
     config = validate_config(raw)
     started = time.perf_counter()
-    extract = {}
+    extract, requests = {}, 0
     if mode == "fetch":
         state = CrawlState(Path(config.workspace) / "state.sqlite")
         Crawler(config.crawl, state).run(config.crawl.seeds)
         pages = state.stored
+        requests = int(state.totals()["attempts"])  # every request, redirect hops included
     else:
         summary = execute(config, "crawl", stage.run)
         pages = summary.count_in
         extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
     seconds = time.perf_counter() - started
     hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-    result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0)}
+    result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0),
+              "requests": requests}
     print(json.dumps(result))
 
 
@@ -302,6 +304,7 @@ def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) 
             "concurrency": args.concurrency,
             "per_host_concurrency": args.concurrency,
             "progress_bar": False,
+            "use_sitemaps": False,  # links only, as Scrapy crawls (a sitemap would queue every page before any link)
             **({"extractor": args.extractor} if args.extractor else {}),
             **({"extract_workers": args.workers} if args.workers else {}),
         },
@@ -357,7 +360,8 @@ def main() -> None:
                             f"  round {round_ + 1} {name:9s} {mode:6s}: {result['pages']} pages in "
                             f"{result['seconds']:.1f} s = {result['rate']:.1f} pages/s, peak PSS "
                             f"{result['peak_pss_mb']:.0f} MB"
-                            + (f", {result['timeouts']} extraction time-outs" if mode == "stage" else ""),
+                            + (f", {result['timeouts']} extraction time-outs" if mode == "stage" else "")
+                            + (f", {result['requests']} requests" if mode == "fetch" else ""),
                             flush=True,
                         )
         report(runs)
@@ -388,8 +392,16 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         ratios = [
             a["rate"] / b["rate"] for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
         ]
+        requests = [
+            (a["requests"] / a["seconds"]) / (b["requests"] / b["seconds"])
+            for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
+        ]
         print(
-            "fetch, half the links redirecting / no redirects: "
+            "fetch, requests/s (each redirect hop a request), half the links redirecting / no redirects: "
+            f"{statistics.median(requests):.2f}x (per round: " + ", ".join(f"{r:.2f}" for r in requests) + ")"
+        )
+        print(
+            "fetch, pages/s, half the links redirecting / no redirects: "
             f"{median['redirects', 'fetch'] / median['plain', 'fetch']:.2f}x"
             " (per round: " + ", ".join(f"{r:.2f}" for r in ratios) + ")"
         )
