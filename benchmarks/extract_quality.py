@@ -176,16 +176,17 @@ def main() -> None:
     limits = " | ".join(f"> {limit:g} s" for limit in TIME_LIMITS_S)
     print(f"{len(pages)} pages, one process; ΔF1: paired bootstrap against {base['extractor']}\n")
     print(
-        "| extractor | precision | recall | F1 | ΔF1 | token F1 | no text | dated | docs/s | p99 s | max s "
+        "| extractor | precision | recall | F1 | ΔF1 | token F1 | no text | dated | docs/s | x peer | p99 s | max s "
         f"| {limits} |"
     )
-    print("|---" * (11 + len(TIME_LIMITS_S)) + "|")
+    print("|---" * (12 + len(TIME_LIMITS_S)) + "|")
     for r in results:
         over = " | ".join(str(n) for n in r["over"])
         delta = "" if r is base else "{:+.3f} ± {:.3f}".format(*f1_difference(r["counts"], base["counts"]))
         print(
             f"| {r['extractor']} | {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** ± {r['f1_ci']:.3f} "
             f"| {delta} | {r['token_f1']:.3f} | {r['empty']} | {r['dated']} | {r['docs_per_s']:.1f} "
+            f"| {r['docs_per_s'] / base['docs_per_s']:.2f} "
             f"| {r['p99_s']:.2f} | {r['max_s']:.2f} | {over} |"
         )
 
