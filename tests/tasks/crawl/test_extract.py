@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import gzip
+import json
 import time
 
 import pytest
+from trafilatura import bare_extraction
 
 from gristmill.tasks.crawl.charset import decode_html
 from gristmill.tasks.crawl.extract import (
@@ -369,6 +372,22 @@ def test_the_time_limit_grows_with_the_page() -> None:
     assert time_limit(small, 5.0, 4.0) == pytest.approx(5.004)
     assert time_limit(large, 5.0, 4.0) == pytest.approx(15.0)
     assert time_limit(large, 5.0, 0.0) == 5.0
+
+
+def test_the_default_keeps_trafilaturas_own_text_on_real_pages(shared_data) -> None:
+    """`extract` reads title and date itself and skips trafilatura's readability/justext comparison on long pages:
+    the main text must stay what trafilatura's own precision call gives (the F1 claim in docs/benchmarks.md). Four
+    of these twelve pages have more than LONG_PAGE_CHARS of text, so both paths are checked."""
+    truth = json.loads((shared_data / "html_extraction" / "ground-truth.json").read_text(encoding="utf-8"))
+    for page_id in sorted(truth)[:12]:
+        html = decode_html(
+            gzip.decompress((shared_data / "html_extraction" / "html" / f"{page_id}.html.gz").read_bytes()), None
+        )
+        url = truth[page_id].get("url") or f"https://example.org/{page_id}"
+        own = bare_extraction(html, url=url, with_metadata=True, include_comments=False, favor_precision=True)
+        ours = extract(html, url, "trafilatura-precision")
+        assert ours.text == (own.text.strip() or None), page_id
+        assert ours.published is not None
 
 
 def test_a_long_page_is_extracted_whole_and_boilerplate_dropped() -> None:
