@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/gpu_check.py                   # on a GPU: conf/gpt2-124m.yaml's model and batch
     .venv/bin/python benchmarks/gpu_check.py --tiny --steps 4 --block 2   # anywhere: a tiny model on the CPU
 
-The stage (`train_model`: Lightning, bf16-mixed, `torch.compile`, fused AdamW, checkpoints, throughput callback)
+The stage (`train_model`: Lightning, bf16-mixed, `torch.compile`, fused AdamW, checkpoints, MFU callback)
 and the bare loop (the same model, batch, optimiser, schedule, clipping, bf16 autocast, compiled) run interleaved
 in one process: after every `--block` stage steps, `--block` bare steps (benchmarks/train_common.py), so the
 first GPU run gives the ratio, not just a figure. The first block pair (compilation) is not timed. One micro-batch
 per optimizer step here (no gradient accumulation), random tokens (speed does not depend on their values).
-MFU = tokens/s x (6N + 12·L·H·Q·T) / peak, with the dense bf16 peak from lightning_model/callbacks.py.
+MFU = tokens/s x (6N + 12·L·H·Q·T) / peak, with the bf16 peak from Lightning's device table
+(see lightning_model/callbacks.py).
 Goals on an H100/H200-class GPU: the stage >= 0.95x the bare loop, and >= 45% MFU.
 """
 
@@ -100,7 +101,9 @@ def main() -> None:
         ("bare PyTorch loop", result.bare_tokens_per_s),
         ("gristmill stage", result.stage_tokens_per_s),
     ):
-        mfu = f"MFU {rate * flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s (dense bf16)" if peak else "MFU: no peak"
+        mfu = (
+            f"MFU {rate * flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s (bf16)" if peak else "MFU: no bf16 peak known"
+        )
         step_ms = 1000 * tokens_per_step / rate
         print(f"{label:18s}: tokens/s: {rate:12,.0f}   step: {step_ms:8.1f} ms   {mfu}")
     print(f"ratio stage/bare  : {result.median_ratio:.3f} median over block pairs ({result.spread()})")

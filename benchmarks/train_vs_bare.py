@@ -2,7 +2,7 @@
 
     GRISTMILL_PROGRESS=0 .venv/bin/python benchmarks/train_vs_bare.py [--steps 150] [--block 10] [--threads 2]
 
-The stage (`train_model`, checkpoints and throughput callback included) runs `--steps` steps of the demo model on
+The stage (`train_model`, checkpoints and MFU callback included) runs `--steps` steps of the demo model on
 packed token shards of random tokens; after every `--block` of its steps a callback runs `--block` steps of the bare
 loop (AdamW, warmup-cosine, gradient clipping) in the same process and threads (benchmarks/train_common.py). Each
 block is timed on its own, so load from elsewhere on the machine falls on both alike; the first block pair is

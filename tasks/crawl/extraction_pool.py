@@ -126,7 +126,7 @@ class ExtractionPool:
         document, second = self._outcome(raw, future, limit)
         if second is not None:
             return document, f"{problem}; {FALLBACK_EXTRACTOR} too: {second}"
-        return document, f"{problem}; {FALLBACK_EXTRACTOR}'s text kept"
+        return {**document, "extractor": FALLBACK_EXTRACTOR}, f"{problem}; {FALLBACK_EXTRACTOR}'s text kept"
 
     def _outcome(self, raw: dict, future: concurrent.futures.Future, limit: float) -> tuple[dict, str | None]:
         try:

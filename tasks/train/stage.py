@@ -20,13 +20,13 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from gristmill.conf.schema import TrainConfig
-from gristmill.lightning_model.callbacks import ThroughputMonitor, TrainingHistory
+from gristmill.lightning_model.callbacks import MFUMonitor, TrainingHistory
 from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
 from gristmill.lightning_model.weights import save_model
-from gristmill.tasks.shards import UnitRecord
+from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
 from gristmill.tasks.train.report import log_loss_curve
@@ -105,7 +105,7 @@ def train_model(
         gradient_clip_val=cfg.grad_clip or None,
         log_every_n_steps=log_every,
         logger=logger,
-        callbacks=[checkpoints, history, ThroughputMonitor(every_n_steps=log_every), *(callbacks or [])],
+        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *(callbacks or [])],
         enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
         enable_model_summary=False,
         deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none
@@ -169,8 +169,8 @@ def run(ctx: StageContext) -> StageResult:
     def train() -> UnitRecord:
         stats = train_model(
             cfg,
-            tokenized.shard_paths("train"),
-            tokenized.shard_paths("val"),
+            verified(tokenized.shard_paths("train")),  # the loader reads shards itself, every epoch: check once
+            verified(tokenized.shard_paths("val")),
             model_config,
             checkpoint_dir=ctx.output.path / CHECKPOINTS_DIR,
             tracking_uri=ctx.tracker.uri if ctx.tracker else None,
