@@ -107,7 +107,7 @@ def test_redis_storage_gives_the_same_result_as_memory(tmp_path, sources, redis_
 
 def test_a_new_document_linking_two_kept_ones_removes_only_itself(tmp_path, sources):
     # The first run keeps a text and its edited copy (a strict threshold); the second run's document is near both.
-    first = [document("http://old/a", sources[4]), document("http://old/b", lightly_edited(sources[4], 40))]
+    first = [document("http://old/a", sources[4]), document("http://old/b", lightly_edited(sources[4], 100))]
     kept, _ = dedup_once(tmp_path, [first], incremental=True, threshold=0.95, verify=True)
     assert kept == ["http://old/a", "http://old/b"]
     second = [document("http://new/c", lightly_edited(sources[4], 300)), document("http://new/d", sources[0])]

@@ -1,0 +1,295 @@
+"""Which documents go: first-seen URL and exact hash, then near-duplicate clusters over LSH candidate pairs.
+
+One streaming pass over the signature rows records URL and exact duplicates and keeps, per document left for the
+near-duplicate search, its key, its MinHash values and its band keys (about 0.7 KB). Then, over whole arrays:
+candidate pairs (band keys sorted per band; documents kept by earlier runs answer a bulk query of datasketch's
+MinHashLSH), verification of each pair, connected components. The union-find then holds URL, exact and near links
+alike, and the survivor rule picks one document per cluster.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from gristmill.conf.schema import DedupConfig
+from gristmill.tasks.dedup import report
+from gristmill.tasks.dedup.candidates import (
+    band_keys,
+    components,
+    estimated_jaccards,
+    exact_jaccards,
+    layout,
+    pairs_within,
+    prefilter_threshold,
+    unique_shingles,
+)
+from gristmill.tasks.dedup.clusters import UnionFind, survivors
+from gristmill.tasks.dedup.exact import normalize_url
+from gristmill.tasks.dedup.index import NearIndex
+from gristmill.tasks.dedup.minhash import Shingles, estimated_jaccard
+from gristmill.tasks.dedup.signatures import hasher
+from gristmill.tasks.shards import iter_batches
+
+_ROW = 0xFFFFFFFF
+
+
+def key(shard_index: int, row: int) -> int:
+    """A document's place in the corpus as one sortable int: earlier shard, then earlier row."""
+    return (shard_index << 32) | row
+
+
+class Deduplicator:
+    """First-seen URL and exact hash, LSH candidates, verification, then clusters and their survivors."""
+
+    def __init__(self, cfg: DedupConfig) -> None:
+        self.cfg = cfg
+        self.bands, self.rows = layout(cfg)
+        self.near = NearIndex(cfg) if cfg.near else None
+        self.first_by_hash: dict[bytes, int] = {}
+        self.first_by_url: dict[str, int] = {}
+        self.reasons: dict[int, str] = {}
+        self.clusters = UnionFind()
+        self.lengths: dict[int, int] = {}
+        self.quality: dict[int, float] = {}
+        self.urls: dict[int, str] = {}
+        self.sigs: dict[int, np.ndarray] = {}  # of exact/URL duplicates, for the removed-pairs report
+        self.prior_shards = 0
+        self.prior_docs = 0
+        # Documents in the near-duplicate search, by row (documents kept by earlier runs first): key, MinHash
+        # values, band keys (numpy candidates, this run's rows only) and pairs found by datasketch queries.
+        self._keys: list[np.ndarray] = []
+        self._signatures: list[np.ndarray] = []
+        self._bands: list[np.ndarray] = []
+        self._queried: list[np.ndarray] = []
+        self._indexed = 0
+        self.text_paths: list[Path] = []
+        self.near_pairs = {"candidates": 0, "verified": 0}
+        self._indexed_signatures = _Rows.EMPTY
+
+    def add_prior(self, batches: Iterator[pa.RecordBatch]) -> None:
+        """Documents kept by an earlier run: indexed, never removed (they were published already)."""
+        shard, row = self.prior_shards, 0
+        self.prior_shards += 1
+        for batch in batches:
+            sigs = _signatures(batch, self.cfg.num_perm)
+            docs = np.arange(row, row + batch.num_rows, dtype=np.int64) | (shard << 32)
+            for doc, url, digest in zip(docs.tolist(), *_columns(batch, "url", "exact_hash"), strict=True):
+                self.first_by_hash.setdefault(digest, doc)
+                if url:
+                    self.first_by_url.setdefault(normalize_url(url), doc)
+                self.urls[doc] = url
+            row += batch.num_rows
+            if self.near:
+                self.near.insert_many(self._indexed, sigs)
+                self._append(docs, sigs)
+        self.prior_docs += row
+
+    def run(
+        self, signature_paths: list[Path], text_paths: list[Path] | None = None
+    ) -> tuple[dict[int, set[int]], dict, list[int], list[dict]]:
+        """`text_paths`, the input shards in the same order, let `verify_by: shingles` re-shingle candidates."""
+        self.text_paths = text_paths or []
+        self.prior_rows = self._indexed
+        try:
+            docs_in = sum(self._shard(self.prior_shards + i, p) for i, p in enumerate(signature_paths))
+        finally:
+            if self.near:
+                self.near.close()
+        if self.near:
+            self._near_clusters()
+        groups = self.clusters.clusters()
+        keep = survivors(groups, self.cfg.survivor, self._rank, self._pinned)
+        pairs = self._assign_near(groups, keep)
+        removed: dict[int, set[int]] = {}
+        for doc in self.reasons:
+            removed.setdefault((doc >> 32) - self.prior_shards, set()).add(doc & 0xFFFFFFFF)
+        sizes = [len(m) for m in groups.values() if len(m) > 1]
+        counts = Counter(self.reasons.values())
+        kinds = ["empty", "exact", "near"] + (["url"] if self.cfg.url else [])
+        stats: dict[str, Any] = {
+            "docs_in": docs_in,
+            "removed": {reason: counts.get(reason, 0) for reason in kinds},
+            "clusters": report.cluster_stats(sizes),
+        }
+        if self.near:
+            stats["near_pairs"] = dict(self.near_pairs)
+        if self.cfg.incremental:
+            stats["prior_docs"] = self.prior_docs
+        return removed, stats, sizes, pairs
+
+    def _rank(self, doc: int) -> float:
+        """What the survivor rule maximises (ties go to the earliest document)."""
+        if self.cfg.survivor == "quality":
+            return self.quality.get(doc, 0.0)
+        return self.lengths.get(doc, 0)
+
+    def _pinned(self, doc: int) -> bool:
+        return (doc >> 32) < self.prior_shards
+
+    def _shard(self, shard_index: int, path: Path) -> int:
+        docs = 0
+        for batch in iter_batches([path]):
+            keys = batch.column("row").to_numpy().astype(np.int64) | (shard_index << 32)
+            sigs = _signatures(batch, self.cfg.num_perm)
+            cols = _columns(batch, "has_text", "exact_hash", "length", "quality", "url")
+            near = np.zeros(batch.num_rows, dtype=bool)
+            for i, (doc, text_ok, digest, length, quality, url) in enumerate(zip(keys.tolist(), *cols, strict=True)):
+                docs += 1
+                if self.cfg.survivor == "quality":  # only then: a float per document is memory
+                    self.quality[doc] = quality
+                near[i] = self._document(doc, text_ok, digest, length, url, sigs[i])
+            if self.near and near.any():
+                self._search(keys[near], sigs[near])
+        return docs
+
+    def _document(self, doc: int, text_ok: bool, digest: bytes, length: int, url: str, sig: np.ndarray) -> bool:
+        """Record URL and exact duplicates; True when the document goes on to the near-duplicate search."""
+        self.urls[doc] = url
+        if not text_ok:
+            self.reasons[doc] = "empty"
+            return False
+        self.lengths[doc] = length
+        if self.cfg.url and url:
+            first = self.first_by_url.setdefault(normalize_url(url), doc)
+            if first != doc:
+                self._duplicate(doc, first, "url", sig)
+                return False
+        if self.cfg.exact:
+            first = self.first_by_hash.setdefault(digest, doc)
+            if first != doc:
+                self._duplicate(doc, first, "exact", sig)
+                return False
+        return True
+
+    def _duplicate(self, doc: int, first: int, reason: str, sig: np.ndarray) -> None:
+        self.reasons[doc] = reason
+        self.sigs[doc] = sig
+        self.clusters.union(first, doc)
+
+    def _append(self, docs: np.ndarray, sigs: np.ndarray) -> int:
+        first = self._indexed
+        self._keys.append(docs)
+        self._signatures.append(sigs)
+        self._indexed += len(docs)
+        return first
+
+    def _search(self, docs: np.ndarray, sigs: np.ndarray) -> None:
+        """Put this batch's documents into the near-duplicate search: candidates among earlier rows come from
+        datasketch (documents kept before, or all with `candidates: datasketch`), within the run from band keys."""
+        first = self._append(docs, sigs)
+        if self.cfg.candidates == "datasketch":
+            found = [self.near.match(row, sig) for row, sig in enumerate(sigs, first)]
+        else:
+            self._bands.append(band_keys(sigs, self.bands, self.rows))
+            found = self.near.query_many(sigs)
+        pairs = [(other, row) for row, hits in enumerate(found, first) for other in hits]
+        if pairs:
+            self._queried.append(np.array(pairs, dtype=np.int64))
+
+    def _near_clusters(self) -> None:
+        """Verified candidate pairs, then their connected components, into the union-find."""
+        keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
+        signatures = np.concatenate(self._signatures) if self._signatures else None
+        pairs = list(self._queried)
+        if self._bands:
+            pairs.append(pairs_within(np.concatenate(self._bands)) + self.prior_rows)
+        pairs = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
+        self.near_pairs["candidates"] = len(pairs)
+        if self.cfg.verify and len(pairs):
+            pairs = pairs[self._jaccards(pairs, keys, signatures) >= self.cfg.threshold]
+        self.near_pairs["verified"] = len(pairs)
+        label = components(len(keys), pairs)
+        for row in np.flatnonzero(label != np.arange(len(keys))).tolist():
+            self.clusters.union(int(keys[label[row]]), int(keys[row]))
+        self._indexed_signatures = _Rows(keys, signatures)
+
+    def _jaccards(self, pairs: np.ndarray, keys: np.ndarray, signatures: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of pairs within this run (`verify_by: shingles`) whose estimate is anywhere near the
+        threshold; the signature estimate otherwise, and for pairs with a document kept by an earlier run (its text
+        is gone)."""
+        jaccard = estimated_jaccards(signatures, pairs)
+        if self.cfg.verify_by != "shingles" or not self.text_paths:
+            return jaccard
+        # Exact Jaccard for the pairs whose estimate leaves any doubt: the rest are far below the threshold.
+        doubt = prefilter_threshold(self.cfg.threshold, self.cfg.num_perm)
+        exact = (pairs[:, 0] >= self.prior_rows) & (jaccard >= doubt)
+        if exact.any():
+            rows, local = np.unique(pairs[exact], return_inverse=True)
+            sets = unique_shingles(self._shingles(keys[rows]))
+            jaccard[exact] = exact_jaccards(sets, local.reshape(-1, 2))
+        return jaccard
+
+    def _shingles(self, docs: np.ndarray) -> Shingles:
+        """Shingles of these documents (ascending keys), re-read from the input shards one shard at a time."""
+        shingler = hasher(self.cfg).shingler
+        parts: list[Shingles] = []
+        shards = (docs >> 32) - self.prior_shards
+        for shard in np.unique(shards).tolist():
+            wanted = docs[shards == shard] & _ROW
+            parts.append(shingler.batch(_take_texts(self.text_paths[shard], wanted)))
+        hashes = np.concatenate([p.hashes for p in parts])
+        counts = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Shingles(hashes, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+
+    def _assign_near(self, groups: dict[int, list[int]], keep: dict[int, int]) -> list[dict[str, Any]]:
+        """Every cluster member but the survivor goes; those not already exact/URL copies go as near-duplicates."""
+        pairs = []
+        indexed = self._indexed_signatures
+        for root, members in groups.items():
+            survivor = keep[root]
+            for doc in sorted(members):
+                if doc == survivor or self._pinned(doc):  # a new document can link two old ones: both stay
+                    continue
+                self.reasons.setdefault(doc, "near")
+                a, b = self.sigs.get(doc, indexed.get(doc)), indexed.get(survivor, self.sigs.get(survivor))
+                jaccard = estimated_jaccard(a, b) if a is not None and b is not None else None
+                pairs.append(
+                    {
+                        "removed_url": self.urls.get(doc),
+                        "kept_url": self.urls.get(survivor),
+                        "reason": self.reasons[doc],
+                        "estimated_jaccard": jaccard,
+                    }
+                )
+        return pairs
+
+
+class _Rows:
+    """The MinHash values of the documents in the near-duplicate search, looked up by key (keys ascend)."""
+
+    def __init__(self, keys: np.ndarray, signatures: np.ndarray | None) -> None:
+        self.keys, self.signatures = keys, signatures
+
+    def get(self, doc: int, default: np.ndarray | None = None) -> np.ndarray | None:
+        at = int(np.searchsorted(self.keys, doc))
+        if at < len(self.keys) and self.keys[at] == doc:
+            return self.signatures[at]
+        return default
+
+
+_Rows.EMPTY = _Rows(np.zeros(0, np.int64), None)
+
+
+def _signatures(batch: pa.RecordBatch, num_perm: int) -> np.ndarray:
+    return batch.column("minhash").flatten().to_numpy().reshape(batch.num_rows, num_perm)
+
+
+def _columns(batch: pa.RecordBatch, *names: str) -> list[list]:
+    return [batch.column(name).to_pylist() for name in names]
+
+
+def _take_texts(path: Path, rows: np.ndarray) -> pa.Array:
+    """The texts at these (ascending) rows of one input shard, streamed a batch at a time."""
+    taken, offset = [], 0
+    for batch in iter_batches([path], ["text"]):
+        inside = rows[(rows >= offset) & (rows < offset + batch.num_rows)] - offset
+        if len(inside):
+            taken.append(batch.column("text").take(pa.array(inside)))
+        offset += batch.num_rows
+    return pa.concat_arrays(taken) if taken else pa.array([], pa.string())
