@@ -71,6 +71,7 @@ class Deduplicator:
         self.text_paths: list[Path] = []
         self.near_pairs = {"candidates": 0, "verified": 0}
         self._indexed_signatures = _Rows.EMPTY
+        self.near_links = np.zeros((0, 2), np.int64)
 
     def add_prior(self, batches: Iterator[pa.RecordBatch]) -> None:
         """Documents kept by an earlier run: indexed, never removed (they were published already)."""
@@ -204,6 +205,7 @@ class Deduplicator:
         if self.cfg.verify and len(pairs):
             pairs = pairs[self._jaccards(pairs, keys, signatures) >= self.cfg.threshold]
         self.near_pairs["verified"] = len(pairs)
+        self.near_links = keys[pairs]  # (earlier, later) keys of each verified pair: what benchmarks score
         label = components(len(keys), pairs)
         for row in np.flatnonzero(label != np.arange(len(keys))).tolist():
             self.clusters.union(int(keys[label[row]]), int(keys[row]))

@@ -10,6 +10,7 @@ values load into `LeanMinHash(seed, hashvalues, scheme="affine32")` and compare 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -70,9 +71,19 @@ class Shingler:
 
 def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the words of a batch (flat) and the number of words per text."""
+    # A batch's MinHash and its exact hash both start from its words: the second call reuses the first's tokens
+    # (per thread, and only for the very same array object, so any other input is tokenised afresh).
+    last = getattr(_last_batch, "tokens", None)
+    if last is not None and last[0] is texts and last[1] == lowercase:
+        return last[2]
     # Words split on non-word bytes, so only case needs normalising first (Arrow's regex replace is slow).
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
-    return _word_tokens(pc.utf8_lower(texts) if lowercase else texts)
+    normal = pc.fill_null(texts.cast(pa.large_string()), "")
+    tokens = _word_tokens(pc.utf8_lower(normal) if lowercase else normal)
+    _last_batch.tokens = (texts, lowercase, tokens)
+    return tokens
+
+
+_last_batch = threading.local()
 
 
 def sequence_hashes(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -42,14 +42,16 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
     """The signature rows of one batch of documents."""
     texts = batch.column("text")
     has_text = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
-    sigs = minhasher.batch(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
+    # Blank texts become nulls (the empty sketch); both hashes read this one array, so they tokenise it once.
+    nonblank = pc.if_else(has_text, texts, pa.scalar(None, texts.type))
+    sigs = minhasher.batch(nonblank)
     schema = signature_schema(cfg.num_perm)
     # The word share costs as much as the MinHash: only the `quality` survivor rule reads it.
     quality = alpha_word_share(texts) if cfg.survivor == "quality" else pa.array(np.zeros(len(texts), np.float32))
     columns = [
         pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int32)),
         has_text,
-        pa.array(normalizer(cfg).hashes(texts), pa.binary(8)),
+        pa.array(normalizer(cfg).hashes(nonblank), pa.binary(8)),
         pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
         quality,
         batch.column("url"),
