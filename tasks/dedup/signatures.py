@@ -41,7 +41,8 @@ def normalizer(cfg: DedupConfig) -> Normalizer:
 def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, first_row: int) -> pa.RecordBatch:
     """The signature rows of one batch of documents."""
     texts = batch.column("text")
-    has_text = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
+    # Not blank: some character other than Unicode whitespace (cheaper than trimming a copy of every text).
+    has_text = pc.fill_null(pc.and_(pc.greater(pc.utf8_length(texts), 0), pc.invert(pc.utf8_is_space(texts))), False)
     # Blank texts become nulls (the empty sketch); both hashes read this one array, so they tokenise it once.
     nonblank = pc.if_else(has_text, texts, pa.scalar(None, texts.type))
     sigs = minhasher.batch(nonblank)
