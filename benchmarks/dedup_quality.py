@@ -113,7 +113,7 @@ def linked_pairs(cfg: DedupConfig, texts: list[str]) -> tuple[set[tuple[int, int
         write_shard(inputs, table, table.schema)
         batches = (sign_batch(b, cfg, minhasher, i * 1024) for i, b in enumerate(table.to_batches(1024)))
         write_shard(signatures, batches, signature_schema(cfg.num_perm))
-        dedup = Deduplicator(cfg)
+        dedup = Deduplicator(cfg, every_pair=True)
         _, stats, _, _ = dedup.run([signatures], [inputs])
     rows = dedup.near_links & 0xFFFFFFFF
     return set(map(tuple, rows.tolist())), stats["near_pairs"]

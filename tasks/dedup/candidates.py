@@ -25,6 +25,7 @@ from gristmill.tasks.dedup.minhash import Shingles, _fmix64
 CANDIDATE_RECALL = 0.995
 _K = np.uint64(0x9E3779B97F4A7C15)
 _PAIR_CHUNK = 1 << 22  # shingles per verification chunk: bounds the transient arrays (~100 MB at most)
+_PAIRS_PER_CHUNK = 1 << 20  # candidate pairs handled at once (16 MB), however big a bucket is
 
 
 def candidate_probability(jaccard: float, bands: int, rows: int) -> float:
@@ -56,29 +57,35 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return _fmix64(keys)
 
 
-def pairs_within(keys: np.ndarray) -> np.ndarray:
-    """Every pair (i, j), i < j, of rows of `keys` (docs x bands) that share a band key: int64 (pairs x 2), unique,
-    sorted. Quadratic in the size of a bucket, as datasketch's query-then-insert is."""
-    found = [_bucket_pairs(keys[:, band]) for band in range(keys.shape[1])]
-    codes = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
-    return np.stack((codes >> 32, codes & 0xFFFFFFFF), axis=1)
+def pairs_within(keys: np.ndarray, limit: int = _PAIRS_PER_CHUNK) -> Iterator[np.ndarray]:
+    """Every pair (i, j), i < j, of rows of `keys` (docs x bands) that share a band key, as int64 arrays (pairs x 2)
+    of at most about `limit` pairs, band after band; a pair sharing several bands comes once per band. Quadratic in
+    the size of a bucket, as datasketch's query-then-insert is, but never held whole: a bucket of 10,000 templated
+    pages is 50M pairs."""
+    for band in range(keys.shape[1]):
+        yield from _bucket_pairs(keys[:, band], limit)
 
 
-def _bucket_pairs(column: np.ndarray) -> np.ndarray:
-    """Pairs of one band, encoded i << 32 | j with i < j (row numbers fit in 32 bits)."""
+def _bucket_pairs(column: np.ndarray, limit: int) -> Iterator[np.ndarray]:
+    """The pairs of one band, a chunk of first elements at a time."""
     order = np.argsort(column, kind="stable")  # stable: within a bucket, rows stay ascending
     sorted_keys = column[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
     sizes = np.diff(np.append(starts, len(column)))
     if not (sizes > 1).any():
-        return np.zeros(0, np.int64)
+        return
     # For the element at position p of a bucket of size g, its partners are the g - 1 - p elements after it.
-    position = np.arange(len(column)) - np.repeat(starts, sizes)
-    later = np.repeat(sizes, sizes) - 1 - position
-    first = np.repeat(np.arange(len(column)), later)
-    step = np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
-    second = first + 1 + step
-    return (order[first].astype(np.int64) << 32) | order[second].astype(np.int64)
+    later = np.repeat(sizes, sizes) - 1 - (np.arange(len(column)) - np.repeat(starts, sizes))
+    ends = np.cumsum(later)
+    lo = 0
+    while lo < len(column) and (done := int(ends[lo - 1]) if lo else 0) < ends[-1]:
+        hi = max(lo + 1, int(np.searchsorted(ends, done + limit, side="right")))
+        counts = later[lo:hi]
+        first = np.repeat(np.arange(lo, hi), counts)
+        second = first + 1 + np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
+        if len(first):
+            yield np.stack((order[first], order[second]), axis=1).astype(np.int64)
+        lo = hi
 
 
 def query_in_bulk(lsh: MinHashLSH, signatures: np.ndarray) -> list[set]:
@@ -158,20 +165,23 @@ def _chunks(weights: np.ndarray) -> Iterator[tuple[int, int]]:
         lo = hi
 
 
-def components(nodes: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected components of a graph on `nodes` nodes: for each node, the smallest node of its component.
+def components(label: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Connected components after adding `pairs` to a graph whose components `label` gives (np.arange(n) for none
+    yet): for each node, the smallest node of its component.
 
-    Min-label propagation with pointer jumping, in whole-array steps: each round every edge pulls both ends down to
-    the smaller label, then labels follow their own labels until they stop moving. It stops when no edge joins two
-    labels; since a component's smallest node never changes its label, that is then every member's label."""
-    label = np.arange(nodes, dtype=np.int64)
+    Root hooking with pointer jumping, in whole-array steps: each round every edge hooks the larger of its two
+    ends' roots under the smaller, then labels follow their own labels until they stop moving (so every node points
+    at its root again). It stops when no edge joins two roots; since a component's smallest node is never hooked
+    under anything, it is then every member's label."""
+    label = label.copy()
     a, b = pairs[:, 0], pairs[:, 1]
     while len(pairs):
-        low = np.minimum(label[a], label[b])
-        if (label[a] == low).all() and (label[b] == low).all():
+        root_a, root_b = label[a], label[b]
+        if (root_a == root_b).all():
             break
-        np.minimum.at(label, a, low)
-        np.minimum.at(label, b, low)
+        low = np.minimum(root_a, root_b)
+        np.minimum.at(label, root_a, low)
+        np.minimum.at(label, root_b, low)
         while True:
             jumped = label[label]
             if (jumped == label).all():

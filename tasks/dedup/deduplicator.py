@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,11 @@ def key(shard_index: int, row: int) -> int:
 class Deduplicator:
     """First-seen URL and exact hash, LSH candidates, verification, then clusters and their survivors."""
 
-    def __init__(self, cfg: DedupConfig) -> None:
+    def __init__(self, cfg: DedupConfig, every_pair: bool = False) -> None:
+        """`every_pair` verifies every candidate pair, even inside a cluster already, and keeps the verified ones
+        in `near_links`: for scoring pairs (benchmarks), not for runs."""
         self.cfg = cfg
+        self.every_pair = every_pair
         self.bands, self.rows = layout(cfg)
         self.near = NearIndex(cfg) if cfg.near else None
         self.first_by_hash: dict[bytes, int] = {}
@@ -71,7 +75,7 @@ class Deduplicator:
         self.text_paths: list[Path] = []
         self.near_pairs = {"candidates": 0, "verified": 0}
         self._indexed_signatures = _Rows.EMPTY
-        self.near_links = np.zeros((0, 2), np.int64)
+        self.near_links = np.zeros((0, 2), np.int64)  # with `every_pair`: keys of each verified pair
 
     def add_prior(self, batches: Iterator[pa.RecordBatch]) -> None:
         """Documents kept by an earlier run: indexed, never removed (they were published already)."""
@@ -194,22 +198,45 @@ class Deduplicator:
             self._queried.append(np.array(pairs, dtype=np.int64))
 
     def _near_clusters(self) -> None:
-        """Verified candidate pairs, then their connected components, into the union-find."""
+        """Candidate pairs a chunk at a time: those already linked are dropped, the rest verified, their connected
+        components updated; then the components go into the union-find."""
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
         signatures = np.concatenate(self._signatures) if self._signatures else None
-        pairs = list(self._queried)
-        if self._bands:
-            pairs.append(pairs_within(np.concatenate(self._bands)) + self.prior_rows)
-        pairs = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
-        self.near_pairs["candidates"] = len(pairs)
-        if self.cfg.verify and len(pairs):
-            pairs = pairs[self._jaccards(pairs, keys, signatures) >= self.cfg.threshold]
-        self.near_pairs["verified"] = len(pairs)
-        self.near_links = keys[pairs]  # (earlier, later) keys of each verified pair: what benchmarks score
-        label = components(len(keys), pairs)
+        label = np.arange(len(keys))
+        links = []
+        rejected = np.zeros(0, np.int64)  # codes (i << 32 | j) of pairs that failed: other bands find them again
+        for pairs in self._candidates():
+            if not self.every_pair:  # a pair inside one component changes nothing: skip its verification
+                pairs = pairs[label[pairs[:, 0]] != label[pairs[:, 1]]]
+            codes = (pairs[:, 0] << 32) | pairs[:, 1]
+            pairs = pairs[~np.isin(codes, rejected)]
+            self.near_pairs["candidates"] += len(pairs)
+            if self.cfg.verify and len(pairs):
+                passed = self._jaccards(pairs, keys, signatures) >= self.cfg.threshold
+                rejected = np.union1d(rejected, (pairs[~passed, 0] << 32) | pairs[~passed, 1])
+                pairs = pairs[passed]
+            self.near_pairs["verified"] += len(pairs)
+            if self.every_pair:
+                links.append(keys[pairs])
+            label = components(label, pairs)
+        if links:
+            self.near_links = np.concatenate(links)
         for row in np.flatnonzero(label != np.arange(len(keys))).tolist():
             self.clusters.union(int(keys[label[row]]), int(keys[row]))
         self._indexed_signatures = _Rows(keys, signatures)
+
+    def _candidates(self) -> Iterator[np.ndarray]:
+        """Candidate pairs of rows (earlier, later): those datasketch answered, then those of the band keys. With
+        `every_pair`, all at once and each once."""
+        chunks = iter(self._queried)
+        if self._bands:
+            bands = np.concatenate(self._bands)
+            chunks = chain(chunks, (pairs + self.prior_rows for pairs in pairs_within(bands)))
+        if not self.every_pair:
+            yield from chunks
+            return
+        every = [pairs for pairs in chunks]
+        yield np.unique(np.concatenate(every), axis=0) if every else np.zeros((0, 2), np.int64)
 
     def _jaccards(self, pairs: np.ndarray, keys: np.ndarray, signatures: np.ndarray) -> np.ndarray:
         """Exact Jaccard of pairs within this run (`verify_by: shingles`) whose estimate is anywhere near the

@@ -77,8 +77,11 @@ def test_band_pairs_are_exactly_the_pairs_sharing_a_band(articles):
     keys = band_keys(sigs, 32, 2)
     bands = sigs[:, :64].reshape(len(sigs), 32, 2)
     brute = [(i, j) for i, j in combinations(range(len(sigs)), 2) if (bands[i] == bands[j]).all(axis=1).any()]
-    found = pairs_within(keys)
-    assert len(brute) > 60 and found.tolist() == [list(p) for p in brute]
+    for limit in (1 << 20, 7):  # in one chunk per band, and in chunks of about 7 pairs
+        chunks = list(pairs_within(keys, limit))
+        found = np.unique(np.concatenate(chunks), axis=0)
+        assert len(brute) > 60 and found.tolist() == [list(p) for p in brute]
+        assert max(len(c) for c in chunks) <= (limit if limit < len(brute) else len(brute))
 
 
 def test_bulk_query_answers_as_one_query_at_a_time(articles):
@@ -97,8 +100,10 @@ def test_components_match_union_find():
     clusters = UnionFind()
     for a, b in pairs.tolist():
         clusters.union(a, b)
-    label = components(400, pairs)
+    label = components(np.arange(400), pairs)
     assert [clusters.find(x) if x in clusters.parent else x for x in range(400)] == label.tolist()
+    in_two_steps = components(components(np.arange(400), pairs[:150]), pairs[150:])
+    assert in_two_steps.tolist() == label.tolist()
 
 
 def test_exact_jaccard_of_hashed_shingles_is_the_jaccard_of_the_word_5_grams(articles):
@@ -141,8 +146,11 @@ def test_numpy_candidates_give_the_same_clusters_as_datasketch_lsh(tmp_path, art
     numpy_path = clusters_of(cfg, signatures, inputs)
     datasketch_path = clusters_of(cfg.model_copy(update={"candidates": "datasketch"}), signatures, inputs)
     assert numpy_path[0] == datasketch_path[0] and len(numpy_path[0]) >= 20
-    assert numpy_path[1:] == datasketch_path[1:]
-    assert numpy_path[2]["near_pairs"]["candidates"] > numpy_path[2]["near_pairs"]["verified"] or not cfg.verify
+    assert numpy_path[1] == datasketch_path[1] and numpy_path[3] == datasketch_path[3]
+    # The same stats, except how many pairs each path had to verify (it depends on the order pairs come in).
+    work = numpy_path[2].pop("near_pairs"), datasketch_path[2].pop("near_pairs")
+    assert numpy_path[2] == datasketch_path[2]
+    assert work[0]["candidates"] > work[0]["verified"] > 0 or not cfg.verify
 
 
 def test_with_an_index_of_earlier_runs_both_paths_agree(tmp_path, articles):
@@ -152,6 +160,8 @@ def test_with_an_index_of_earlier_runs_both_paths_agree(tmp_path, articles):
     signatures, inputs, _ = signed_workspace(tmp_path / "new", [texts[75:]], incremental=True)
     numpy_path = clusters_of(cfg, signatures, inputs, prior)
     datasketch_path = clusters_of(cfg.model_copy(update={"candidates": "datasketch"}), signatures, inputs, prior)
+    for path in (numpy_path, datasketch_path):
+        path[2].pop("near_pairs")
     assert numpy_path == datasketch_path and numpy_path[2]["prior_docs"] > 0 and numpy_path[2]["removed"]["near"]
 
 

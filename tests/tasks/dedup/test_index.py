@@ -108,7 +108,7 @@ def test_redis_storage_gives_the_same_result_as_memory(tmp_path, sources, redis_
         results[storage] = first, dedup_once(tmp_path / storage, [later], **options)
     (in_memory, memory_later), (in_redis, redis_later) = results["memory"], results["redis"]
     assert in_redis[0] == in_memory[0] == [f"http://src/{i}" for i in range(5)]
-    for key in ("docs_in", "removed", "clusters", "near_pairs"):
+    for key in ("docs_in", "removed", "clusters", "near_pairs"):  # the same order of pairs: the same work too
         assert in_redis[1][key] == in_memory[1][key]
         assert redis_later[1][key] == memory_later[1][key]
     assert in_redis[1]["removed"] == {"empty": 0, "exact": 2, "near": 5}
