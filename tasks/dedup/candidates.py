@@ -103,11 +103,11 @@ def query_in_bulk(lsh: MinHashLSH, signatures: np.ndarray) -> list[set]:
     return found
 
 
-def prefilter_threshold(threshold: float, num_perm: int) -> float:
-    """Signature estimate below which a pair cannot reasonably be at the threshold: 4.5 standard deviations of the
-    estimate (sqrt(J (1 - J) / num_perm)) under it, so a pair at J >= threshold falls below it about once in 300,000.
-    Exact verification then only looks at the pairs above it."""
-    return threshold - 4.5 * (threshold * (1 - threshold) / num_perm) ** 0.5
+def estimate_margin(threshold: float, num_perm: int) -> float:
+    """How far from the threshold a signature estimate must be to decide a pair alone: 4.5 standard deviations of
+    the estimate (sqrt(J (1 - J) / num_perm)), so it is wrong about once in 300,000 pairs at the threshold. Only the
+    pairs within it need their exact Jaccard."""
+    return 4.5 * (threshold * (1 - threshold) / num_perm) ** 0.5
 
 
 def estimated_jaccards(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:

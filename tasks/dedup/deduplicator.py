@@ -23,11 +23,11 @@ from gristmill.tasks.dedup import report
 from gristmill.tasks.dedup.candidates import (
     band_keys,
     components,
+    estimate_margin,
     estimated_jaccards,
     exact_jaccards,
     layout,
     pairs_within,
-    prefilter_threshold,
     unique_shingles,
 )
 from gristmill.tasks.dedup.clusters import UnionFind, survivors
@@ -198,32 +198,43 @@ class Deduplicator:
             self._queried.append(np.array(pairs, dtype=np.int64))
 
     def _near_clusters(self) -> None:
-        """Candidate pairs a chunk at a time: those already linked are dropped, the rest verified, their connected
-        components updated; then the components go into the union-find."""
+        """Candidate pairs a chunk at a time: those already linked or already judged are dropped, the rest judged
+        by their signature estimate where it is clear, linked if they pass; the doubtful ones get their exact
+        Jaccard at the end, all in one pass over the input. Then the components go into the union-find."""
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
         signatures = np.concatenate(self._signatures) if self._signatures else None
         label = np.arange(len(keys))
-        links = []
-        rejected = np.zeros(0, np.int64)  # codes (i << 32 | j) of pairs that failed: other bands find them again
+        judged = np.zeros(0, np.int64)  # codes of pairs rejected or left in doubt: other bands find them again
+        doubtful, links = [], []
         for pairs in self._candidates():
             if not self.every_pair:  # a pair inside one component changes nothing: skip its verification
                 pairs = pairs[label[pairs[:, 0]] != label[pairs[:, 1]]]
-            codes = (pairs[:, 0] << 32) | pairs[:, 1]
-            pairs = pairs[~np.isin(codes, rejected)]
+            pairs = pairs[~np.isin(_codes(pairs), judged)]
             self.near_pairs["candidates"] += len(pairs)
             if self.cfg.verify and len(pairs):
-                passed = self._jaccards(pairs, keys, signatures) >= self.cfg.threshold
-                rejected = np.union1d(rejected, (pairs[~passed, 0] << 32) | pairs[~passed, 1])
-                pairs = pairs[passed]
-            self.near_pairs["verified"] += len(pairs)
-            if self.every_pair:
-                links.append(keys[pairs])
-            label = components(label, pairs)
+                verdict = self._verdicts(pairs, signatures)
+                judged = np.union1d(judged, _codes(pairs[verdict <= 0]))
+                doubtful.append(pairs[verdict == 0])
+                pairs = pairs[verdict > 0]
+            label = self._link(label, pairs, keys, links)
+        if doubtful:
+            pairs = np.concatenate(doubtful)
+            if not self.every_pair:
+                pairs = pairs[label[pairs[:, 0]] != label[pairs[:, 1]]]
+            if len(pairs):
+                pairs = pairs[self._exact_jaccards(pairs, keys) >= self.cfg.threshold]
+            label = self._link(label, pairs, keys, links)
         if links:
             self.near_links = np.concatenate(links)
         for row in np.flatnonzero(label != np.arange(len(keys))).tolist():
             self.clusters.union(int(keys[label[row]]), int(keys[row]))
         self._indexed_signatures = _Rows(keys, signatures)
+
+    def _link(self, label: np.ndarray, pairs: np.ndarray, keys: np.ndarray, links: list[np.ndarray]) -> np.ndarray:
+        self.near_pairs["verified"] += len(pairs)
+        if self.every_pair:
+            links.append(keys[pairs])
+        return components(label, pairs)
 
     def _candidates(self) -> Iterator[np.ndarray]:
         """Candidate pairs of rows (earlier, later): those datasketch answered, then those of the band keys. With
@@ -238,21 +249,21 @@ class Deduplicator:
         every = [pairs for pairs in chunks]
         yield np.unique(np.concatenate(every), axis=0) if every else np.zeros((0, 2), np.int64)
 
-    def _jaccards(self, pairs: np.ndarray, keys: np.ndarray, signatures: np.ndarray) -> np.ndarray:
-        """Exact Jaccard of pairs within this run (`verify_by: shingles`) whose estimate is anywhere near the
-        threshold; the signature estimate otherwise, and for pairs with a document kept by an earlier run (its text
-        is gone)."""
-        jaccard = estimated_jaccards(signatures, pairs)
-        if self.cfg.verify_by != "shingles" or not self.text_paths:
-            return jaccard
-        # Exact Jaccard for the pairs whose estimate leaves any doubt: the rest are far below the threshold.
-        doubt = prefilter_threshold(self.cfg.threshold, self.cfg.num_perm)
-        exact = (pairs[:, 0] >= self.prior_rows) & (jaccard >= doubt)
-        if exact.any():
-            rows, local = np.unique(pairs[exact], return_inverse=True)
-            sets = unique_shingles(self._shingles(keys[rows]))
-            jaccard[exact] = exact_jaccards(sets, local.reshape(-1, 2))
-        return jaccard
+    def _verdicts(self, pairs: np.ndarray, signatures: np.ndarray) -> np.ndarray:
+        """1 (passes), -1 (fails) or 0 (in doubt) per pair, from the signature estimate. With `verify_by:
+        shingles`, a pair within this run whose estimate is near the threshold is in doubt; pairs with a document
+        kept by an earlier run (its text is gone) are judged by the estimate alone."""
+        estimate = estimated_jaccards(signatures, pairs)
+        verdict = np.where(estimate >= self.cfg.threshold, 1, -1)
+        if self.cfg.verify_by == "shingles" and self.text_paths:
+            near = np.abs(estimate - self.cfg.threshold) < estimate_margin(self.cfg.threshold, self.cfg.num_perm)
+            verdict[near & (pairs[:, 0] >= self.prior_rows)] = 0
+        return verdict
+
+    def _exact_jaccards(self, pairs: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Exact shingle Jaccard of pairs of this run's rows, re-shingling each document once."""
+        rows, local = np.unique(pairs, return_inverse=True)
+        return exact_jaccards(unique_shingles(self._shingles(keys[rows])), local.reshape(-1, 2))
 
     def _shingles(self, docs: np.ndarray) -> Shingles:
         """Shingles of these documents (ascending keys), re-read from the input shards one shard at a time."""
@@ -307,6 +318,10 @@ _Rows.EMPTY = _Rows(np.zeros(0, np.int64), None)
 
 def _signatures(batch: pa.RecordBatch, num_perm: int) -> np.ndarray:
     return batch.column("minhash").flatten().to_numpy().reshape(batch.num_rows, num_perm)
+
+
+def _codes(pairs: np.ndarray) -> np.ndarray:
+    return (pairs[:, 0] << 32) | pairs[:, 1]
 
 
 def _columns(batch: pa.RecordBatch, *names: str) -> list[list]:
