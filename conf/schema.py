@@ -170,9 +170,10 @@ class DedupConfig(Section):
     verify: bool = Field(True, description="Merge an LSH candidate pair only if its Jaccard >= threshold.")
     verify_by: Literal["shingles", "signature"] = Field(
         "shingles",
-        description="How `verify` measures a pair's Jaccard: `shingles` exactly, from the two texts' shingle sets "
-        "(pairs with documents kept by earlier runs, whose text is gone, use the signature); `signature` "
-        "estimates it from the MinHash values (cheaper, less exact: F1 0.92 vs 1.00 in docs/benchmarks.md).",
+        description="How `verify` measures a pair's Jaccard: `shingles` exactly, from the two texts' shingle sets, "
+        "wherever the MinHash estimate is within 4.5 standard deviations of the threshold (pairs with documents "
+        "kept by earlier runs, whose text is gone, use the estimate); `signature` always uses the estimate "
+        "(less exact: F1 0.92 vs 1.00 in docs/benchmarks.md).",
     )
     candidates: Literal["numpy", "datasketch"] = Field(
         "numpy",
