@@ -2,12 +2,13 @@
 
 Within a run, candidate pairs come from band keys in numpy: each band of `rows` MinHash values is hashed to one
 uint64, each band's keys are sorted, and documents with equal keys are candidates of each other, exactly the pairs
-datasketch's `MinHashLSH` returns (it keys a bucket on the band's bytes; here a 64-bit hash of them stands in, so
-two different bands collide with probability ~n^2 / 2^65 per band: once in 10^5 runs of 10M documents). Documents
-kept by earlier runs stay in datasketch's `MinHashLSH` (in memory or Redis) and are queried a batch at a time.
+datasketch's `MinHashLSH` returns (it keys a bucket on the band's bytes; here a 64-bit hash of them stands in: two
+different bands of n documents collide with probability ~n^2 / 2^65, for 10M documents and 21 bands about once in
+20,000 runs, and verification rejects such a pair anyway). Documents kept by earlier runs stay in datasketch's
+`MinHashLSH` (in memory or Redis) and are queried a batch at a time.
 
-A candidate pair counts only if it passes verification: the exact Jaccard of the two documents' shingle sets
-(re-shingled from the input), or the signatures' estimate of it.
+With verification a candidate pair counts only if its Jaccard reaches the threshold: the signatures' estimate
+decides where it is clear, the exact Jaccard of the two shingle sets (re-shingled from the input) elsewhere.
 """
 
 from __future__ import annotations

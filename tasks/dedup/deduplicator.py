@@ -40,13 +40,11 @@ from gristmill.tasks.shards import iter_batches
 _ROW = 0xFFFFFFFF
 
 
-def key(shard_index: int, row: int) -> int:
-    """A document's place in the corpus as one sortable int: earlier shard, then earlier row."""
-    return (shard_index << 32) | row
-
-
 class Deduplicator:
-    """First-seen URL and exact hash, LSH candidates, verification, then clusters and their survivors."""
+    """First-seen URL and exact hash, LSH candidates, verification, then clusters and their survivors.
+
+    A document is known by its key, shard << 32 | row (shards of earlier runs first), so sorting keys sorts the
+    corpus; in the near-duplicate search also by its row, its place in the arrays of keys and signatures."""
 
     def __init__(self, cfg: DedupConfig, every_pair: bool = False) -> None:
         """`every_pair` verifies every candidate pair, even inside a cluster already, and keeps the verified ones
@@ -72,6 +70,7 @@ class Deduplicator:
         self._bands: list[np.ndarray] = []
         self._queried: list[np.ndarray] = []
         self._indexed = 0
+        self.prior_rows = 0  # rows of documents kept by earlier runs come first
         self.text_paths: list[Path] = []
         self.near_pairs = {"candidates": 0, "verified": 0}
         self._indexed_signatures = _Rows.EMPTY
