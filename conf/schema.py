@@ -440,6 +440,18 @@ class PipelineConfig(Section):
 CONF_DIR = Path(__file__).resolve().parent
 
 
+def config_file(path: str | Path, key: str) -> Path:
+    """The file a config key names, by the one rule every stage uses: an absolute path as is; a relative one from
+    the working directory, else from the folder of the shipped configs (where the defaults such as
+    `demographic_terms.yaml` live). A file found in neither place is a ConfigError naming the key."""
+    named = Path(path)
+    for candidate in (named,) if named.is_absolute() else (named, CONF_DIR / named):
+        if candidate.is_file():
+            return candidate
+    looked = str(named) if named.is_absolute() else f"{Path.cwd() / named} or {CONF_DIR / named}"
+    raise ConfigError(f"{key}: file {str(path)!r} not found (looked for {looked})")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Read a YAML config, apply `a.b.c=value` overrides, and validate; raise ConfigError on any problem."""
     raw = read_yaml(Path(path))

@@ -19,7 +19,8 @@ import numpy as np
 from datasketch import MinHashLSH
 
 from gristmill.conf.schema import DedupConfig
-from gristmill.tasks.dedup.minhash import Shingles, _fmix64
+from gristmill.tasks.dedup.minhash import Shingles
+from gristmill.tasks.dedup.tokens import fmix64
 
 # Candidate probability the default layout reaches at J = threshold when pairs are verified: the band layout is
 # the one with the most rows per band (fewest chance candidates) that still misses at most 1 pair in 200 there.
@@ -55,7 +56,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     keys = values[:, :, 0].copy()
     for j in range(1, rows):
         keys = keys * _K + values[:, :, j]
-    return _fmix64(keys)
+    return fmix64(keys)
 
 
 def pairs_within(keys: np.ndarray, limit: int = _PAIRS_PER_CHUNK) -> Iterator[np.ndarray]:

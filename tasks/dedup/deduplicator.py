@@ -31,11 +31,11 @@ from gristmill.tasks.dedup.candidates import (
     unique_shingles,
 )
 from gristmill.tasks.dedup.clusters import UnionFind, survivors
-from gristmill.tasks.dedup.exact import normalize_url
 from gristmill.tasks.dedup.index import NearIndex
 from gristmill.tasks.dedup.minhash import Shingles, estimated_jaccard
 from gristmill.tasks.dedup.signatures import hasher
 from gristmill.tasks.shards import iter_batches
+from gristmill.tasks.urls import same_page_key
 
 _ROW = 0xFFFFFFFF
 
@@ -86,7 +86,7 @@ class Deduplicator:
             for doc, url, digest in zip(docs.tolist(), *_columns(batch, "url", "exact_hash"), strict=True):
                 self.first_by_hash.setdefault(digest, doc)
                 if url:
-                    self.first_by_url.setdefault(normalize_url(url), doc)
+                    self.first_by_url.setdefault(same_page_key(url), doc)
                 self.urls[doc] = url
             row += batch.num_rows
             if self.near:
@@ -160,7 +160,7 @@ class Deduplicator:
             return False
         self.lengths[doc] = length
         if self.cfg.url and url:
-            first = self.first_by_url.setdefault(normalize_url(url), doc)
+            first = self.first_by_url.setdefault(same_page_key(url), doc)
             if first != doc:
                 self._duplicate(doc, first, "url", sig)
                 return False

@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gristmill.conf.schema import DedupConfig
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
 from gristmill.tasks.dedup import report
 from gristmill.tasks.dedup.deduplicator import Deduplicator
 from gristmill.tasks.dedup.index import KeptIndex, index_schema
 from gristmill.tasks.dedup.signatures import alpha_word_share, hasher, normalizer, sign_batch, signature_schema
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
 
