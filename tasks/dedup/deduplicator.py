@@ -173,7 +173,7 @@ class Deduplicator:
 
     def _duplicate(self, doc: int, first: int, reason: str, sig: np.ndarray) -> None:
         self.reasons[doc] = reason
-        self.sigs[doc] = sig
+        self.sigs[doc] = sig.copy()  # a row of the batch's buffer would keep the whole batch alive
         self.clusters.union(first, doc)
 
     def _append(self, docs: np.ndarray, sigs: np.ndarray) -> int:
