@@ -208,11 +208,11 @@ class Deduplicator:
         for pairs in self._candidates():
             if not self.every_pair:  # a pair inside one component changes nothing: skip its verification
                 pairs = pairs[label[pairs[:, 0]] != label[pairs[:, 1]]]
-            pairs = pairs[~np.isin(_codes(pairs), judged)]
+            pairs = pairs[~_in_sorted(_codes(pairs), judged)]
             self.near_pairs["candidates"] += len(pairs)
             if self.cfg.verify and len(pairs):
                 verdict = self._verdicts(pairs, signatures)
-                judged = np.union1d(judged, _codes(pairs[verdict <= 0]))
+                judged = _sorted_union(judged, _codes(pairs[verdict <= 0]))
                 doubtful.append(pairs[verdict == 0])
                 pairs = pairs[verdict > 0]
             label = self._link(label, pairs, keys, links)
@@ -321,6 +321,21 @@ def _signatures(batch: pa.RecordBatch, num_perm: int) -> np.ndarray:
 
 def _codes(pairs: np.ndarray) -> np.ndarray:
     return (pairs[:, 0] << 32) | pairs[:, 1]
+
+
+def _in_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """np.isin against a sorted array, by binary search (np.isin's hash-based unique cost 4% of the stage)."""
+    if not len(sorted_unique):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[at] == values
+
+
+def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.union1d by sorting: numpy's hash-based unique cost 3% of the whole stage here."""
+    both = np.concatenate((a, b))
+    both.sort()
+    return both[np.concatenate(([True], both[1:] != both[:-1]))] if len(both) else both
 
 
 def _columns(batch: pa.RecordBatch, *names: str) -> list[list]:
