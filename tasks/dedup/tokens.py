@@ -7,6 +7,7 @@ The layer under both kinds of duplicate: `exact.py` hashes a text's word sequenc
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 
 import numpy as np
@@ -141,14 +142,18 @@ def _reusing_the_last_batch(tokenize):
     """A batch's MinHash and its exact hash both start from its words: the second call gets the first's tokens
     (per thread, and only for the very same array object, so any other input is tokenised afresh)."""
     last = threading.local()
+    signature = inspect.signature(tokenize)
 
     @functools.wraps(tokenize)
-    def tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def tokens(texts: pa.Array, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        bound = signature.bind(texts, *args, **kwargs)
+        bound.apply_defaults()  # word_tokens(t) and word_tokens(t, True) ask for the same tokens
+        options = tuple((name, value) for name, value in bound.arguments.items() if name != "texts")
         seen = getattr(last, "batch", None)
-        if seen is not None and seen[0] is texts and seen[1] == lowercase:
+        if seen is not None and seen[0] is texts and seen[1] == options:
             return seen[2]
-        result = tokenize(texts, lowercase)
-        last.batch = (texts, lowercase, result)
+        result = tokenize(texts, *args, **kwargs)
+        last.batch = (texts, options, result)
         return result
 
     return tokens

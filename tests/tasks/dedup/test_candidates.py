@@ -24,6 +24,7 @@ from gristmill.tasks.dedup.deduplicator import Deduplicator
 from gristmill.tasks.dedup.index import NearIndex
 from gristmill.tasks.dedup.minhash import lean, shingles
 from gristmill.tasks.dedup.stage import hasher, run
+from gristmill.tasks.dedup.tokens import word_tokens
 from gristmill.tasks.shards import StageOutput, iter_batches, iter_records
 from gristmill.tasks.stage import execute
 from tests.helpers import document, write_documents_stage
@@ -180,3 +181,15 @@ def test_stage_removes_a_variant_exactly_when_its_jaccard_reaches_the_threshold(
     assert 5 < sum(truth) < 25  # both sides of the threshold are tested
     assert [f"http://edit/{i}" not in kept for i in range(len(edits))] == truth
     assert all(f"http://src/{i}" in kept for i in range(len(sources)))
+
+
+def test_reused_word_tokens_answer_only_the_same_question():
+    """sign_batch's exact hash reuses its MinHash's word tokens: only for the same array and the same options."""
+    texts = pa.array(["Hello World, again", "MiXeD case here"])
+    lower = word_tokens(texts)
+    assert word_tokens(texts, True)[0] is lower[0]  # the same question: computed once
+    cased = word_tokens(texts, lowercase=False)
+    assert not np.array_equal(cased[0], lower[0])
+    twin = pa.array(["Hello World, again", "MiXeD case here"])  # equal content, another array: tokenised afresh
+    again = word_tokens(twin)
+    assert again[0] is not lower[0] and np.array_equal(again[0], lower[0])
