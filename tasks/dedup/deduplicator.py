@@ -95,10 +95,13 @@ class Deduplicator:
         self.prior_docs += row
 
     def run(
-        self, signature_paths: list[Path], text_paths: list[Path] | None = None
+        self, signature_paths: list[Path], text_paths: list[Path]
     ) -> tuple[dict[int, set[int]], dict, list[int], list[dict]]:
-        """`text_paths`, the input shards in the same order, let `verify_by: shingles` re-shingle candidates."""
-        self.text_paths = text_paths or []
+        """`text_paths` are the input shards the signature shards were made from, in the same order: verification
+        by shingles re-reads the texts of doubtful pairs from them."""
+        if len(text_paths) != len(signature_paths):
+            raise ValueError(f"{len(signature_paths)} signature shards but {len(text_paths)} input shards")
+        self.text_paths = text_paths
         self.prior_rows = self._indexed
         try:
             docs_in = sum(self._shard(self.prior_shards + i, p) for i, p in enumerate(signature_paths))
@@ -254,7 +257,7 @@ class Deduplicator:
         kept by an earlier run (its text is gone) are judged by the estimate alone."""
         estimate = estimated_jaccards(signatures, pairs)
         verdict = np.where(estimate >= self.cfg.threshold, 1, -1)
-        if self.cfg.verify_by == "shingles" and self.text_paths:
+        if self.cfg.verify_by == "shingles":
             near = np.abs(estimate - self.cfg.threshold) < estimate_margin(self.cfg.threshold, self.cfg.num_perm)
             verdict[near & (pairs[:, 0] >= self.prior_rows)] = 0
         return verdict

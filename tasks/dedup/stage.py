@@ -88,7 +88,7 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def find_duplicates(
-    signature_paths: list[Path], cfg: DedupConfig, text_paths: list[Path] | None = None
+    signature_paths: list[Path], text_paths: list[Path], cfg: DedupConfig
 ) -> tuple[dict[int, set[int]], dict]:
     """Rows to drop per shard index, and cluster statistics."""
     removed, stats, _, _ = Deduplicator(cfg).run(signature_paths, text_paths)
