@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from gristmill.conf.schema import DedupConfig
 from gristmill.tasks.dedup.exact import Normalizer
 from gristmill.tasks.dedup.minhash import MinHasher, Shingler
+from gristmill.tasks.dedup.tokens import large_strings
 
 
 def signature_schema(num_perm: int) -> pa.Schema:
@@ -43,8 +44,8 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
     texts = batch.column("text")
     # Not blank: some character other than Unicode whitespace (cheaper than trimming a copy of every text).
     has_text = pc.fill_null(pc.and_(pc.greater(pc.utf8_length(texts), 0), pc.invert(pc.utf8_is_space(texts))), False)
-    # Blank texts become nulls (the empty sketch); both hashes read this one array, so they tokenise it once.
-    nonblank = pc.if_else(has_text, texts, pa.scalar(None, texts.type))
+    # Blank texts become empty (the empty sketch); both hashes read this one array, so they tokenise it once.
+    nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
     sigs = minhasher.batch(nonblank)
     schema = signature_schema(cfg.num_perm)
     # The word share costs as much as the MinHash: only the `quality` survivor rule reads it.
