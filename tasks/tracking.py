@@ -122,19 +122,27 @@ class Tracker:
         )
         return int(version.version)
 
-    def log_transformers_model(self, run_id: str, export_dir: Path, artifact_path: str) -> None:
+    def log_transformers_model(self, run_id: str, export_dir: Path, artifact_path: str, max_new_tokens: int) -> None:
         """Log a Hugging Face export with MLflow's transformers flavor (an MLmodel file beside the weights), so
         `mlflow.transformers.load_model` and `mlflow.pyfunc.load_model` load what the registry points at."""
         import tempfile
 
         import mlflow.transformers
+        from mlflow.models import infer_signature
+        from transformers import pipeline
 
+        # From a pipeline object: MLflow 3.17's path for a checkpoint directory breaks on transformers 5
+        # (`check_task` returns the class name, not the class).
+        generator = pipeline("text-generation", model=str(export_dir), device="cpu")
+        params = {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": 1.0, "top_k": 50}
+        signature = infer_signature(["a prompt"], ["a prompt and its continuation"], params=params)
         with tempfile.TemporaryDirectory() as scratch:
             saved = Path(scratch) / artifact_path
             mlflow.transformers.save_model(
-                transformers_model=str(export_dir),
+                transformers_model=generator,
                 path=str(saved),
                 task="text-generation",
+                signature=signature,
                 # Naming the requirements skips MLflow's inference, which loads the model in a subprocess.
                 pip_requirements=[f"transformers=={_version('transformers')}", f"torch=={_version('torch')}"],
             )

@@ -129,7 +129,11 @@ def _hf_generate(export_dir: Path, prompt: str, max_new_tokens: int) -> str:
     from transformers import pipeline
 
     generator = pipeline("text-generation", model=str(export_dir), device="cpu")
-    return generator(prompt, max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"]
+    # A total length, not max_new_tokens: the export's generation config caps max_length at the context, and
+    # naming both makes transformers warn.
+    context = generator.model.config.max_position_embeddings
+    length = min(context, len(generator.tokenizer(prompt)["input_ids"]) + max_new_tokens)
+    return generator(prompt, max_length=length, do_sample=False)[0]["generated_text"]
 
 
 # ---------------------------------------------------------------------------------------------- MLflow
@@ -155,7 +159,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     tracker.log_figure(run_id, gate_figure(rows), "gate.png")
     tokenized = StageOutput(ctx.config.workspace, "tokenize")
     tracker.log_dataset(run_id, "tokenize", tokenized.input_hash(), str(tokenized.manifest_path.resolve()))
-    tracker.log_transformers_model(run_id, export_dir, MODEL_ARTIFACT)
+    tracker.log_transformers_model(run_id, export_dir, MODEL_ARTIFACT, cfg.max_new_tokens)
     if not cfg.register_model:
         return {"alias": decision.alias, "reasons": decision.reasons, "checks": rows}
     pipeline_run = ctx.parent_run_id or tracker.last_pipeline_run(ctx.config.name) or ""
