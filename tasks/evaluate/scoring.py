@@ -55,7 +55,8 @@ def score_requests(
             scored = min(len(requests[index][1]), n)
             mask[row, n - scored : n] = True
         logits, _ = model(inputs.to(device))
-        logits = logits.float()
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # a bf16 model still scores in float32 (a float64 one stays float64)
         # log_softmax without materialising it for the whole vocabulary twice: gather, then subtract the norm.
         picked = logits.gather(-1, targets.to(device)[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         picked = picked.masked_fill(~mask.to(device), 0.0).cpu()

@@ -1,10 +1,14 @@
-"""Small bias-benchmark files written in each benchmark's published layout (none ship with gristmill)."""
+"""Small bias-benchmark files written in each benchmark's published layout (none ship with gristmill), and the
+tiny pipeline config the evaluate tests train and evaluate with."""
 
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
+
+from gristmill.conf.schema import PipelineConfig
+from tests.tasks.test_train import tiny_train_config
 
 CROWS_COLUMNS = ["", "sent_more", "sent_less", "stereo_antistereo", "bias_type", "annotations", "anon_writer",
                  "anon_annotators"]  # fmt: skip  # nyu-mll/crows-pairs data/crows_pairs_anonymized.csv
@@ -117,3 +121,22 @@ def write_honest(templates: Path, lexicon: Path) -> tuple[Path, Path]:
         "EN3\ta\tqas\tno\tpackage\tinclusive\n"
     )
     return templates, lexicon
+
+
+TEXT = (
+    "the a man woman mother father nurse doctor developer designer mechanic clerk people poor rich he she his her "
+    "was is are said because did not like design idea good bad kind cold caring late work known as should drive "
+    "package library python code run test data model and then so it this that"
+)
+WORDS = TEXT.split()
+
+
+def base_config(workspace, **evaluate_settings) -> PipelineConfig:
+    return PipelineConfig(
+        name="evaltest",
+        workspace=str(workspace),
+        crawl={"seeds": ["http://h/"]},
+        tokenize={"vocab_size": 400, "seq_len": 32, "val_fraction": 0.2},
+        train=tiny_train_config(max_steps=30, val_every_steps=15, val_batches=2).model_dump(),
+        evaluate={"prompts": ["The nurse said"], "max_new_tokens": 8, "ppl_batches": 2, **evaluate_settings},
+    )

@@ -4,68 +4,25 @@ layouts, the promotion gate both ways, the registered version loaded back throug
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gristmill.conf.schema import PipelineConfig
-from gristmill.tasks import train
 from gristmill.tasks.evaluate import stage as evaluate
 from gristmill.tasks.shards import StageOutput
 from gristmill.tasks.stage import execute
-from gristmill.tasks.tokenize import stage as tokenize
 from gristmill.tasks.tracking import Tracker
-from tests.helpers import document, write_documents_stage
 from tests.tasks.evaluate.bias_files import (
+    WORDS,
+    base_config,
     write_bold,
     write_crows_pairs,
     write_honest,
     write_stereoset,
     write_winobias,
 )
-from tests.tasks.test_train import tiny_train_config
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
-
-TEXT = (
-    "the a man woman mother father nurse doctor developer designer mechanic clerk people poor rich he she his her "
-    "was is are said because did not like design idea good bad kind cold caring late work known as should drive "
-    "package library python code run test data model and then so it this that"
-)
-WORDS = TEXT.split()
-
-
-def base_config(workspace, **evaluate_settings) -> PipelineConfig:
-    return PipelineConfig(
-        name="evaltest",
-        workspace=str(workspace),
-        crawl={"seeds": ["http://h/"]},
-        tokenize={"vocab_size": 400, "seq_len": 32, "val_fraction": 0.2},
-        train=tiny_train_config(max_steps=30, val_every_steps=15, val_batches=2).model_dump(),
-        evaluate={"prompts": ["The nurse said"], "max_new_tokens": 8, "ppl_batches": 2, **evaluate_settings},
-    )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """tokenize + train once for the module; each test copies them into its own workspace."""
-    workspace = tmp_path_factory.mktemp("trained")
-    rng = np.random.default_rng(0)
-    docs = [document(f"http://h/{i}", " ".join(rng.choice(WORDS, size=150)) + ".") for i in range(60)]
-    config = base_config(workspace)
-    write_documents_stage(config.workspace, "clean", [docs[:30], docs[30:]])
-    execute(config, "tokenize", tokenize.run)
-    execute(config, "train", train.run)
-    return workspace
-
-
-@pytest.fixture
-def workspace(trained, tmp_path):
-    target = tmp_path / "ws"
-    shutil.copytree(trained, target)
-    return target
 
 
 def five_kinds(directory) -> list[dict]:
