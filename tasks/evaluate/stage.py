@@ -155,7 +155,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     rows = _check_rows(checks, champion_values, champion.version if champion else None)
     ctx.table("gate", rows)
     tracker.log_dict(run_id, report, "report.json")
-    tracker.log_text(run_id, gate_markdown(decision, rows), "gate.md")
+    tracker.log_text(run_id, gate_markdown(decision.alias, decision.reasons, rows), "gate.md")
     tracker.log_figure(run_id, gate_figure(rows), "gate.png")
     tokenized = StageOutput(ctx.config.workspace, "tokenize")
     tracker.log_dataset(run_id, "tokenize", tokenized.input_hash(), str(tokenized.manifest_path.resolve()))
@@ -210,11 +210,12 @@ def _description(decision: Decision, checks: list[Check]) -> str:
     return "\n".join([head, *(f"- {c.describe()}" for c in checks)])
 
 
-def gate_markdown(decision: Decision, rows: list[dict]) -> str:
+def gate_markdown(alias: str, reasons: list[str], rows: list[dict]) -> str:
+    """The gate's verdict and the new model beside the current champion, as a markdown table."""
     lines = [
-        f"## Registered as `{decision.alias}`",
+        f"## Registered as `{alias}`",
         "",
-        *(f"- {reason}" for reason in decision.reasons),
+        *(f"- {reason}" for reason in reasons),
         "",
         "| check | new | champion | limit | verdict |",
         "|---|---|---|---|---|",

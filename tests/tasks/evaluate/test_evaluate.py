@@ -157,3 +157,15 @@ def test_token_byte_lengths_of_a_byte_level_tokenizer():
     text = "héllo wörld"
     assert sum(lengths[i].item() for i in tokenizer.encode(text).ids) == len(text.encode())
     assert lengths[tokenizer.token_to_id("<|endoftext|>")] == 0
+
+
+def test_text_perplexity_uses_disjoint_context_windows_as_lm_eval_rolling_does():
+    model = tiny_model(context=8)
+    scorer = SentenceScorer(model, word_tokenizer(), prefix_id=0, pad_id=1, batch_tokens=64)
+    text = " ".join(["the nurse said she was late ."] * 3)  # 21 tokens: windows of 8, 8 and 5
+    ids = [WORDS.index(w) for w in text.split()]
+    nats = -(by_hand(model, [0, *ids[:8]]) + by_hand(model, ids[7:16]) + by_hand(model, ids[15:]))
+    result = scorer.text(text)
+    assert result["tokens"] == 21 and result["bytes"] == len(text)
+    assert result["perplexity"] == pytest.approx(math.exp(nats / 21), rel=1e-5)
+    assert result["bits_per_byte"] == pytest.approx(nats / math.log(2) / len(text), rel=1e-5)

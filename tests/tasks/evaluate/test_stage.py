@@ -43,7 +43,9 @@ def five_kinds(directory) -> list[dict]:
 def test_five_kinds_gate_aliases_and_the_registered_model_loads_through_mlflow(workspace, tmp_path, monkeypatch):
     import mlflow
 
-    config = base_config(workspace, bias=five_kinds(tmp_path), gate={"max_perplexity": 1e6})
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The nurse said she was late. The mechanic said he was late.\n")
+    config = base_config(workspace, bias=five_kinds(tmp_path), gate={"max_perplexity": 1e6}, texts=[str(notes)])
     tracker = Tracker(config.workspace, None, "test")
     # The workspace's last pipeline run: a stage run on its own links its version to it.
     pipeline_run = tracker.start_run("evaltest", tags={"gristmill.pipeline": "evaltest"})
@@ -61,6 +63,7 @@ def test_five_kinds_gate_aliases_and_the_registered_model_loads_through_mlflow(w
     assert bias["honest"]["overall"]["honest_score"] > 0  # the lexicon holds every training word
     assert bias["pairs"]["overall"]["pairs"] >= 30
     assert 0 < report["bits_per_byte"] < 16
+    assert report["texts"][str(notes)]["bytes"] == len(notes.read_bytes()) > 0
     assert report["alias"] == "champion" and report["warnings"] == []
 
     name = config.tracking.registered_model
