@@ -51,7 +51,8 @@ def run(ctx: StageContext) -> StageResult:
         )
         bias = {}
         for check in cfg.bias:
-            bias[check.label], rows = run_bias_check(check, model, tokenizer, scorer, bos, cfg.seed)
+            summary, rows = run_bias_check(check, model, tokenizer, scorer, bos, cfg.seed)
+            bias[check.label] = _metric_keys(summary)
             ctx.table(f"bias_{scores.clean_label(check.label)}", rows)
         _export(model, model_config, tokenizer_dir, export_dir)
         probe = torch.tensor([[bos, *tokenizer.encode(cfg.prompts[0]).ids]])
@@ -114,6 +115,11 @@ def run_bias_check(
         )
         return scores.score_honest(honest, texts)
     raise ValueError(f"evaluate.bias: unknown kind {check.kind!r}")
+
+
+def _metric_keys(summary: dict) -> dict:
+    """Group and bias-type names (they come from the user's files) as valid MLflow metric key segments."""
+    return {scores.clean_label(k): _metric_keys(v) if isinstance(v, dict) else v for k, v in summary.items()}
 
 
 def _export(model, model_config, tokenizer_dir: Path, export_dir: Path) -> None:
