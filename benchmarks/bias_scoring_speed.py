@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from gristmill.conf.schema import load_config  # noqa: E402
 from gristmill.lightning_model.model import Llama, ModelConfig  # noqa: E402
+from gristmill.lightning_model.weights import load_model  # noqa: E402
 from gristmill.tasks.evaluate.loaders import SentencePair  # noqa: E402
 from gristmill.tasks.evaluate.scoring import SentenceScorer, score_requests  # noqa: E402
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer, train_bpe  # noqa: E402
-from gristmill.tasks.train import load_model  # noqa: E402
 
 DATA = Path(os.environ.get("GRISTMILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

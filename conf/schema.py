@@ -363,12 +363,6 @@ class TrainConfig(Section):
         return self
 
 
-def resolve_conf_path(path: str) -> Path:
-    """A path as given, if it exists (absolute or from the working directory); otherwise relative to conf/."""
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() or candidate.exists() else CONF_DIR / candidate
-
-
 class BiasCheckConfig(Section):
     """One bias benchmark, read from its file as published; checked when the config is validated."""
 
@@ -390,11 +384,14 @@ class BiasCheckConfig(Section):
 
     @property
     def resolved_path(self) -> Path:
-        return resolve_conf_path(self.path)
+        if self.kind == "winobias":  # a directory (config_file finds files): the same rule, the loader checks it
+            named = Path(self.path)
+            return named if named.is_absolute() or named.exists() else CONF_DIR / named
+        return config_file(self.path, f"evaluate.bias ({self.kind}) path")
 
     @property
     def resolved_lexicon(self) -> Path | None:
-        return resolve_conf_path(self.lexicon) if self.lexicon else None
+        return config_file(self.lexicon, "evaluate.bias (honest) lexicon") if self.lexicon else None
 
     @model_validator(mode="after")
     def _file_is_usable(self) -> BiasCheckConfig:
@@ -457,8 +454,7 @@ class EvaluateConfig(Section):
     @classmethod
     def _texts_exist(cls, texts: list[str]) -> list[str]:
         for text in texts:
-            if not resolve_conf_path(text).is_file():
-                raise ValueError(f"{text}: no such text file")
+            config_file(text, "evaluate.texts")
         return texts
 
     def fingerprint(self) -> str:
@@ -466,7 +462,9 @@ class EvaluateConfig(Section):
         from gristmill.tasks.evaluate.loaders import check_files
         from gristmill.tasks.shards import file_sha256
 
-        files = [f for check in self.bias for f in check_files(check)] + [resolve_conf_path(t) for t in self.texts]
+        files = [f for check in self.bias for f in check_files(check)] + [
+            config_file(t, "evaluate.texts") for t in self.texts
+        ]
         digests = {str(f): file_sha256(f) for f in files}
         payload = json.dumps({"settings": super().fingerprint(), "files": digests}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -509,6 +507,18 @@ class PipelineConfig(Section):
 
 
 CONF_DIR = Path(__file__).resolve().parent
+
+
+def config_file(path: str | Path, key: str) -> Path:
+    """The file a config key names, by the one rule every stage uses: an absolute path as is; a relative one from
+    the working directory, else from the folder of the shipped configs (where the defaults such as
+    `demographic_terms.yaml` live). A file found in neither place is a ConfigError naming the key."""
+    named = Path(path)
+    for candidate in (named,) if named.is_absolute() else (named, CONF_DIR / named):
+        if candidate.is_file():
+            return candidate
+    looked = str(named) if named.is_absolute() else f"{Path.cwd() / named} or {CONF_DIR / named}"
+    raise ConfigError(f"{key}: file {str(path)!r} not found (looked for {looked})")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -10,13 +10,13 @@ from prefect.artifacts import create_markdown_artifact
 
 from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import artifact_key, run_stage
-from gristmill.tasks import train
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
 from gristmill.tasks.evaluate import stage as evaluate
 from gristmill.tasks.stage import StageSummary
 from gristmill.tasks.tokenize import stage as tokenize
+from gristmill.tasks.train import stage as train
 
 
 @flow(name="crawl")

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from gristmill.conf.schema import BiasCheckConfig, resolve_conf_path
+from gristmill.conf.schema import BiasCheckConfig, config_file
 from gristmill.lightning_model.export import export_hf, max_logit_difference
+from gristmill.lightning_model.weights import load_model
 from gristmill.tasks.evaluate import bias as scores
 from gristmill.tasks.evaluate.gate import CANDIDATE, CHAMPION, Check, Decision, decide, gate_checks
 from gristmill.tasks.evaluate.generate import generate_samples
@@ -25,7 +26,6 @@ from gristmill.tasks.evaluate.scoring import SentenceScorer, token_byte_lengths
 from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import load_tokenizer
-from gristmill.tasks.train import load_model
 
 EXPORT_TOLERANCE = 1e-4
 MODEL_ARTIFACT = "model"
@@ -45,7 +45,9 @@ def run(ctx: StageContext) -> StageResult:
 
     def evaluate() -> UnitRecord:
         ppl = perplexity(model, val_paths, ctx.config.train.batch_size, cfg.ppl_batches, token_byte_lengths(tokenizer))
-        texts = {text: scorer.text(resolve_conf_path(text).read_text(encoding="utf-8")) for text in cfg.texts}
+        texts = {
+            text: scorer.text(config_file(text, "evaluate.texts").read_text(encoding="utf-8")) for text in cfg.texts
+        }
         samples = generate_samples(
             model, tokenizer, cfg.prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, bos, eos, cfg.seed
         )
@@ -235,17 +237,14 @@ def gate_markdown(alias: str, reasons: list[str], rows: list[dict]) -> str:
 
 def gate_figure(rows: list[dict]):
     """A bar chart per check: the new model beside the current champion."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot state (as tasks/figures.py), several axes side by side
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3), squeeze=False)
+    figure = Figure(figsize=(3 * len(rows), 3), layout="tight")
+    axes = figure.subplots(1, len(rows), squeeze=False)
     for axis, row in zip(axes[0], rows, strict=True):
         values = [row["new"], row["champion"] if row["champion"] is not None else 0.0]
         axis.bar(["new", "champion"], values, color=["tab:blue", "tab:gray"])
         if row["limit"] is not None:
             axis.axhline(row["limit"], color="tab:red", linestyle="--", linewidth=1)
         axis.set_title(f"{row['check']}\n{row['verdict']}", fontsize=8)
-    figure.tight_layout()
     return figure

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from gristmill.tasks import train
 from gristmill.tasks.stage import execute
 from gristmill.tasks.tokenize import stage as tokenize
+from gristmill.tasks.train import stage as train
 from tests.helpers import document, write_documents_stage
 from tests.tasks.evaluate.bias_files import WORDS, base_config
 

@@ -13,12 +13,12 @@ import pytest
 
 from gristmill.conf.schema import CONF_DIR
 from gristmill.lightning_model.export import export_hf
+from gristmill.lightning_model.weights import load_model
 from gristmill.tasks.evaluate.bias import score_pairs
 from gristmill.tasks.evaluate.loaders import load_crows_pairs, load_pairs
 from gristmill.tasks.evaluate.scoring import SentenceScorer
 from gristmill.tasks.shards import StageOutput
 from gristmill.tasks.tokenize.bpe import load_tokenizer
-from gristmill.tasks.train import load_model
 from tests.tasks.evaluate.bias_files import write_crows_pairs
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
