@@ -165,8 +165,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     tracker.log_dict(run_id, report, "report.json")
     tracker.log_text(run_id, gate_markdown(decision.alias, decision.reasons, rows), "gate.md")
     tracker.log_figure(run_id, gate_figure(rows), "gate.png")
-    tokenized = StageOutput(ctx.config.workspace, "tokenize")
-    tracker.log_dataset(run_id, "tokenize", tokenized.input_hash(), str(tokenized.manifest_path.resolve()))
+    _log_lineage(ctx)
     tracker.log_transformers_model(run_id, export_dir, MODEL_ARTIFACT, cfg.max_new_tokens)
     if not cfg.register_model:
         return {"alias": decision.alias, "reasons": decision.reasons, "checks": rows}
@@ -185,6 +184,19 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     )
     tracker.set_alias(name, decision.alias, version)
     return {"version": version, "alias": decision.alias, "reasons": decision.reasons, "checks": rows}
+
+
+LINEAGE = {"tokenize": "training", "clean": "corpus", "dedup": "corpus", "crawl": "corpus"}
+
+
+def _log_lineage(ctx: StageContext) -> None:
+    """The data behind the model as MLflow dataset inputs of this run: each upstream manifest's digest and path,
+    the token shards as "training", the documents they came from as "corpus"."""
+    for stage, context in LINEAGE.items():
+        output = StageOutput(ctx.config.workspace, stage)
+        if output.manifest_path.is_file():
+            digest, source = output.input_hash(), str(output.manifest_path.resolve())
+            ctx.tracker.log_dataset(ctx.run_id, stage, digest, source, context)
 
 
 def _gate_values(tags: dict[str, str]) -> dict[str, float]:

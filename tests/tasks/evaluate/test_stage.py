@@ -73,8 +73,10 @@ def test_five_kinds_gate_aliases_and_the_registered_model_loads_through_mlflow(w
     assert version.tags["gristmill.gate.perplexity.verdict"] == "pass"
     assert "crows_pairs.pct_stereotype_deviation" in version.description
     run = tracker.client.get_run(summary.mlflow_run_id)
-    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["tokenize"]
-    assert run.inputs.dataset_inputs[0].dataset.digest == StageOutput(config.workspace, "tokenize").input_hash()[:36]
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["clean", "tokenize"]  # this workspace starts at clean
+    assert inputs["tokenize"].dataset.digest == StageOutput(config.workspace, "tokenize").input_hash()[:36]
+    assert [t.value for t in inputs["tokenize"].tags] == ["training"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", tracker.uri)
