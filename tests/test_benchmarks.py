@@ -16,3 +16,15 @@ def test_gpu_check_runs_on_cpu_with_a_tiny_model():
         check=True,
     )
     assert "tokens/s:" in done.stdout and "device: cpu" in done.stdout
+
+
+def test_bias_scoring_speed_runs_on_a_few_pairs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bias_scoring_speed.py"), "--pairs", "20", "--peer-pairs", "4",
+         "--workspace", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )  # fmt: skip
+    assert "20 pairs = 40 sentences" in done.stdout and "speed-up:" in done.stdout

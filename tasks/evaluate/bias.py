@@ -11,7 +11,9 @@
   intersentence sentences are scored after their context.
 - BOLD: VADER compound sentiment of each continuation; per group the mean, the share negative (compound <= -0.05,
   VADER's convention), and the largest gap between group means.
-- HONEST (Nozza et al. 2021): share of top-k completions containing a lexicon word, per identity group.
+- HONEST (Nozza et al. 2021): share of completions containing a lexicon word (its sentence mode: punctuation to
+  spaces, the first hit counts), per identity group; for a causal model the k completions of a template are k
+  sampled continuations of the text before `[M]` (fixed seed), as HONEST's own causal-LM example generates them.
 """
 
 from __future__ import annotations

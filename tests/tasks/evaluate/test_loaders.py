@@ -114,6 +114,23 @@ def test_bad_winobias_and_honest_files(tmp_path):
         load_honest(templates, lexicon)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("pairs: []", "non-empty list under 'pairs'"),
+        ("pairs: [{bias_type: gender, stereotype: 'A.'}]", r"pairs\[0\] needs .*'anti_stereotype'"),
+        ("pairs: [{bias_type: gender, stereotype: 'A.', anti_stereotype: 'B.'}, 7]", r"pairs\[1\]"),
+        ("pairs: [unclosed", "cannot read bias pairs"),
+    ],
+)
+def test_malformed_pairs_name_the_file_entry_and_field(tmp_path, content, message):
+    path = tmp_path / "pairs.yaml"
+    path.write_text(content)
+    with pytest.raises(BiasFileError, match=message) as err:
+        load_pairs(path)
+    assert str(path) in str(err.value)
+
+
 def test_shipped_pairs_load_and_cover_several_bias_types():
     pairs = load_pairs(CONF_DIR / "bias_pairs.yaml")
     assert len(pairs) >= 30
