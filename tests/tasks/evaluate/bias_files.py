@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from gristmill.conf.schema import PipelineConfig
-from tests.tasks.test_train import tiny_train_config
+from tests.helpers import tiny_train_config
 
 CROWS_COLUMNS = ["", "sent_more", "sent_less", "stereo_antistereo", "bias_type", "annotations", "anon_writer",
                  "anon_annotators"]  # fmt: skip  # nyu-mll/crows-pairs data/crows_pairs_anonymized.csv

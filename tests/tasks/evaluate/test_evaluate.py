@@ -4,7 +4,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from gristmill.lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.model import Llama
 from gristmill.tasks.evaluate.bias import (
     hurtful_word,
     score_bold,
@@ -17,23 +17,15 @@ from gristmill.tasks.evaluate.gate import CANDIDATE, CHAMPION, Check, decide
 from gristmill.tasks.evaluate.loaders import GroupPrompt, HonestSet, SentencePair
 from gristmill.tasks.evaluate.perplexity import perplexity
 from gristmill.tasks.evaluate.scoring import SentenceScorer, score_requests, token_byte_lengths
-from tests.helpers import write_token_shard
+from tests.helpers import tiny_model_config, write_token_shard
 
 WORDS = ["<bos>", "<pad>", "the", "nurse", "doctor", "said", "she", "he", "was", "late", "."]
 
 
 def tiny_model(vocab_size: int = len(WORDS), context: int = 16, seed: int = 0) -> Llama:
     torch.manual_seed(seed)
-    config = ModelConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=context,
-        bos_token_id=0,
-        pad_token_id=1,
+    config = tiny_model_config(
+        vocab_size=vocab_size, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=context
     )
     return Llama(config).eval()
 
