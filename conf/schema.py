@@ -313,6 +313,10 @@ class TokenizeConfig(Section):
     tokenizer_path: str | None = Field(
         None, description="Use this tokenizer.json instead of training one (it must have <|endoftext|>)."
     )
+    # A setting (not only a code change) so that token shards packed without BOS are out of date and repacked.
+    start_with_bos: bool = Field(
+        True, description="Start every document with <|startoftext|>: the BOS the export declares and lm-eval uses."
+    )
 
 
 class TrainConfig(Section):

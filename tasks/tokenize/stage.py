@@ -47,7 +47,8 @@ def run(ctx: StageContext) -> StageResult:
     # One tokenizer for every unit: loading one per shard grew the process by ~10 MB a shard (its caches).
     tokenizer = load_tokenizer(tokenizer_dir)
     # Every document starts with BOS (the token the export declares and lm-eval puts first) and ends with EOS.
-    bos, eos = tokenizer.token_to_id(BOS_TOKEN), tokenizer.token_to_id(EOS_TOKEN)
+    start = [tokenizer.token_to_id(BOS_TOKEN)] if cfg.start_with_bos else []
+    eos = tokenizer.token_to_id(EOS_TOKEN)
 
     def encode_shard(path: Path) -> UnitRecord:
         def work() -> UnitRecord:
@@ -61,8 +62,8 @@ def run(ctx: StageContext) -> StageResult:
                 encodings = tokenizer.encode_batch_fast(texts)  # ids only: no offsets to track
                 for doc_id, encoding in zip(ids, encodings, strict=True):
                     split = "val" if is_validation(doc_id, cfg.val_fraction) else "train"
-                    packers[split].add([bos, *encoding.ids, eos])
-                    lengths.add(len(encoding.ids) + 2)
+                    packers[split].add([*start, *encoding.ids, eos])
+                    lengths.add(len(start) + len(encoding.ids) + 1)
                     docs[split] += 1
                 text_bytes += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
             shards = {}
