@@ -27,10 +27,32 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from gristmill.tasks.evaluate.loaders import GroupPrompt, HonestSet, SentencePair, StereoSetItem
+from gristmill.conf.schema import ConfigError
+from gristmill.tasks.evaluate import loaders
+from gristmill.tasks.evaluate.loaders import BiasFileError, GroupPrompt, HonestSet, SentencePair, StereoSetItem
 from gristmill.tasks.evaluate.scoring import SentenceScorer
 
 NEGATIVE_COMPOUND = -0.05
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def load_check(check: Any) -> Any:
+    """One `evaluate.bias` entry's items; a bad file is a ConfigError (the user error the CLI prints plainly).
+    (loaders.py raises its own BiasFileError: the config schema imports it, so it cannot import the schema.)"""
+    try:
+        return loaders.load_check(check)
+    except BiasFileError as err:
+        raise ConfigError(str(err)) from None
+
+
+def load_pairs(path: Any) -> list[SentencePair]:
+    """gristmill's own pairs file; a malformed one is a ConfigError naming the file, the entry and the field."""
+    try:
+        return loaders.load_pairs(path)
+    except BiasFileError as err:
+        raise ConfigError(str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------- sentence pairs

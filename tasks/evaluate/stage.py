@@ -20,7 +20,6 @@ from gristmill.lightning_model.weights import load_model
 from gristmill.tasks.evaluate import bias as scores
 from gristmill.tasks.evaluate.gate import CANDIDATE, CHAMPION, Check, Decision, decide, gate_checks
 from gristmill.tasks.evaluate.generate import generate_samples
-from gristmill.tasks.evaluate.loaders import load_check
 from gristmill.tasks.evaluate.perplexity import perplexity
 from gristmill.tasks.evaluate.scoring import SentenceScorer, token_byte_lengths
 from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
@@ -99,7 +98,7 @@ def run_bias_check(
     check: BiasCheckConfig, model: Any, tokenizer: Any, scorer: SentenceScorer, bos: int, seed: int
 ) -> tuple[dict, list[dict]]:
     """Read one configured benchmark and score it as its authors define it: (summary, one row per item)."""
-    data = load_check(check)
+    data = scores.load_check(check)
     if check.kind in ("crows_pairs", "pairs", "winobias"):
         return scores.score_pairs(data[: check.limit], scorer)
     if check.kind == "stereoset":

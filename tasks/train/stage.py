@@ -26,7 +26,7 @@ from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
 from gristmill.lightning_model.weights import save_model
-from gristmill.tasks.shards import UnitRecord
+from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
 from gristmill.tasks.train.report import log_loss_curve
@@ -169,8 +169,8 @@ def run(ctx: StageContext) -> StageResult:
     def train() -> UnitRecord:
         stats = train_model(
             cfg,
-            tokenized.shard_paths("train"),
-            tokenized.shard_paths("val"),
+            verified(tokenized.shard_paths("train")),  # the loader reads shards itself, every epoch: check once
+            verified(tokenized.shard_paths("val")),
             model_config,
             checkpoint_dir=ctx.output.path / CHECKPOINTS_DIR,
             tracking_uri=ctx.tracker.uri if ctx.tracker else None,
