@@ -387,11 +387,57 @@ class ScheduleConfig(Section):
     timezone: str = "UTC"
 
 
+RUNTIME = {"runtime": True}  # changes how a stage runs, never what it produces: not part of the stage's hash
+
+
+class RunnerSettings(Section):
+    """Where a stage's units (one per shard) run. Units are pure functions of their shard, so any worker can."""
+
+    kind: Literal["threads", "processes", "dask"] | None = Field(
+        None,
+        description="threads: Prefect's thread pool (I/O-bound work); processes: a local process pool; dask: "
+        "Prefect's DaskTaskRunner on `address`, or a local cluster of `workers` processes when none is given. "
+        "None inherits (from `runner`, and there from the default, threads).",
+        json_schema_extra=RUNTIME,
+    )
+    address: str | None = Field(
+        None,
+        description="Dask scheduler address (tcp://host:8786) of an existing cluster; None starts a LocalCluster.",
+        json_schema_extra=RUNTIME,
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes (or threads) started locally; None = one per core.",
+        json_schema_extra=RUNTIME,
+    )
+
+
+class RunnerConfig(RunnerSettings):
+    """The task runner of every stage, with per-stage overrides (e.g. `runner.stages.clean.kind=dask`)."""
+
+    stages: dict[Stage, RunnerSettings] = Field(
+        default_factory=dict,
+        description="Per-stage settings; a key left out inherits the top-level one.",
+        json_schema_extra=RUNTIME,
+    )
+
+    def for_stage(self, stage: str) -> RunnerSettings:
+        """The settings one stage runs with: its override's keys over the top level's, threads by default."""
+        merged = self.model_dump(exclude={"stages"})
+        override = self.stages.get(stage)  # type: ignore[call-overload]
+        if override is not None:
+            merged.update({k: v for k, v in override.model_dump().items() if v is not None})
+        merged["kind"] = merged["kind"] or "threads"
+        return RunnerSettings(**merged)
+
+
 class PipelineConfig(Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (and deployment) name.")
     workspace: str = Field("workspace/demo", description="Where stages write; a local path.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, json_schema_extra=RUNTIME)
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)

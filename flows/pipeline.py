@@ -7,7 +7,7 @@ from prefect.runtime import flow_run
 
 from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import tracker_for
-from gristmill.flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
+from gristmill.flows.stages import stage_flow
 from gristmill.tasks.stage import StageSummary
 
 
@@ -21,12 +21,12 @@ def pipeline(config: PipelineConfig) -> list[StageSummary]:
     tracker.log_params(run_id, config.model_dump(mode="json"))
     try:
         summaries = [
-            crawl_flow(config, run_id),
-            dedup_flow(config, run_id),
-            clean_flow(config, run_id),
-            tokenize_flow(config, run_id),
-            train_flow(config, run_id),
-            evaluate_flow(config, run_id),
+            stage_flow(config, "crawl")(config, run_id),
+            stage_flow(config, "dedup")(config, run_id),
+            stage_flow(config, "clean")(config, run_id),
+            stage_flow(config, "tokenize")(config, run_id),
+            stage_flow(config, "train")(config, run_id),
+            stage_flow(config, "evaluate")(config, run_id),
         ]
     except BaseException:
         tracker.end_run(run_id, ok=False)

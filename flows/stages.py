@@ -1,11 +1,15 @@
-"""One Prefect flow per stage. Each runs on its own against an existing workspace, or inside `pipeline`."""
+"""One Prefect flow per stage. Each runs on its own against an existing workspace, or inside `pipeline`.
+
+Call a stage through `stage_flow(config, stage)`: it binds the flow to the task runner the config asks for.
+"""
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import Flow, flow
 
 from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import run_stage
+from gristmill.flows.runners import stage_task_runner
 from gristmill.tasks import train
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
@@ -59,3 +63,8 @@ STAGE_FLOWS = {
     "train": train_flow,
     "evaluate": evaluate_flow,
 }
+
+
+def stage_flow(config: PipelineConfig, stage: str) -> Flow:
+    """The stage's flow on the task runner `config.runner` chooses for it (threads unless told otherwise)."""
+    return STAGE_FLOWS[stage].with_options(task_runner=stage_task_runner(config, stage))
