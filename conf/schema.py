@@ -384,7 +384,38 @@ class TrackingConfig(Section):
 
 class ScheduleConfig(Section):
     cron: str | None = Field(None, description="Cron expression for `gristmill serve`; None = ad hoc only.")
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. Europe/Paris.")
+    flow: Literal["pipeline", "refresh"] = Field(
+        "pipeline",
+        description="What the cron starts: the whole pipeline, or the data refresh (crawl -> tokenize), which "
+        "starts the training deployment itself when it produced new tokens.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return None
+        from prefect._vendor.croniter import croniter  # the parser Prefect's schedules use; imported only here
+
+        # croniter also takes random/hashed fields (R, H), which Prefect's schedules refuse.
+        if not croniter.is_valid(cron) or any(field.lower() in ("r", "h") for field in cron.split()):
+            raise ValueError(
+                f"{cron!r} is not a cron expression: five fields, minute hour day-of-month month day-of-week, "
+                "e.g. '0 3 * * *' (03:00 every day)"
+            )
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{timezone!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from None
+        return timezone
 
 
 RUNTIME = {"runtime": True}  # changes how a stage runs, never what it produces: not part of the stage's hash

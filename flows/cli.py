@@ -49,10 +49,10 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("gristmill").setLevel(logging.INFO)
     from gristmill.flows.pipeline import pipeline
-    from gristmill.flows.stages import stage_flow
+    from gristmill.flows.stages import STAGE_FLOWS
 
     started = time.perf_counter()
-    summaries = [stage_flow(cfg, stage)(cfg)] if stage else pipeline(cfg)
+    summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
     print_summary(cfg, config, summaries, time.perf_counter() - started)
 
 

@@ -1,16 +1,21 @@
-"""What every stage flow does the same way: bind units to Prefect's task runner, track, publish the summary."""
+"""What every stage flow does the same way: map units on the stage's task runner, track, publish the summary."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prefect import task, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner
 
-from gristmill.conf.schema import PipelineConfig
+from gristmill.conf.schema import PipelineConfig, apply_override, deep_merge, validate_config
+from gristmill.flows.runners import stage_task_runner
 from gristmill.tasks.stage import (
     Mapper,
     ProgressPublisher,
@@ -29,14 +34,14 @@ def run_unit(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
 
 
-def prefect_mapper(stage: str) -> Mapper:
-    """Map a stage's units over the flow's task runner; results come back in input order."""
+def prefect_mapper(stage: str, runner: TaskRunner) -> Mapper:
+    """Map a stage's units over `runner` (entered by `run_stage`); results come back in input order."""
     unit_task = run_unit.with_options(name=f"{stage}-unit")
 
     def mapper(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         if not items:
             return []
-        return [future.result() for future in unit_task.map(unmapped(fn), list(items))]
+        return [future.result() for future in runner.map(unit_task, {"fn": unmapped(fn), "item": list(items)})]
 
     return mapper
 
@@ -51,16 +56,19 @@ def run_stage(
     run: Callable[[StageContext], StageResult],
     parent_run_id: str | None,
 ) -> StageSummary:
-    summary = execute(
-        config,
-        stage,
-        run,
-        tracker_for(config),
-        parent_run_id,
-        prefect_mapper(stage),
-        prefect_publisher(config, stage),
-        prefect_progress(config, stage),
-    )
+    # The stage's own task runner (threads, processes, dask: `config.runner`), whatever the flow's: the flow may
+    # have been loaded from its entrypoint by a served deployment, where no one could choose one for it.
+    with workspace_slot(config), stage_task_runner(config, stage) as runner:
+        summary = execute(
+            config,
+            stage,
+            run,
+            tracker_for(config),
+            parent_run_id,
+            prefect_mapper(stage, runner),
+            prefect_publisher(config, stage),
+            prefect_progress(config, stage),
+        )
     create_table_artifact(
         key=artifact_key(config.name, stage),
         table=[summary.model_dump(mode="json")],
@@ -108,3 +116,57 @@ def _cell(value: Any) -> Any:
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys take lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def resolve_config(config: PipelineConfig | dict[str, Any], overrides: list[str] | None = None) -> PipelineConfig:
+    """The config a flow run works with. From a deployment, `config` may be partial (`--param
+    config='{"train": {"max_steps": 50}}'`): it is merged key by key onto the deployment's own config, not put
+    in its place; `overrides` (`["train.max_steps=50"]`) are applied last, as on the command line."""
+    if isinstance(config, PipelineConfig) and not overrides:
+        return config
+    raw = config.model_dump(mode="json") if isinstance(config, PipelineConfig) else dict(config)
+    if not isinstance(config, PipelineConfig):
+        served = served_parameters().get("config")
+        if isinstance(served, dict):
+            raw = deep_merge(served, raw)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate_config(raw, source="flow parameters")
+
+
+def served_parameters() -> dict[str, Any]:
+    """The parameters stored on the deployment that started this flow run ({} outside a deployment)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import deployment
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    deployment_id = deployment.id
+    if not deployment_id:
+        return {}
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            return (await client.read_deployment(deployment_id)).parameters
+
+    return run_coro_as_sync(read()) or {}
+
+
+def workspace_concurrency_name(config: PipelineConfig) -> str:
+    """One Prefect global concurrency limit per workspace, whatever the deployment (pipeline, stage, chain)."""
+    where = config.workspace if "://" in config.workspace else str(Path(config.workspace).resolve())
+    digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+    return f"gristmill-workspace-{digest}"
+
+
+@contextmanager
+def workspace_slot(config: PipelineConfig) -> Iterator[None]:
+    """Hold the workspace's one slot while a deployment's top-level run works in it. Runs started by hand (the
+    CLI, tests) and subflows, which run inside a run holding the slot already, go straight in."""
+    from prefect.concurrency.sync import concurrency
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id or flow_run.parent_flow_run_id:
+        yield
+        return
+    with concurrency(workspace_concurrency_name(config), occupy=1):
+        yield

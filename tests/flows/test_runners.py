@@ -29,12 +29,12 @@ def real_documents(shared_data: Path) -> list[list[dict]]:
 
 
 def run_data_stages(workspace: Path, shards: list[list[dict]], overrides: list[str]) -> None:
-    from gristmill.flows.stages import stage_flow
+    from gristmill.flows.stages import STAGE_FLOWS
 
     config = load_config(DEMO, [f"workspace={workspace}", *SMALL, *overrides])
     write_documents_stage(workspace, "crawl", shards)
     for stage in DATA_STAGES:
-        stage_flow(config, stage)(config)
+        STAGE_FLOWS[stage](config)
 
 
 def stage_contents(workspace: Path, stage: str) -> dict[str, list[dict]]:

@@ -1,0 +1,114 @@
+"""The clean stage as a Prefect flow on each task runner (threads, a process pool, a Dask LocalCluster), same input.
+
+    .venv/bin/python benchmarks/clean_corpus.py --out /tmp/bench/clean_docs.jsonl --docs 2400
+    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 12 --workers 2 --rounds 2
+
+Each round runs the three runners one after another (interleaved, so load from other processes hits them alike)
+into fresh workspaces; the time is the whole flow call: pool or cluster start, units, manifest, MLflow logging.
+Prints each runner's median, its speed-up over threads from the same rounds, and checks the outputs are equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runner-bench-prefect-"))
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from gristmill.conf.schema import load_config  # noqa: E402
+from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, doc_id  # noqa: E402
+from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
+KINDS = ("threads", "processes", "dask")
+
+
+def write_dedup_stage(workspace: Path, docs: list[dict], shards: int) -> None:
+    """The clean stage's input: a finished dedup stage holding the documents in `shards` shards."""
+    out = StageOutput(workspace, "dedup")
+    out.begin("bench", None)
+    units = []
+    for index in range(shards):
+        rows = [_document(d) for d in docs[index::shards]]
+        path = out.dataset_dir("documents") / f"part-{index:05d}.parquet"
+        info = write_shard(path, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), DOCUMENT_SCHEMA)
+        units.append(out.finish_unit(UnitRecord(unit=f"part-{index:05d}", shards={"documents": [info]})))
+    out.commit("bench", None, units, stats={"in": len(docs), "out": len(docs)})
+
+
+def _document(d: dict) -> dict:
+    url = f"{d['url'] or 'https://bench.example/'}#{d['id']}"  # replicated documents: distinct ids
+    return {
+        "doc_id": doc_id(url),
+        "url": url,
+        "fetched_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "status": 200,
+        "content_type": "text/html",
+        "title": d["id"],
+        "text": d["text"],
+        "raw_bytes": len(d["text"]),
+    }
+
+
+def run_clean(workspace: Path, kind: str, workers: int) -> float:
+    from gristmill.flows.stages import STAGE_FLOWS
+
+    config = load_config(DEMO, [f"workspace={workspace}", f"runner.kind={kind}", f"runner.workers={workers}"])
+    started = time.perf_counter()
+    summary = STAGE_FLOWS["clean"](config)
+    seconds = time.perf_counter() - started
+    assert summary.status == "ran"
+    return seconds
+
+
+def kept_rows(workspace: Path) -> list[dict]:
+    paths = sorted((workspace / "clean" / "documents").glob("*.parquet"))
+    return [row for path in paths for row in pq.read_table(path).to_pylist()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("docs", type=Path)
+    parser.add_argument("--shards", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    docs = [json.loads(line) for line in args.docs.read_text().splitlines()]
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    outputs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        for round_ in range(args.rounds):
+            for kind in KINDS:
+                workspace = Path(tmp) / f"{kind}-{round_}"
+                write_dedup_stage(workspace, docs, args.shards)
+                times[kind].append(run_clean(workspace, kind, args.workers))
+                outputs.setdefault(kind, kept_rows(workspace))
+                print(f"round {round_ + 1} {kind:9s} {times[kind][-1]:6.1f} s", flush=True)
+    same = all(outputs[kind] == outputs["threads"] for kind in KINDS)
+    base = statistics.median(times["threads"])
+    print(f"\n{len(docs)} documents in {args.shards} shards, {args.workers} workers, {os.cpu_count()} cores")
+    for kind in KINDS:
+        median = statistics.median(times[kind])
+        ratios = [t / o for t, o in zip(times["threads"], times[kind], strict=True)]
+        print(
+            f"{kind:9s} median {median:6.1f} s  {len(docs) / median:6.1f} docs/s  "
+            f"{base / median:4.2f}x threads (per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+    print(f"outputs identical across runners: {same}; load average now {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

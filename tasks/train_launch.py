@@ -1,0 +1,129 @@
+"""Training on more than one device without running the pipeline once per rank.
+
+Lightning's DDP launcher, started from a plain process such as `gristmill run`, starts the other ranks by
+re-running that command line: every rank would run the whole pipeline (crawls, manifest writes, registrations).
+So the train stage, when it needs more than one process, writes a job file and starts a launcher on the
+train-only entry point `python -m gristmill.tasks.train_launch JOB`: every rank trains, rank 0 writes the result,
+and the stage's bookkeeping (MLflow child run, manifest) stays in the one pipeline process.
+
+The launcher is torchrun on this node (`--standalone`, one process per device) unless `runner.launch_command`
+says otherwise, e.g. `srun` for several nodes (docs/operations.md). Under a launcher, Lightning finds its ranks in
+the environment (torchelastic or SLURM) and starts nothing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gristmill.conf.schema import TrainConfig
+
+JOB_FILE = "launch_job.json"
+RESULT_FILE = "launch_result.json"
+LAUNCHED_ENV = ("LOCAL_RANK", "WORLD_SIZE", "SLURM_PROCID")  # set for every rank a launcher started
+
+
+@dataclass
+class TrainJob:
+    """Everything one rank needs, as plain JSON: `train_model`'s arguments."""
+
+    train: dict[str, Any]
+    train_paths: list[str]
+    val_paths: list[str]
+    model_config: dict[str, Any]
+    checkpoint_dir: str
+    weights_dir: str
+    tracking_uri: str | None
+    mlflow_run_id: str | None
+    result_path: str
+
+
+def processes_per_node(cfg: TrainConfig) -> int:
+    """Training processes this node would run: `devices`, with "auto" = every visible GPU (one on CPU)."""
+    if cfg.devices != "auto":
+        return int(cfg.devices)
+    wants_gpu = cfg.accelerator == "gpu" or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    return max(torch.cuda.device_count(), 1) if wants_gpu else 1
+
+
+def needs_launcher(cfg: TrainConfig) -> bool:
+    """More than one training process, and this is not already one rank of a launched job."""
+    already_a_rank = any(name in os.environ for name in LAUNCHED_ENV)
+    return not already_a_rank and (processes_per_node(cfg) > 1 or cfg.num_nodes > 1)
+
+
+def launch_command(job_path: Path, nproc: int, template: str | None) -> list[str]:
+    """The launcher's argv: `template` with {python}, {job} and {nproc} filled in, or torchrun on this node."""
+    if template:
+        filled = template.format(python=shlex.quote(sys.executable), job=shlex.quote(str(job_path)), nproc=nproc)
+        return shlex.split(filled)
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # a rendezvous on a free local port: several jobs can share a machine
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "gristmill.tasks.train_launch",
+        str(job_path),
+    ]
+
+
+def launch(job: TrainJob, cfg: TrainConfig, template: str | None = None) -> dict[str, Any]:
+    """Run `train_model` on every rank under a launcher and return rank 0's stats."""
+    job_path = Path(job.checkpoint_dir).parent / JOB_FILE
+    result_path = Path(job.result_path)
+    result_path.unlink(missing_ok=True)
+    job_path.parent.mkdir(parents=True, exist_ok=True)
+    job_path.write_text(json.dumps(asdict(job), indent=2))
+    command = launch_command(job_path, processes_per_node(cfg), template)
+    done = subprocess.run(command, env=os.environ.copy())  # the ranks' output goes straight to ours
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"train: the launched training ranks failed (exit code {done.returncode}; their output is above): "
+            f"{shlex.join(command)}"
+        )
+    if not result_path.is_file():
+        raise RuntimeError(f"train: the launched ranks exited cleanly but rank 0 wrote no {result_path}")
+    return json.loads(result_path.read_text())
+
+
+def run_rank(job: TrainJob) -> dict[str, Any]:
+    """One rank's share: train (Lightning finds the rank in the environment); rank 0 writes the result."""
+    from gristmill.lightning_model.model import ModelConfig
+    from gristmill.tasks.train import train_model
+
+    stats = train_model(
+        TrainConfig.model_validate(job.train),
+        [Path(p) for p in job.train_paths],
+        [Path(p) for p in job.val_paths],
+        ModelConfig.from_dict(job.model_config),
+        Path(job.checkpoint_dir),
+        tracking_uri=job.tracking_uri,
+        mlflow_run_id=job.mlflow_run_id,
+        weights_dir=Path(job.weights_dir),
+    )
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+        scratch = Path(job.result_path).with_suffix(".tmp")
+        scratch.write_text(json.dumps(stats))
+        scratch.rename(job.result_path)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        raise SystemExit("usage: python -m gristmill.tasks.train_launch JOB.json  (written by the train stage)")
+    run_rank(TrainJob(**json.loads(Path(args[0]).read_text())))
+
+
+if __name__ == "__main__":
+    main()
