@@ -465,7 +465,16 @@ class RunnerConfig(RunnerSettings):
 
 class PipelineConfig(Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (and deployment) name.")
-    workspace: str = Field("workspace/demo", description="Where stages write; a local path.")
+    workspace: str = Field(
+        "workspace/demo",
+        description="Where stages write: a local path, or an fsspec URL (s3://bucket/prefix) mirrored through "
+        "workspace_cache.",
+    )
+    workspace_cache: str | None = Field(
+        None,
+        description="Local mirror of a workspace in object storage; None = ~/.cache/gristmill/<hash of the URL>.",
+        json_schema_extra=RUNTIME,
+    )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig, json_schema_extra=RUNTIME)

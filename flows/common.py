@@ -14,8 +14,9 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
-from gristmill.conf.schema import PipelineConfig, apply_override, deep_merge, validate_config
+from gristmill.conf.schema import STAGES, PipelineConfig, apply_override, deep_merge, validate_config
 from gristmill.flows.runners import stage_task_runner
+from gristmill.tasks.remote import RemoteWorkspace, default_cache, is_remote
 from gristmill.tasks.stage import (
     Mapper,
     ProgressPublisher,
@@ -47,7 +48,19 @@ def prefect_mapper(stage: str, runner: TaskRunner) -> Mapper:
 
 
 def tracker_for(config: PipelineConfig) -> Tracker:
-    return Tracker(config.workspace, config.tracking.uri, config.tracking.experiment)
+    return Tracker(local_config(config).workspace, config.tracking.uri, config.tracking.experiment)
+
+
+def remote_workspace(config: PipelineConfig) -> RemoteWorkspace | None:
+    if not is_remote(config.workspace):
+        return None
+    return RemoteWorkspace(config.workspace, Path(config.workspace_cache or default_cache(config.workspace)))
+
+
+def local_config(config: PipelineConfig) -> PipelineConfig:
+    """The config the stage code sees: a workspace in object storage becomes its local mirror."""
+    remote = remote_workspace(config)
+    return config if remote is None else config.model_copy(update={"workspace": str(remote.cache)})
 
 
 def run_stage(
@@ -58,9 +71,29 @@ def run_stage(
 ) -> StageSummary:
     # The stage's own task runner (threads, processes, dask: `config.runner`), whatever the flow's: the flow may
     # have been loaded from its entrypoint by a served deployment, where no one could choose one for it.
+    remote = remote_workspace(config)
+    if remote:  # what this stage reads (every earlier stage) and its own finished or unfinished work
+        for earlier in STAGES[: STAGES.index(stage) + 1]:
+            remote.pull(earlier)
+    try:
+        summary = _execute(config, stage, run, parent_run_id)
+    finally:
+        if remote:  # a failed stage's finished units too: a rerun elsewhere resumes from them
+            remote.push(stage)
+    create_table_artifact(
+        key=artifact_key(config.name, stage),
+        table=[summary.model_dump(mode="json")],
+        description=f"{stage}: {summary.status}",
+    )
+    return summary
+
+
+def _execute(
+    config: PipelineConfig, stage: str, run: Callable[[StageContext], StageResult], parent_run_id: str | None
+) -> StageSummary:
     with workspace_slot(config), stage_task_runner(config, stage) as runner:
-        summary = execute(
-            config,
+        return execute(
+            local_config(config),
             stage,
             run,
             tracker_for(config),
@@ -69,12 +102,6 @@ def run_stage(
             prefect_publisher(config, stage),
             prefect_progress(config, stage),
         )
-    create_table_artifact(
-        key=artifact_key(config.name, stage),
-        table=[summary.model_dump(mode="json")],
-        description=f"{stage}: {summary.status}",
-    )
-    return summary
 
 
 PREFECT_TABLE_ROWS = 200  # the UI renders a table artifact whole: keep it a readable sample
