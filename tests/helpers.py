@@ -63,3 +63,12 @@ def stubborn_document(raw: dict, extractor: str) -> dict:
     if page == "die":
         os._exit(3)
     return document_from_raw(raw, extractor)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers a test starts)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

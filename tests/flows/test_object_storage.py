@@ -14,9 +14,8 @@ import pytest
 
 from gristmill.conf.schema import load_config
 from gristmill.tasks.shards import StageOutput
-from tests.flows.test_mlflow_server import free_port
 from tests.flows.test_runners import DATA_STAGES, DEMO, SMALL, real_documents
-from tests.helpers import write_documents_stage
+from tests.helpers import free_port, write_documents_stage
 
 
 @pytest.fixture(scope="module")
