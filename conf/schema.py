@@ -453,9 +453,17 @@ class RunnerConfig(RunnerSettings):
         json_schema_extra=RUNTIME,
     )
 
+    launch_command: str | None = Field(
+        None,
+        description="How training with more than one process starts its ranks: a command template with {python}, "
+        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train_launch {job}'; None = "
+        "torchrun on this node, one process per device (docs/operations.md).",
+        json_schema_extra=RUNTIME,
+    )
+
     def for_stage(self, stage: str) -> RunnerSettings:
         """The settings one stage runs with: its override's keys over the top level's, threads by default."""
-        merged = self.model_dump(exclude={"stages"})
+        merged = self.model_dump(exclude={"stages", "launch_command"})
         override = self.stages.get(stage)  # type: ignore[call-overload]
         if override is not None:
             merged.update({k: v for k, v in override.model_dump().items() if v is not None})
