@@ -30,7 +30,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from gristmill.conf.schema import load_config  # noqa: E402
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, doc_id  # noqa: E402
+from gristmill.tasks.crawl.records import doc_id  # noqa: E402
+from gristmill.tasks.documents import DOCUMENT_SCHEMA  # noqa: E402
 from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"

@@ -456,7 +456,7 @@ class RunnerConfig(RunnerSettings):
     launch_command: str | None = Field(
         None,
         description="How training with more than one process starts its ranks: a command template with {python}, "
-        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train_launch {job}'; None = "
+        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train.launch {job}'; None = "
         "torchrun on this node, one process per device (docs/operations.md).",
         json_schema_extra=RUNTIME,
     )
@@ -507,6 +507,18 @@ class PipelineConfig(Section):
 
 
 CONF_DIR = Path(__file__).resolve().parent
+
+
+def config_file(path: str | Path, key: str) -> Path:
+    """The file a config key names, by the one rule every stage uses: an absolute path as is; a relative one from
+    the working directory, else from the folder of the shipped configs (where the defaults such as
+    `demographic_terms.yaml` live). A file found in neither place is a ConfigError naming the key."""
+    named = Path(path)
+    for candidate in (named,) if named.is_absolute() else (named, CONF_DIR / named):
+        if candidate.is_file():
+            return candidate
+    looked = str(named) if named.is_absolute() else f"{Path.cwd() / named} or {CONF_DIR / named}"
+    raise ConfigError(f"{key}: file {str(path)!r} not found (looked for {looked})")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -3,7 +3,7 @@
 Lightning's DDP launcher, started from a plain process such as `gristmill run`, starts the other ranks by
 re-running that command line: every rank would run the whole pipeline (crawls, manifest writes, registrations).
 So the train stage, when it needs more than one process, writes a job file and starts a launcher on the
-train-only entry point `python -m gristmill.tasks.train_launch JOB`: every rank trains, rank 0 writes the result,
+train-only entry point `python -m gristmill.tasks.train.launch JOB`: every rank trains, rank 0 writes the result,
 and the stage's bookkeeping (MLflow child run, manifest) stays in the one pipeline process.
 
 The launcher is torchrun on this node (`--standalone`, one process per device) unless `runner.launch_command`
@@ -72,7 +72,7 @@ def launch_command(job_path: Path, nproc: int, template: str | None) -> list[str
         "--standalone",  # a rendezvous on a free local port: several jobs can share a machine
         f"--nproc_per_node={nproc}",
         "-m",
-        "gristmill.tasks.train_launch",
+        "gristmill.tasks.train.launch",
         str(job_path),
     ]
 
@@ -99,7 +99,7 @@ def launch(job: TrainJob, cfg: TrainConfig, template: str | None = None) -> dict
 def run_rank(job: TrainJob) -> dict[str, Any]:
     """One rank's share: train (Lightning finds the rank in the environment); rank 0 writes the result."""
     from gristmill.lightning_model.model import ModelConfig
-    from gristmill.tasks.train import train_model
+    from gristmill.tasks.train.stage import train_model
 
     stats = train_model(
         TrainConfig.model_validate(job.train),
@@ -121,7 +121,7 @@ def run_rank(job: TrainJob) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
-        raise SystemExit("usage: python -m gristmill.tasks.train_launch JOB.json  (written by the train stage)")
+        raise SystemExit("usage: python -m gristmill.tasks.train.launch JOB.json  (written by the train stage)")
     run_rank(TrainJob(**json.loads(Path(args[0]).read_text())))
 
 
