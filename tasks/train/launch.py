@@ -14,6 +14,7 @@ the environment (torchelastic or SLURM) and starts nothing itself.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -25,6 +26,9 @@ from typing import Any
 import torch
 
 from gristmill.conf.schema import TrainConfig
+from gristmill.lightning_model.model import ModelConfig
+
+log = logging.getLogger("gristmill.train")
 
 JOB_FILE = "launch_job.json"
 RESULT_FILE = "launch_result.json"
@@ -77,14 +81,37 @@ def launch_command(job_path: Path, nproc: int, template: str | None) -> list[str
     ]
 
 
-def launch(job: TrainJob, cfg: TrainConfig, template: str | None = None) -> dict[str, Any]:
-    """Run `train_model` on every rank under a launcher and return rank 0's stats."""
-    job_path = Path(job.checkpoint_dir).parent / JOB_FILE
+def launch(
+    cfg: TrainConfig,
+    train_paths: list[Path],
+    val_paths: list[Path],
+    model_config: ModelConfig,
+    checkpoint_dir: Path,
+    weights_dir: Path,
+    tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
+    template: str | None = None,
+) -> dict[str, Any]:
+    """`train_model` on every rank under a launcher (torchrun here, or `template`); rank 0's stats."""
+    stage_dir = Path(checkpoint_dir).parent
+    job = TrainJob(
+        train=cfg.model_dump(mode="json"),
+        train_paths=[str(p) for p in train_paths],
+        val_paths=[str(p) for p in val_paths],
+        model_config=model_config.to_dict(),
+        checkpoint_dir=str(checkpoint_dir),
+        weights_dir=str(weights_dir),
+        tracking_uri=tracking_uri,
+        mlflow_run_id=mlflow_run_id,
+        result_path=str(stage_dir / RESULT_FILE),
+    )
+    job_path = stage_dir / JOB_FILE
     result_path = Path(job.result_path)
     result_path.unlink(missing_ok=True)
     job_path.parent.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(asdict(job), indent=2))
     command = launch_command(job_path, processes_per_node(cfg), template)
+    log.info("train: %d processes per node, launched with: %s", processes_per_node(cfg), shlex.join(command))
     done = subprocess.run(command, env=os.environ.copy())  # the ranks' output goes straight to ours
     if done.returncode != 0:
         raise RuntimeError(
@@ -98,8 +125,7 @@ def launch(job: TrainJob, cfg: TrainConfig, template: str | None = None) -> dict
 
 def run_rank(job: TrainJob) -> dict[str, Any]:
     """One rank's share: train (Lightning finds the rank in the environment); rank 0 writes the result."""
-    from gristmill.lightning_model.model import ModelConfig
-    from gristmill.tasks.train.stage import train_model
+    from gristmill.tasks.train.stage import train_model  # here: the stage module imports this one
 
     stats = train_model(
         TrainConfig.model_validate(job.train),
