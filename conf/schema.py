@@ -443,6 +443,12 @@ class RunnerSettings(Section):
         json_schema_extra=RUNTIME,
     )
 
+    @model_validator(mode="after")
+    def _address_is_for_dask(self) -> RunnerSettings:
+        if self.address and self.kind not in (None, "dask"):
+            raise ValueError(f"address {self.address!r} is a Dask scheduler's; it needs kind: dask (got {self.kind})")
+        return self
+
 
 class RunnerConfig(RunnerSettings):
     """The task runner of every stage, with per-stage overrides (e.g. `runner.stages.clean.kind=dask`)."""

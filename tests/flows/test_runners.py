@@ -70,3 +70,17 @@ def test_a_dask_local_cluster_of_two_processes_writes_the_thread_runners_shards(
 def test_a_process_pool_for_one_stage_writes_the_thread_runners_shards(threads_workspace, shared_data, tmp_path):
     run_data_stages(tmp_path, real_documents(shared_data), ["runner.stages.clean.kind=processes", "runner.workers=2"])
     assert stage_contents(tmp_path, "clean") == stage_contents(threads_workspace, "clean")
+
+
+def test_a_runner_setting_is_checked_and_inherited_per_stage():
+    from gristmill.conf.schema import ConfigError
+
+    config = load_config(DEMO, ["runner.kind=processes", "runner.workers=3", "runner.stages.clean.kind=dask"])
+    assert config.runner.for_stage("dedup").kind == "processes"
+    clean = config.runner.for_stage("clean")
+    assert (clean.kind, clean.workers) == ("dask", 3)
+    assert load_config(DEMO, []).runner.for_stage("crawl").kind == "threads"
+    with pytest.raises(ConfigError, match="runner.stages.cleen"):
+        load_config(DEMO, ["runner.stages.cleen.kind=dask"])
+    with pytest.raises(ConfigError, match="needs kind: dask"):
+        load_config(DEMO, ["runner.kind=processes", "runner.address=tcp://10.0.0.5:8786"])
