@@ -2,11 +2,16 @@
 
     .venv/bin/python benchmarks/clean_corpus.py --out /tmp/bench/clean_docs.jsonl --docs 2400
     .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 12 --workers 2 --rounds 2
+    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 12 --workers 2 --plain
 
 Each round runs the three runners one after another (interleaved, so load from other processes hits them alike)
 into fresh workspaces; the time is the whole flow call: pool or cluster start (worker processes import Prefect and
 gristmill), units, manifest, MLflow logging; the MLflow store is created before the clock starts.
 Prints each runner's median, its speed-up over threads from the same rounds, and checks the outputs are equal.
+
+`--plain` is the ceiling without Prefect: the clean stage's unit function (`clean_shard`) on the same shards, one
+after another in this process, then on a plain `concurrent.futures` pool of spawned processes, interleaved; it
+prints the wall time and the sum of the units' own times, so a machine that cannot give two cores shows it.
 """
 
 from __future__ import annotations
@@ -83,14 +88,52 @@ def kept_rows(workspace: Path) -> list[dict]:
     return [row for path in paths for row in pq.read_table(path).to_pylist()]
 
 
+def plain_unit(args: tuple[str, str]) -> float:
+    """One clean unit outside Prefect (module level: a spawned pool pickles it by name)."""
+    from gristmill.tasks.clean.stage import clean_shard
+    from gristmill.tasks.stage import StageContext
+
+    workspace, path = args
+    config = load_config(DEMO, [f"workspace={workspace}"])
+    ctx = StageContext(config, StageOutput(workspace, "clean"), StageOutput(workspace, "dedup"))
+    started = time.perf_counter()
+    clean_shard(ctx, Path(path))
+    return time.perf_counter() - started
+
+
+def plain(docs: list[dict], shards: int, workers: int, rounds: int) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with tempfile.TemporaryDirectory(prefix="runner-bench-plain-") as tmp:
+        for round_ in range(rounds):
+            for mode in ("serial", "pool"):
+                workspace = Path(tmp) / f"{mode}-{round_}"
+                write_dedup_stage(workspace, docs, shards)
+                items = [(str(workspace), str(p)) for p in sorted((workspace / "dedup" / "documents").glob("*"))]
+                started = time.perf_counter()
+                if mode == "serial":
+                    per_unit = [plain_unit(item) for item in items]
+                else:
+                    spawn = multiprocessing.get_context("spawn")
+                    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+                        per_unit = list(pool.map(plain_unit, items))
+                wall = time.perf_counter() - started
+                print(f"round {round_ + 1} {mode:6s} wall {wall:6.1f} s, units' own time {sum(per_unit):6.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("docs", type=Path)
     parser.add_argument("--shards", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--plain", action="store_true", help="clean_shard serially vs a plain process pool")
     args = parser.parse_args()
     docs = [json.loads(line) for line in args.docs.read_text().splitlines()]
+    if args.plain:
+        plain(docs, args.shards, args.workers, args.rounds)
+        return
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     outputs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
