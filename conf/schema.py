@@ -382,6 +382,9 @@ class TrackingConfig(Section):
     registered_model: str = Field("gristmill-lm", description="Name in the MLflow model registry.")
 
 
+CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
 class ScheduleConfig(Section):
     cron: str | None = Field(None, description="Cron expression for `gristmill serve`; None = ad hoc only.")
     timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. Europe/Paris.")
@@ -394,16 +397,19 @@ class ScheduleConfig(Section):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, cron: str | None) -> str | None:
-        if cron is None:
-            return None
-        from prefect._vendor.croniter import croniter  # the parser Prefect's schedules use; imported only here
+        if cron is None or cron.strip() in CRON_ALIASES:
+            return cron
+        from datetime import datetime
 
-        # croniter also takes random/hashed fields (R, H), which Prefect's schedules refuse.
-        if not croniter.is_valid(cron) or any(field.lower() in ("r", "h") for field in cron.split()):
+        from cronsim import CronSim, CronSimError  # what Prefect's scheduler stack (pydocket) parses cron with
+
+        try:
+            CronSim(cron, datetime(2026, 1, 1))
+        except CronSimError as err:
             raise ValueError(
-                f"{cron!r} is not a cron expression: five fields, minute hour day-of-month month day-of-week, "
-                "e.g. '0 3 * * *' (03:00 every day)"
-            )
+                f"{cron!r} is not a cron expression ({err}): five fields, minute hour day-of-month month "
+                "day-of-week, e.g. '0 3 * * *' (03:00 every day), or @daily, @hourly, ..."
+            ) from None
         return cron
 
     @field_validator("timezone")
@@ -462,7 +468,7 @@ class RunnerConfig(RunnerSettings):
     launch_command: str | None = Field(
         None,
         description="How training with more than one process starts its ranks: a command template with {python}, "
-        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train.launch {job}'; None = "
+        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train.rank {job}'; None = "
         "torchrun on this node, one process per device (docs/operations.md).",
         json_schema_extra=RUNTIME,
     )

@@ -69,17 +69,8 @@ def run_stage(
     run: Callable[[StageContext], StageResult],
     parent_run_id: str | None,
 ) -> StageSummary:
-    # The stage's own task runner (threads, processes, dask: `config.runner`), whatever the flow's: the flow may
-    # have been loaded from its entrypoint by a served deployment, where no one could choose one for it.
-    remote = remote_workspace(config)
-    if remote:  # what this stage reads (every earlier stage) and its own finished or unfinished work
-        for earlier in STAGES[: STAGES.index(stage) + 1]:
-            remote.pull(earlier)
-    try:
-        summary = _execute(config, stage, run, parent_run_id)
-    finally:
-        if remote:  # a failed stage's finished units too: a rerun elsewhere resumes from them
-            remote.push(stage)
+    with workspace_slot(config):
+        summary = _run_in_workspace(config, stage, run, parent_run_id)
     create_table_artifact(
         key=artifact_key(config.name, stage),
         table=[summary.model_dump(mode="json")],
@@ -88,20 +79,30 @@ def run_stage(
     return summary
 
 
-def _execute(
+def _run_in_workspace(
     config: PipelineConfig, stage: str, run: Callable[[StageContext], StageResult], parent_run_id: str | None
 ) -> StageSummary:
-    with workspace_slot(config), stage_task_runner(config, stage) as runner:
-        return execute(
-            local_config(config),
-            stage,
-            run,
-            tracker_for(config),
-            parent_run_id,
-            prefect_mapper(stage, runner),
-            prefect_publisher(config, stage),
-            prefect_progress(config, stage),
-        )
+    remote = remote_workspace(config)
+    if remote:  # what this stage reads (every earlier stage) and its own finished or unfinished work
+        for earlier in STAGES[: STAGES.index(stage) + 1]:
+            remote.pull(earlier)
+    try:
+        # The stage's own task runner (threads, processes, dask: `config.runner`), whatever the flow's: a served
+        # deployment loads the flow from its entrypoint, where no one could have chosen one for it.
+        with stage_task_runner(config, stage) as runner:
+            return execute(
+                local_config(config),
+                stage,
+                run,
+                tracker_for(config),
+                parent_run_id,
+                prefect_mapper(stage, runner),
+                prefect_publisher(config, stage),
+                prefect_progress(config, stage),
+            )
+    finally:
+        if remote:  # a failed stage's finished units too: a rerun elsewhere resumes from them
+            remote.push(stage)
 
 
 PREFECT_TABLE_ROWS = 200  # the UI renders a table artifact whole: keep it a readable sample

@@ -3,7 +3,7 @@
 Lightning's DDP launcher, started from a plain process such as `gristmill run`, starts the other ranks by
 re-running that command line: every rank would run the whole pipeline (crawls, manifest writes, registrations).
 So the train stage, when it needs more than one process, writes a job file and starts a launcher on the
-train-only entry point `python -m gristmill.tasks.train.launch JOB`: every rank trains, rank 0 writes the result,
+train-only entry point `python -m gristmill.tasks.train.rank JOB`: every rank trains, rank 0 writes the result,
 and the stage's bookkeeping (MLflow child run, manifest) stays in the one pipeline process.
 
 The launcher is torchrun on this node (`--standalone`, one process per device) unless `runner.launch_command`
@@ -76,7 +76,7 @@ def launch_command(job_path: Path, nproc: int, template: str | None) -> list[str
         "--standalone",  # a rendezvous on a free local port: several jobs can share a machine
         f"--nproc_per_node={nproc}",
         "-m",
-        "gristmill.tasks.train.launch",
+        "gristmill.tasks.train.rank",
         str(job_path),
     ]
 
@@ -121,35 +121,3 @@ def launch(
     if not result_path.is_file():
         raise RuntimeError(f"train: the launched ranks exited cleanly but rank 0 wrote no {result_path}")
     return json.loads(result_path.read_text())
-
-
-def run_rank(job: TrainJob) -> dict[str, Any]:
-    """One rank's share: train (Lightning finds the rank in the environment); rank 0 writes the result."""
-    from gristmill.tasks.train.stage import train_model  # here: the stage module imports this one
-
-    stats = train_model(
-        TrainConfig.model_validate(job.train),
-        [Path(p) for p in job.train_paths],
-        [Path(p) for p in job.val_paths],
-        ModelConfig.from_dict(job.model_config),
-        Path(job.checkpoint_dir),
-        tracking_uri=job.tracking_uri,
-        mlflow_run_id=job.mlflow_run_id,
-        weights_dir=Path(job.weights_dir),
-    )
-    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
-        scratch = Path(job.result_path).with_suffix(".tmp")
-        scratch.write_text(json.dumps(stats))
-        scratch.rename(job.result_path)
-    return stats
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        raise SystemExit("usage: python -m gristmill.tasks.train.launch JOB.json  (written by the train stage)")
-    run_rank(TrainJob(**json.loads(Path(args[0]).read_text())))
-
-
-if __name__ == "__main__":
-    main()

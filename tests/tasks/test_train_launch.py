@@ -32,6 +32,6 @@ def test_torchrun_by_default_and_a_template_for_other_launchers(tmp_path):
     job = tmp_path / "job dir" / "launch_job.json"
     default = launch_command(job, 8, None)
     assert default[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert "--nproc_per_node=8" in default and default[-3:] == ["-m", "gristmill.tasks.train.launch", str(job)]
-    srun = launch_command(job, 8, "srun --ntasks-per-node={nproc} {python} -m gristmill.tasks.train.launch {job}")
-    assert srun == ["srun", "--ntasks-per-node=8", sys.executable, "-m", "gristmill.tasks.train.launch", str(job)]
+    assert "--nproc_per_node=8" in default and default[-3:] == ["-m", "gristmill.tasks.train.rank", str(job)]
+    srun = launch_command(job, 8, "srun --ntasks-per-node={nproc} {python} -m gristmill.tasks.train.rank {job}")
+    assert srun == ["srun", "--ntasks-per-node=8", sys.executable, "-m", "gristmill.tasks.train.rank", str(job)]
