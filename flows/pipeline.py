@@ -14,9 +14,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from gristmill.conf.schema import STAGES, PipelineConfig
-from gristmill.flows.common import resolve_config, tracker_for, workspace_slot
+from gristmill.flows.common import local_config, resolve_config, tracker_for, workspace_slot
 from gristmill.flows.stages import STAGE_FLOWS
 from gristmill.tasks.stage import StageSummary
+from gristmill.tasks.workspace import hold_workspace
 
 log = logging.getLogger("gristmill.flows")
 
@@ -25,15 +26,21 @@ TRAINING_STAGES = ("train", "evaluate")
 
 
 def run_chain(config: PipelineConfig, stages: tuple[str, ...], name: str) -> list[StageSummary]:
-    """Run `stages` in order under one MLflow parent run."""
+    """Run `stages` in order under one MLflow parent run, holding the workspace: the Prefect slot across
+    deployments, and the workspace's own lock for every way in (`gristmill run` holds it already; a scheduled or
+    ad-hoc deployment run takes it here, before its MLflow run, so recovering a killed run never touches it)."""
+    with workspace_slot(config), hold_workspace(local_config(config), f"{name} flow run {flow_run.id or ''}"):
+        return _tracked_chain(config, stages, name)
+
+
+def _tracked_chain(config: PipelineConfig, stages: tuple[str, ...], name: str) -> list[StageSummary]:
     tracker = tracker_for(config)
     run_id = tracker.start_run(
         name, tags={"gristmill.pipeline": config.name, "prefect.flow_run_id": str(flow_run.id or "")}
     )
     tracker.log_params(run_id, config.model_dump(mode="json"))
     try:
-        with workspace_slot(config):
-            summaries = [STAGE_FLOWS[stage](config, run_id) for stage in stages]
+        summaries = [STAGE_FLOWS[stage](config, run_id) for stage in stages]
     except BaseException:
         tracker.end_run(run_id, ok=False)
         raise

@@ -27,7 +27,7 @@ from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
 from gristmill.lightning_model.weights import save_model
-from gristmill.tasks.shards import UnitRecord
+from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
 from gristmill.tasks.train.launch import launch, needs_launcher
@@ -174,8 +174,8 @@ def run(ctx: StageContext) -> StageResult:
         fit = partial(launch, template=ctx.config.runner.launch_command) if needs_launcher(cfg) else train_model
         stats = fit(
             cfg,
-            tokenized.shard_paths("train"),
-            tokenized.shard_paths("val"),
+            verified(tokenized.shard_paths("train")),  # the loader reads shards itself, every epoch: check once
+            verified(tokenized.shard_paths("val")),
             model_config,
             checkpoint_dir=ctx.output.path / CHECKPOINTS_DIR,
             tracking_uri=ctx.tracker.uri if ctx.tracker else None,
