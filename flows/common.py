@@ -69,7 +69,9 @@ def run_stage(
     run: Callable[[StageContext], StageResult],
     parent_run_id: str | None,
 ) -> StageSummary:
-    with workspace_slot(config):
+    from gristmill.tasks.workspace import hold_workspace  # re-entered when a chain or the CLI holds it already
+
+    with workspace_slot(config), hold_workspace(local_config(config), f"{stage} stage flow"):
         summary = _run_in_workspace(config, stage, run, parent_run_id)
     create_table_artifact(
         key=artifact_key(config.name, stage),
