@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 CONFIG ?= conf/demo.yaml
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-# MLflow's telemetry honours "true", not "1"
+# Telemetry off: MLflow's telemetry honours DO_NOT_TRACK="true", not "1"
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90

@@ -590,9 +590,105 @@ class TrackingConfig(Section):
     registered_model: str = Field("gristmill-lm", description="Name in the MLflow model registry.")
 
 
+CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
 class ScheduleConfig(Section):
     cron: str | None = Field(None, description="Cron expression for `gristmill serve`; None = ad hoc only.")
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in, e.g. Europe/Paris.")
+    flow: Literal["pipeline", "refresh"] = Field(
+        "pipeline",
+        description="What the cron starts: the whole pipeline, or the data refresh (crawl -> tokenize), which "
+        "starts the training deployment itself when it produced new tokens.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        if cron is None or cron.strip() in CRON_ALIASES:
+            return cron
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError  # what Prefect's scheduler stack (pydocket) parses cron with
+
+        try:
+            CronSim(cron, datetime(2026, 1, 1))
+        except CronSimError as err:
+            raise ValueError(
+                f"{cron!r} is not a cron expression ({err}): five fields, minute hour day-of-month month "
+                "day-of-week, e.g. '0 3 * * *' (03:00 every day), or @daily, @hourly, ..."
+            ) from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{timezone!r} is not an IANA time zone (e.g. UTC, Europe/Paris)") from None
+        return timezone
+
+
+RUNTIME = {"runtime": True}  # changes how a stage runs, never what it produces: not part of the stage's hash
+
+
+class RunnerSettings(Section):
+    """Where a stage's units (one per shard) run. Units are pure functions of their shard, so any worker can."""
+
+    kind: Literal["threads", "processes", "dask"] | None = Field(
+        None,
+        description="threads: Prefect's thread pool (I/O-bound work); processes: a local process pool; dask: "
+        "Prefect's DaskTaskRunner on `address`, or a local cluster of `workers` processes when none is given. "
+        "None inherits (from `runner`, and there from the default, threads).",
+        json_schema_extra=RUNTIME,
+    )
+    address: str | None = Field(
+        None,
+        description="Dask scheduler address (tcp://host:8786) of an existing cluster; None starts a LocalCluster.",
+        json_schema_extra=RUNTIME,
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes (or threads) started locally; None = one per core.",
+        json_schema_extra=RUNTIME,
+    )
+
+    @model_validator(mode="after")
+    def _address_is_for_dask(self) -> RunnerSettings:
+        if self.address and self.kind not in (None, "dask"):
+            raise ValueError(f"address {self.address!r} is a Dask scheduler's; it needs kind: dask (got {self.kind})")
+        return self
+
+
+class RunnerConfig(RunnerSettings):
+    """The task runner of every stage, with per-stage overrides (e.g. `runner.stages.clean.kind=dask`)."""
+
+    stages: dict[Stage, RunnerSettings] = Field(
+        default_factory=dict,
+        description="Per-stage settings; a key left out inherits the top-level one.",
+        json_schema_extra=RUNTIME,
+    )
+
+    launch_command: str | None = Field(
+        None,
+        description="How training with more than one process starts its ranks: a command template with {python}, "
+        "{job} and {nproc}, e.g. 'srun --ntasks-per-node=8 {python} -m gristmill.tasks.train.rank {job}'; None = "
+        "torchrun on this node, one process per device (docs/operations.md).",
+        json_schema_extra=RUNTIME,
+    )
+
+    def for_stage(self, stage: str) -> RunnerSettings:
+        """The settings one stage runs with: its override's keys over the top level's, threads by default."""
+        merged = self.model_dump(exclude={"stages", "launch_command"})
+        override = self.stages.get(stage)  # type: ignore[call-overload]
+        if override is not None:
+            merged.update({k: v for k, v in override.model_dump().items() if v is not None})
+        merged["kind"] = merged["kind"] or "threads"
+        return RunnerSettings(**merged)
 
 
 class ProblemsConfig(Section):
@@ -609,9 +705,19 @@ class ProblemsConfig(Section):
 
 class PipelineConfig(Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (and deployment) name.")
-    workspace: str = Field("workspace/demo", description="Where stages write; a local path.")
+    workspace: str = Field(
+        "workspace/demo",
+        description="Where stages write: a local path, or an fsspec URL (s3://bucket/prefix) mirrored through "
+        "workspace_cache.",
+    )
+    workspace_cache: str | None = Field(
+        None,
+        description="Local mirror of a workspace in object storage; None = ~/.cache/gristmill/<hash of the URL>.",
+        json_schema_extra=RUNTIME,
+    )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, json_schema_extra=RUNTIME)
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)

@@ -1,12 +1,15 @@
 """Prefect flows: thin wrappers that call the work in `tasks/` and publish what it did.
 
 Prefect reads its settings at import, so the defaults that keep it offline and patient are set here, before any
-flow module imports it: no telemetry (it would try the network), and time for the ephemeral server to start.
-Likewise for the Hugging Face libraries, read at their import.
+flow module imports it: no telemetry from Prefect or MLflow (it would try the network), and time for the
+ephemeral server to start. Likewise for the Hugging Face libraries, read at their import.
 """
 
 import os
 
+# MLflow's telemetry reads DO_NOT_TRACK as off only when it says "true" (1 does not count), so a 1 becomes true.
+if os.environ.get("DO_NOT_TRACK", "").strip().lower() in ("1", "yes", "on"):
+    os.environ["DO_NOT_TRACK"] = "true"
 for _key, _value in {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",  # MLflow's telemetry honours "true", not "1"

@@ -1,4 +1,9 @@
-"""One Prefect flow per stage. Each runs on its own against an existing workspace, or inside `pipeline`."""
+"""One Prefect flow per stage. Each runs on its own against an existing workspace, or inside `pipeline`.
+
+Each stage maps its units on the task runner `config.runner` names for it (`run_stage`). Parameters are not
+validated by Prefect but by `resolve_config`, so a deployment run can pass a partial config (merged onto the
+deployment's) or dotted `overrides`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from gristmill.conf.schema import PipelineConfig
-from gristmill.flows.common import artifact_key, run_stage
+from gristmill.flows.common import artifact_key, resolve_config, run_stage
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
@@ -19,40 +24,53 @@ from gristmill.tasks.tokenize import stage as tokenize
 from gristmill.tasks.train import stage as train
 
 
-@flow(name="crawl")
-def crawl_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="crawl", validate_parameters=False)
+def crawl_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Fetch pages breadth-first from the seeds, respecting robots.txt; extract their main text."""
-    return run_stage(config, "crawl", crawl.run, parent_run_id)
+    return run_stage(resolve_config(config, overrides), "crawl", crawl.run, parent_run_id)
 
 
-@flow(name="dedup")
-def dedup_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="dedup", validate_parameters=False)
+def dedup_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Remove exact and MinHash near-duplicate documents."""
-    return run_stage(config, "dedup", dedup.run, parent_run_id)
+    return run_stage(resolve_config(config, overrides), "dedup", dedup.run, parent_run_id)
 
 
-@flow(name="clean")
-def clean_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="clean", validate_parameters=False)
+def clean_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Normalise text and drop documents that fail the quality rules, recording why."""
-    return run_stage(config, "clean", clean.run, parent_run_id)
+    return run_stage(resolve_config(config, overrides), "clean", clean.run, parent_run_id)
 
 
-@flow(name="tokenize")
-def tokenize_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="tokenize", validate_parameters=False)
+def tokenize_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Train a byte-level BPE tokenizer, then encode and pack the corpus into training sequences."""
-    return run_stage(config, "tokenize", tokenize.run, parent_run_id)
+    return run_stage(resolve_config(config, overrides), "tokenize", tokenize.run, parent_run_id)
 
 
-@flow(name="train")
-def train_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="train", validate_parameters=False)
+def train_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Train the Llama-style decoder with Lightning; resumes from its last checkpoint."""
-    return run_stage(config, "train", train.run, parent_run_id)
+    return run_stage(resolve_config(config, overrides), "train", train.run, parent_run_id)
 
 
-@flow(name="evaluate")
-def evaluate_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
+@flow(name="evaluate", validate_parameters=False)
+def evaluate_flow(
+    config: PipelineConfig, parent_run_id: str | None = None, overrides: list[str] | None = None
+) -> StageSummary:
     """Perplexity, generations and the bias benchmarks; export to Hugging Face format and register the model under
     the alias the promotion gate decides."""
+    config = resolve_config(config, overrides)
     summary = run_stage(config, "evaluate", evaluate.run, parent_run_id)
     registry = json.loads((Path(config.workspace) / "evaluate" / "report.json").read_text()).get("registry")
     if registry:  # the new model beside the current champion, check by check

@@ -65,6 +65,13 @@ class StageContext:
     publish: Publisher | None = None
     publish_progress: ProgressPublisher | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a unit shipped to another process (a process pool, a Dask worker) takes along: the config and the
+        stage's outputs, not the MLflow client, the Prefect publishers or the mapper, which stay with the flow."""
+        state = dict(self.__dict__)
+        state.update(tracker=None, map=serial_map, publish=None, publish_progress=None)
+        return state
+
     def table(self, name: str, rows: list[dict[str, Any]]) -> None:
         """A table for people to read: an MLflow table artifact `<name>.json` and, under Prefect, a table
         artifact in the flow run. The one way stages report tables."""

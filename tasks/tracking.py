@@ -28,6 +28,9 @@ log = logging.getLogger("gristmill.tracking")
 MAX_PARAM_CHARS = 500
 BATCH = 900  # log_batch takes at most 1000 metrics per call
 WORKSPACE_TAG, HOST_TAG, PID_TAG = "gristmill.workspace", "gristmill.host", "gristmill.pid"
+# MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; ours trains models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def default_tracking_uri(workspace: str | Path) -> str:
@@ -48,12 +51,16 @@ class Tracker:
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
             return found.experiment_id
         # Artifacts default to ./mlruns in the working directory; keep them in the workspace instead.
         artifacts = None
         if self.uri.startswith("sqlite:///"):
             artifacts = (self.workspace / "mlflow" / "artifacts").as_uri()
-        return self.client.create_experiment(name, artifact_location=artifacts)
+        return self.client.create_experiment(
+            name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        )
 
     # ---------------------------------------------------------------------------------------------- runs
 

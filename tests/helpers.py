@@ -134,3 +134,12 @@ def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:
     loaded_before = len(default_loader._loaded_locales)
     document = document_from_raw(raw, extractor)
     return {**document, "title": f"{loaded_before}:{len(default_loader._loaded_locales)}"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers a test starts)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

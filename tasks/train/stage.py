@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from gristmill.lightning_model.weights import save_model
 from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
+from gristmill.tasks.train.launch import launch, needs_launcher
 from gristmill.tasks.train.report import log_loss_curve
 
 log = logging.getLogger("gristmill.train")
@@ -167,7 +169,10 @@ def run(ctx: StageContext) -> StageResult:
     )
 
     def train() -> UnitRecord:
-        stats = train_model(
+        # More than one process (devices > 1, nodes > 1): a launcher starts `train_model` alone on every rank, so
+        # the pipeline around this stage runs once (Lightning's own launcher would re-run the whole command).
+        fit = partial(launch, template=ctx.config.runner.launch_command) if needs_launcher(cfg) else train_model
+        stats = fit(
             cfg,
             verified(tokenized.shard_paths("train")),  # the loader reads shards itself, every epoch: check once
             verified(tokenized.shard_paths("val")),
