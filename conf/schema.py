@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 STAGES: tuple[str, ...] = ("crawl", "dedup", "clean", "tokenize", "train", "evaluate")
 Stage = Literal["crawl", "dedup", "clean", "tokenize", "train", "evaluate"]
@@ -24,12 +25,47 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key and what is allowed."""
 
 
+# Two kinds of settings. A field declared with json_schema_extra=RUNTIME changes only HOW a stage runs (progress
+# bars, concurrency, workers, devices, strategy, logging): it is left out of the stage's hash, so changing it never
+# invalidates output. A field declared with CONFIG_FILE names a file (or directory) whose *contents* are hashed, so
+# an edited lexicon or tokenizer reruns its stage. Everything else is "produced" and hashed as it is.
+RUNTIME: dict[str, Any] = {"runtime": True}
+CONFIG_FILE: dict[str, Any] = {"config_file": True}
+
+
+def is_runtime(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("runtime"))
+
+
+def names_a_file(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("config_file"))
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    def fingerprint(self) -> str:
-        """Stable hash of this section: the part of a manifest that says which config produced a stage."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+    def produced(self, key: str = "") -> dict[str, Any]:
+        """The settings that decide what the stage produces: runtime fields left out, nested sections likewise,
+        and every file named in config replaced by its path and content digest (ConfigError if it is missing).
+        `key` is this section's dotted name, for error messages."""
+        dumped = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if is_runtime(field):
+                del dumped[name]
+            elif isinstance(value, Section):
+                dumped[name] = value.produced(f"{key}{name}.")
+            elif isinstance(value, list) and value and all(isinstance(v, Section) for v in value):
+                dumped[name] = [v.produced(f"{key}{name}[{i}].") for i, v in enumerate(value)]
+            elif names_a_file(field) and value:
+                dumped[name] = {"path": value, "sha256": config_file_digest(value, f"{key}{name}")}
+        return dumped
+
+    def fingerprint(self, key: str = "") -> str:
+        """Stable hash of what this section produces: the part of a stage's key that comes from config."""
+        payload = json.dumps(self.produced(key), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -85,14 +121,24 @@ class CrawlConfig(Section):
     # politeness
     respect_robots: bool = Field(True, description="Obey robots.txt (Disallow and Crawl-delay).")
     user_agent: str = "gristmill/0.1 (+https://github.com/gristmill/gristmill)"
-    concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight across all hosts.")
-    per_host_concurrency: int = Field(2, ge=1, le=64, description="Requests in flight to one host.")
-    min_delay_s: float = Field(0.0, ge=0, description="Minimum delay between two requests to one host.")
-    max_crawl_delay_s: float = Field(30.0, ge=0, description="A robots.txt Crawl-delay above this is capped.")
+    concurrency: int = Field(
+        16, ge=1, le=1024, description="Requests in flight across all hosts.", json_schema_extra=RUNTIME
+    )
+    per_host_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests in flight to one host.", json_schema_extra=RUNTIME
+    )
+    min_delay_s: float = Field(
+        0.0, ge=0, description="Minimum delay between two requests to one host.", json_schema_extra=RUNTIME
+    )
+    max_crawl_delay_s: float = Field(
+        30.0, ge=0, description="A robots.txt Crawl-delay above this is capped.", json_schema_extra=RUNTIME
+    )
     # retries
     max_retries: int = Field(3, ge=0, le=20, description="Retries after timeouts, connection errors, 429 and 5xx.")
-    backoff_base_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt, with full jitter.")
-    backoff_max_s: float = Field(30.0, ge=0, description="Cap on one backoff delay.")
+    backoff_base_s: float = Field(
+        0.5, ge=0, description="First retry delay; doubles per attempt, with full jitter.", json_schema_extra=RUNTIME
+    )
+    backoff_max_s: float = Field(30.0, ge=0, description="Cap on one backoff delay.", json_schema_extra=RUNTIME)
     max_retry_after_s: float = Field(
         120.0, ge=0, description="A Retry-After longer than this is not waited for: the URL fails instead."
     )
@@ -113,14 +159,16 @@ class CrawlConfig(Section):
     )
     # outputs
     warc: bool = Field(True, description="Also write raw responses as WARC files (warc/*.warc.gz).")
-    progress_bar: bool = Field(True, description="Show a progress bar on a terminal.")
+    progress_bar: bool = Field(True, description="Show a progress bar on a terminal.", json_schema_extra=RUNTIME)
     # extraction
     extractor: Literal["trafilatura", "trafilatura-precision", "trafilatura-recall", "resiliparse"] = Field(
         "trafilatura-precision",
         description="Main-text extractor (F1 of each in docs/benchmarks.md#extraction-quality-crawl).",
     )
     extract_timeout_s: float = Field(5.0, gt=0, description="Per-document extraction time limit.")
-    extract_workers: int = Field(2, ge=1, le=256, description="Extraction processes per shard.")
+    extract_workers: int = Field(
+        2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME
+    )
     shard_rows: int = Field(1000, ge=1, description="Documents per output shard.")
 
     @field_validator("seeds")
@@ -175,10 +223,14 @@ class DedupConfig(Section):
     incremental: bool = Field(
         False, description="Also dedup against documents kept by earlier runs (index in <workspace>/dedup_index)."
     )
-    storage: Literal["memory", "redis"] = Field("memory", description="Where the LSH index lives during a run.")
-    redis_host: str = "127.0.0.1"
-    redis_port: int = Field(6379, ge=1, le=65535)
-    redis_basename: str = Field("gristmill-dedup", description="Key prefix; each run adds a unique suffix.")
+    storage: Literal["memory", "redis"] = Field(
+        "memory", description="Where the LSH index lives during a run.", json_schema_extra=RUNTIME
+    )
+    redis_host: str = Field("127.0.0.1", description="Redis host (storage = redis).", json_schema_extra=RUNTIME)
+    redis_port: int = Field(6379, ge=1, le=65535, description="Redis port.", json_schema_extra=RUNTIME)
+    redis_basename: str = Field(
+        "gristmill-dedup", description="Key prefix; each run adds a unique suffix.", json_schema_extra=RUNTIME
+    )
     seed: int = 1
 
     @model_validator(mode="after")
@@ -266,7 +318,11 @@ class PIIConfig(Section):
 
 class AuditConfig(Section):
     enabled: bool = True
-    lexicon: str = Field("demographic_terms.yaml", description="Terms by group; relative paths resolve against conf/.")
+    lexicon: str = Field(
+        "demographic_terms.yaml",
+        description="Terms by group; relative paths resolve against conf/.",
+        json_schema_extra=CONFIG_FILE,
+    )
     max_disparity: float = Field(2.0, gt=1, description="Warn when a group's removal rate exceeds overall x this.")
     min_docs: int = Field(5, ge=1, description="Judge a group's rate only when this many of its docs entered.")
     samples_per_rule: int = Field(5, ge=0, description="Example removals per rule in the MLflow table.")
@@ -299,8 +355,12 @@ class CleanConfig(Section):
     c4: C4Config = Field(default_factory=C4Config)
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
-    url_blocklist: str | None = Field(None, description="File of blocked domains, one a line (subdomains too).")
-    badwords: str | None = Field(None, description="File of words; a document containing one is removed.")
+    url_blocklist: str | None = Field(
+        None, description="File of blocked domains, one a line (subdomains too).", json_schema_extra=CONFIG_FILE
+    )
+    badwords: str | None = Field(
+        None, description="File of words; a document containing one is removed.", json_schema_extra=CONFIG_FILE
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
@@ -311,7 +371,9 @@ class TokenizeConfig(Section):
     seq_len: int = Field(256, ge=8, description="Tokens per training example (rows hold seq_len + 1).")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of documents held out, by hash.")
     tokenizer_path: str | None = Field(
-        None, description="Use this tokenizer.json instead of training one (it must have <|endoftext|>)."
+        None,
+        description="Use this tokenizer.json instead of training one (it must have <|endoftext|>).",
+        json_schema_extra=CONFIG_FILE,
     )
 
 
@@ -334,16 +396,22 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0)
     val_every_steps: int = Field(100, ge=1)
     val_batches: int = Field(20, ge=1)
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="Where training runs (a run moved to GPU resumes its checkpoint).",
+        json_schema_extra=RUNTIME,
+    )
+    devices: int | Literal["auto"] = Field("auto", description="Devices per node.", json_schema_extra=RUNTIME)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto = bf16-mixed on GPU, 32-true on CPU."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.", json_schema_extra=RUNTIME)
     accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="Lightning's multi-device strategy.")
-    num_nodes: int = Field(1, ge=1)
-    compile: bool = Field(False, description="torch.compile the model (GPU runs).")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="Lightning's multi-device strategy.", json_schema_extra=RUNTIME
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines training together.", json_schema_extra=RUNTIME)
+    compile: bool = Field(False, description="torch.compile the model (GPU runs).", json_schema_extra=RUNTIME)
     seed: int = 1337
 
     @model_validator(mode="after")
@@ -371,7 +439,11 @@ class EvaluateConfig(Section):
     temperature: float = Field(0.8, ge=0, description="0 = greedy decoding.")
     top_k: int = Field(50, ge=0)
     ppl_batches: int = Field(50, ge=1, description="Validation batches used for perplexity.")
-    bias_pairs: str = Field("bias_pairs.yaml", description="Pairs file; relative paths resolve against conf/.")
+    bias_pairs: str = Field(
+        "bias_pairs.yaml",
+        description="Pairs file; relative paths resolve against conf/.",
+        json_schema_extra=CONFIG_FILE,
+    )
     register_model: bool = True
     seed: int = 0
 
@@ -413,6 +485,33 @@ class PipelineConfig(Section):
 
 
 CONF_DIR = Path(__file__).resolve().parent
+
+
+def resolve_config_file(path: str | Path) -> Path:
+    """Where a file named in config lives: absolute, or relative to the working directory if it exists there,
+    else relative to conf/ (where the shipped lexicons and pair files are)."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() or candidate.exists() else CONF_DIR / candidate
+
+
+def config_file_digest(path: str | Path, key: str = "file") -> str:
+    """sha256 of a file named in config, or of a directory's files (relative names and contents, sorted), so a
+    stage's key follows the file's contents, not its name. A missing file is a ConfigError naming the key."""
+    resolved = resolve_config_file(path)
+    digest = hashlib.sha256()
+    if resolved.is_file():
+        files = [resolved]
+    elif resolved.is_dir():
+        files = sorted(p for p in resolved.rglob("*") if p.is_file())
+    else:
+        where = "" if str(resolved) == str(path) else f" (looked at {resolved})"
+        raise ConfigError(f"{key}: file {path} does not exist{where}")
+    for file in files:
+        digest.update(str(file.relative_to(resolved)).encode() if file != resolved else b"")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -47,6 +47,7 @@ class UnitRecord(BaseModel):
     unit: str
     shards: dict[str, list[ShardInfo]] = Field(default_factory=dict)
     stats: dict[str, Any] = Field(default_factory=dict)
+    inputs: str | None = Field(None, description="Digest of what the unit read: it is reused only for the same.")
 
 
 class Manifest(BaseModel):
@@ -63,6 +64,32 @@ class Manifest(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     mlflow_run_id: str | None = None
     created_at: str
+    digest: str | None = Field(
+        None, description="Content digest of the output (shard checksums, files): the next stage's input hash."
+    )
+
+
+def content_digest(stage: str, shards: dict[str, list[ShardInfo]], files: dict[str, str], stage_dir: Path) -> str:
+    """What a stage produced, by content only: shard names, rows and checksums, and the bytes of its other files.
+    Not timings, run ids or dates, so a rebuild that writes identical shards has the same digest and nothing after
+    it reruns."""
+    digest = hashlib.sha256(stage.encode())
+    for dataset in sorted(shards):
+        for shard in shards[dataset]:
+            digest.update(f"\n{dataset}/{shard.name} {shard.rows} {shard.sha256}".encode())
+    for name in sorted(files):
+        digest.update(f"\n{name} {path_sha256(stage_dir / files[name])}".encode())
+    return digest.hexdigest()[:16]
+
+
+def path_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and bytes, in sorted order)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)} {file_sha256(file)}\n".encode())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- atomic files
@@ -230,10 +257,23 @@ class StageOutput:
             raise ShardError(f"{self.manifest_path}: unreadable manifest: {err}") from err
 
     def input_hash(self) -> str:
-        """Identity of this stage's output as an input to the next: the hash of its manifest's bytes."""
-        if not self.manifest_path.is_file():
+        """Identity of this stage's output as an input to the next: its manifest's content digest."""
+        manifest = self.read_manifest()
+        if manifest is None:
             raise ShardError(f"stage {self.stage!r} has no output at {self.path} (no {MANIFEST_NAME}); run it first")
-        return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
+        if manifest.digest is None:  # written before manifests carried a digest
+            return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
+        return manifest.digest
+
+    def shard_checksum(self, path: Path) -> str:
+        """The sha256 the manifest records for one of this stage's shards."""
+        if not hasattr(self, "_checksums"):
+            manifest = self.read_manifest()
+            shards = manifest.shards.items() if manifest else []
+            self._checksums = {self.dataset_dir(d) / s.name: s.sha256 for d, infos in shards for s in infos}
+        if path not in self._checksums:
+            raise ShardError(f"{path}: not a shard in {self.manifest_path}")
+        return self._checksums[path]
 
     def up_to_date(self, config_hash: str, input_hash: str | None) -> Manifest | None:
         """The manifest if the stage finished with this config and input and all its files are intact."""
@@ -251,22 +291,27 @@ class StageOutput:
             return None
         return manifest
 
-    def begin(self, config_hash: str, input_hash: str | None) -> None:
-        """Start (or resume) work: keep finished units only if they were made with this config and input."""
-        key = {"config_hash": config_hash, "input_hash": input_hash}
+    def begin(self, config_hash: str, input_hash: str | None, incremental: bool = False) -> None:
+        """Start (or resume) work: keep finished units only if they were made with this config and input. An
+        `incremental` stage keeps them for another input too: each finished unit is then reused only when what it
+        read is unchanged (`UnitRecord.inputs`), so only what changed is redone; other settings still wipe it."""
         key_path = self._progress / "_key.json"
-        if key_path.is_file() and json.loads(key_path.read_text()) == key:
-            self.manifest_path.unlink(missing_ok=True)
-            return
-        if self.path.exists():
+        old = json.loads(key_path.read_text()) if key_path.is_file() else {}
+        same_input = incremental or old.get("input_hash") == input_hash
+        kept = old.get("config_hash") == config_hash and same_input
+        if not kept and self.path.exists():
             shutil.rmtree(self.path)
-        atomic_write_json(key_path, key)
+        self.manifest_path.unlink(missing_ok=True)
+        atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
 
-    def finished_unit(self, unit: str) -> UnitRecord | None:
+    def finished_unit(self, unit: str, inputs: str | None = None) -> UnitRecord | None:
+        """The unit's record if it finished on these inputs and its shards are intact."""
         path = self._progress / f"{unit}.json"
         if not path.is_file():
             return None
         record = UnitRecord.model_validate_json(path.read_text())
+        if record.inputs != inputs:
+            return None
         for dataset, shards in record.shards.items():
             for shard in shards:
                 shard_path = self.dataset_dir(dataset) / shard.name
@@ -299,6 +344,7 @@ class StageOutput:
         for record in sorted(units, key=lambda r: r.unit):
             for dataset, infos in record.shards.items():
                 shards.setdefault(dataset, []).extend(infos)
+        files = files or {}
         manifest = Manifest(
             stage=self.stage,
             config_hash=config_hash,
@@ -307,11 +353,12 @@ class StageOutput:
             shards=shards,
             rows={dataset: sum(s.rows for s in infos) for dataset, infos in shards.items()},
             bytes=sum(s.bytes for infos in shards.values() for s in infos),
-            files=files or {},
+            files=files,
             stats=stats,
             timings={"wall_s": round(time.time() - self._started, 3), **(timings or {})},
             mlflow_run_id=mlflow_run_id,
             created_at=datetime.now(UTC).isoformat(),
+            digest=content_digest(self.stage, shards, files, self.path),
         )
         atomic_write_json(self.manifest_path, manifest.model_dump(mode="json"))
         return manifest

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
 import posixpath
@@ -33,7 +34,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
-from gristmill.conf.schema import SourceConfig
+from gristmill.conf.schema import ConfigError, SourceConfig
 from gristmill.tasks.crawl.fetch import parse_content_type
 from gristmill.tasks.crawl.records import record_id
 
@@ -114,6 +115,49 @@ def expand_source(source: SourceConfig) -> list[str]:
     if isinstance(fs, LocalFileSystem):
         return sorted(posixpath.normpath(path) for path in paths)  # "a/../b" and "b" are one source
     return sorted(fs.unstrip_protocol(path) for path in paths)
+
+
+_FILE_DIGESTS: dict[tuple[str, int, str], str] = {}  # (url, size, mtime) -> digest: each file is read once a run
+
+
+def file_digest(url: str) -> str:
+    """A source file's identity: size, modification time and a hash of its bytes, so a changed file is seen even
+    when its size and mtime are kept, and a touched but unchanged one reads as changed only by its mtime."""
+    fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
+    size = int(info.get("size") or 0)
+    try:
+        mtime = str(fs.modified(path).timestamp())
+    except Exception:  # filesystems without modification times raise NotImplementedError, KeyError, ...
+        mtime = ""
+    key = (url, size, mtime)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = f"{size}:{mtime}:{digest.hexdigest()}"
+    return _FILE_DIGESTS[key]
+
+
+def files_digest(urls: list[str]) -> str:
+    """One digest for a list of source files (a unit of ingestion): it changes when any of them does."""
+    lines = "\n".join(f"{url} {file_digest(url)}" for url in urls)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def sources_digest(sources: list[SourceConfig]) -> str | None:
+    """The crawl stage's input: every file every source matches, by content. A source that matches nothing (a
+    typo) is a ConfigError naming it, raised before the stage touches its output. None without sources."""
+    if not sources:
+        return None
+    urls = []
+    for index, source in enumerate(sources):
+        try:
+            urls += expand_source(source)
+        except (SourceError, OSError) as err:
+            raise ConfigError(f"crawl.sources[{index}].path: {err}") from err
+    return files_digest(urls)
 
 
 def _directory_suffixes(kind: str) -> tuple[str, ...]:

@@ -27,7 +27,14 @@ from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
 from gristmill.tasks.crawl.extract import ExtractionPool
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
-from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, expand_source, read_source, source_kind
+from gristmill.tasks.crawl.sources import (
+    IngestCounts,
+    IngestProblem,
+    expand_source,
+    files_digest,
+    read_source,
+    source_kind,
+)
 from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
@@ -48,9 +55,10 @@ def run(ctx: StageContext) -> StageResult:
     batches = [(source, urls) for source in cfg.sources for urls in file_batches(source)]
     raw_units: list[UnitRecord] = []
     if cfg.seeds or cfg.demo_site.enabled:
-        raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx)))
+        # The crawl's inputs are its seeds and scope, which are settings: new source files leave it alone.
+        raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx), inputs="seeds"))
     raw_units += ctx.map(partial(ingest_unit, ctx), batches)
-    raw_shards = [ctx.output.dataset_dir("raw") / s.name for unit in raw_units for s in unit.shards.get("raw", [])]
+    raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
     stats = merged_stats([*raw_units, *doc_units])
@@ -178,14 +186,15 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
         }
         return UnitRecord(unit=name, shards={"raw": shards}, stats=stats)
 
-    return ctx.unit(name, work)
+    return ctx.unit(name, work, inputs=files_digest(urls))  # an unchanged file is not read again
 
 
 # -- extract -----------------------------------------------------------------------------------------------------
 
 
-def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
+def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
     """One raw shard -> one documents shard of the same name; documents with no main text are counted, not kept."""
+    raw_shard = ctx.output.dataset_dir("raw") / raw_info.name
     name = f"extract-{raw_shard.stem}"
     cfg = ctx.config.crawl
 
@@ -198,7 +207,7 @@ def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
         stats = {"documents": info.rows, "extract": dict(counts), "problems": problems[:PROBLEM_ROWS]}
         return UnitRecord(unit=name, shards={"documents": [info]}, stats=stats)
 
-    return ctx.unit(name, work)
+    return ctx.unit(name, work, inputs=raw_info.sha256)
 
 
 def document_batches(

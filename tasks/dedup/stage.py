@@ -106,7 +106,7 @@ def run(ctx: StageContext) -> StageResult:
             seconds = time.perf_counter() - started
             return UnitRecord(unit=f"sign-{path.stem}", shards={"signatures": [info]}, stats={"sign_s": seconds})
 
-        return ctx.unit(f"sign-{path.stem}", work)
+        return ctx.unit(f"sign-{path.stem}", work, inputs=ctx.shard_digest(path))  # new shards signed alone
 
     signed = ctx.map(sign, inputs)
     sig_paths = [sig_dir / u.shards["signatures"][0].name for u in signed]
