@@ -166,6 +166,7 @@ class Deduplicator:
         self.quality: dict[int, float] = {}
         self.urls: dict[int, str] = {}
         self.sigs: dict[int, np.ndarray] = {}  # of exact/URL duplicates, for the removed-pairs report
+        self.copy_of: dict[int, int] = {}  # exact/URL duplicate -> the first document it copies
         self.prior_shards = 0
         self.prior_docs = 0
 
@@ -256,7 +257,17 @@ class Deduplicator:
     def _duplicate(self, doc: int, first: int, reason: str, sig: np.ndarray) -> None:
         self.reasons[doc] = reason
         self.sigs[doc] = sig
+        self.copy_of[doc] = first
         self.clusters.union(first, doc)
+
+    def _spare(self, survivor: int) -> None:
+        """The survivor stays even when it was found as an exact/URL copy (`longest` or `quality` can pick a later
+        copy): it loses its removal reason and the document it copied, if not already removed, takes it over."""
+        reason = self.reasons.pop(survivor, None)
+        first = self.copy_of.get(survivor)
+        if reason is not None and first is not None and first != survivor:
+            self.reasons.setdefault(first, reason)
+            self.sigs.setdefault(first, self.near.signatures.get(first) if self.near else None)
 
     def _assign_near(self, groups: dict[int, list[int]], keep: dict[int, int]) -> list[dict[str, Any]]:
         """Every cluster member but the survivor goes; those not already exact/URL copies go as near-duplicates."""
@@ -264,6 +275,7 @@ class Deduplicator:
         indexed = self.near.signatures if self.near else {}
         for root, members in groups.items():
             survivor = keep[root]
+            self._spare(survivor)
             for doc in sorted(members):
                 if doc == survivor or self._pinned(doc):  # a new document can link two old ones: both stay
                     continue
