@@ -96,12 +96,48 @@ class SourceConfig(Section):
     )
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float:
+    """`90s`, `15m`, `12h`, `1d`, `2w` (or a bare number of seconds) in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 1d or 2w")
+    return float(match[1]) * DURATION_UNITS[match[2] or "s"]
+
+
+class RefreshConfig(Section):
+    """Scheduled runs: when the crawl revisits what it knows (conditional requests; a 304 keeps the stored page)."""
+
+    recrawl_after: str | None = Field(
+        None,
+        description="Revisit known URLs when the last crawl is older than this (30m, 12h, 1d; 0s = every run). "
+        "None: never; the crawl is up to date once done.",
+        json_schema_extra=RUNTIME,
+    )
+
+    @field_validator("recrawl_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    def due(self, last_crawl_at: float | None, now: float) -> bool:
+        """Whether a crawl that finished at `last_crawl_at` (epoch seconds) is to be refreshed at `now`."""
+        if self.recrawl_after is None or last_crawl_at is None:
+            return False
+        return now - last_crawl_at >= duration_seconds(self.recrawl_after)
+
+
 class CrawlConfig(Section):
     """Polite asynchronous crawl from seeds plus ingestion of existing corpora, then main-text extraction."""
 
     seeds: list[str] = Field(default_factory=list, description="Seed URLs (http or https).")
     sources: list[SourceConfig] = Field(default_factory=list, description="Corpora to ingest: WARC, WET, JSONL, ...")
     demo_site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     use_sitemaps: bool = Field(True, description="Seed from robots.txt sitemaps, else /sitemap.xml, per host.")
     # scope
     max_pages: int = Field(200, ge=1, description="Stop after storing this many pages.")
@@ -413,6 +449,11 @@ class TrainConfig(Section):
     num_nodes: int = Field(1, ge=1, description="Machines training together.", json_schema_extra=RUNTIME)
     compile: bool = Field(False, description="torch.compile the model (GPU runs).", json_schema_extra=RUNTIME)
     seed: int = 1337
+    mode: Literal["continue", "scratch"] = Field(
+        "continue",
+        description="When the corpus gains a generation: continue: train on from the last model, on the new "
+        "generation's data; scratch: train a new model on the whole corpus.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TrainConfig:

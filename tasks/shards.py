@@ -50,6 +50,15 @@ class UnitRecord(BaseModel):
     inputs: str | None = Field(None, description="Digest of what the unit read: it is reused only for the same.")
 
 
+class Generation(BaseModel):
+    """The shards one run added to a stage (a refresh's new and changed pages, and what later stages made of
+    them). Earlier generations stay beside it; a shard rewritten by a later run moves to that run's generation."""
+
+    number: int
+    created_at: str
+    shards: dict[str, list[ShardInfo]]
+
+
 class Manifest(BaseModel):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     stage: str
@@ -67,6 +76,7 @@ class Manifest(BaseModel):
     digest: str | None = Field(
         None, description="Content digest of the output (shard checksums, files): the next stage's input hash."
     )
+    generations: list[Generation] = Field(default_factory=list, description="The runs that added shards, oldest first.")
 
 
 def content_digest(stage: str, shards: dict[str, list[ShardInfo]], files: dict[str, str], stage_dir: Path) -> str:
@@ -301,8 +311,36 @@ class StageOutput:
         kept = old.get("config_hash") == config_hash and same_input
         if not kept and self.path.exists():
             shutil.rmtree(self.path)
+        previous = self.read_manifest() if kept else None
+        if previous is not None:  # kept until commit, also across a crash: the new generation is what differs
+            atomic_write_json(self._generations_path, [g.model_dump(mode="json") for g in previous.generations])
         self.manifest_path.unlink(missing_ok=True)
         atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
+
+    @property
+    def _generations_path(self) -> Path:
+        return self._progress / "_generations.json"
+
+    def _generations(self, shards: dict[str, list[ShardInfo]]) -> list[Generation]:
+        """The earlier generations, less shards no longer listed, and a new one of the shards none of them has."""
+        earlier: list[Generation] = []
+        if self._generations_path.is_file():
+            earlier = [Generation.model_validate(g) for g in json.loads(self._generations_path.read_text())]
+        listed = {(d, s.name, s.sha256) for d, infos in shards.items() for s in infos}
+        seen: set[tuple[str, str, str]] = set()
+        kept = []
+        for generation in earlier:
+            still = {d: [s for s in infos if (d, s.name, s.sha256) in listed] for d, infos in generation.shards.items()}
+            still = {d: infos for d, infos in still.items() if infos}
+            seen |= {(d, s.name, s.sha256) for d, infos in still.items() for s in infos}
+            if still:
+                kept.append(generation.model_copy(update={"shards": still}))
+        new = {d: [s for s in infos if (d, s.name, s.sha256) not in seen] for d, infos in shards.items()}
+        new = {d: infos for d, infos in new.items() if infos}
+        if new or not kept:
+            number = max((g.number for g in earlier), default=-1) + 1
+            kept.append(Generation(number=number, created_at=datetime.now(UTC).isoformat(), shards=new))
+        return kept
 
     def finished_unit(self, unit: str, inputs: str | None = None) -> UnitRecord | None:
         """The unit's record if it finished on these inputs and its shards are intact."""
@@ -359,6 +397,7 @@ class StageOutput:
             mlflow_run_id=mlflow_run_id,
             created_at=datetime.now(UTC).isoformat(),
             digest=content_digest(self.stage, shards, files, self.path),
+            generations=self._generations(shards),
         )
         atomic_write_json(self.manifest_path, manifest.model_dump(mode="json"))
         return manifest

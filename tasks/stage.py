@@ -30,7 +30,7 @@ ProgressPublisher = Callable[[str, float, str], None]  # (name, fraction done, d
 UPSTREAM: dict[str, str | None] = {stage: (STAGES[i - 1] if i else None) for i, stage in enumerate(STAGES)}
 # Stages whose units say what they read (`ctx.unit(..., inputs=...)`): new input redoes only the units whose input
 # changed. The others redo everything when their input changes.
-INCREMENTAL = frozenset({"crawl", "dedup", "clean"})
+INCREMENTAL = frozenset({"crawl", "dedup", "clean", "tokenize"})
 
 
 def serial_map(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
@@ -133,6 +133,18 @@ class StageSummary(BaseModel):
         )
 
 
+def incremental(config: PipelineConfig, stage: str) -> bool:
+    """Whether new input keeps the stage's earlier work: training does under `train.mode: continue` (its last
+    model is where the next generation's training starts)."""
+    return stage in INCREMENTAL or (stage == "train" and config.train.mode == "continue")
+
+
+def corpus_generations(workspace: str | Path) -> list[int]:
+    """The crawl generations the corpus is made of now (what a model trained on it has seen), oldest first."""
+    manifest = StageOutput(workspace, "crawl").read_manifest()
+    return [g.number for g in manifest.generations] if manifest else []
+
+
 def stage_fingerprint(config: PipelineConfig, stage: str) -> str:
     """The config half of a stage's key: its produced settings (runtime ones left out) and the contents of every
     file they name. Raises ConfigError for a missing file, before any output is touched."""
@@ -146,9 +158,9 @@ def stage_input_hash(config: PipelineConfig, stage: str) -> str | None:
     upstream_name = UPSTREAM[stage]
     if upstream_name:
         return StageOutput(config.workspace, upstream_name).input_hash()
-    from gristmill.tasks.crawl.sources import sources_digest  # crawl's inputs are files, not a stage
+    from gristmill.tasks.crawl.stage import input_digest  # crawl's inputs are files and sites, not a stage
 
-    return sources_digest(config.crawl.sources)
+    return input_digest(config)
 
 
 def execute(
@@ -178,7 +190,7 @@ def execute(
         manifest = output.up_to_date(config_hash, input_hash)
         status = "up to date" if manifest else "ran"
         if manifest is None:
-            output.begin(config_hash, input_hash, incremental=stage in INCREMENTAL)
+            output.begin(config_hash, input_hash, incremental=incremental(config, stage))
             ctx = StageContext(
                 config, output, upstream, tracker, run_id, parent_run_id, mapper, publish, publish_progress, input_hash
             )
@@ -196,6 +208,8 @@ def execute(
         log.info("%s: %s", stage, status)
         if tracker and run_id:
             _track(tracker, run_id, manifest, status, output)
+            if upstream and input_hash:
+                tracker.log_dataset_input(run_id, upstream.stage, input_hash, upstream.manifest_path)
     except BaseException:
         if tracker and run_id:
             tracker.end_run(run_id, ok=False)

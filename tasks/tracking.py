@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,20 @@ class Tracker:
 
     def artifact_uri(self, run_id: str, artifact_path: str) -> str:
         return f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+
+    def log_dataset_input(self, run_id: str, name: str, digest: str, path: Path, context: str = "input") -> None:
+        """Name a stage's input in its run as an MLflow dataset whose digest is the input's content digest, so a
+        run (and the model version made by it) says exactly which data it read."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local-file source
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=name, digest=digest)
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 
     # ---------------------------------------------------------------------------------------------- registry
 

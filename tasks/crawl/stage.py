@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from gristmill.conf.schema import CrawlConfig, SourceConfig
+from gristmill.conf.schema import CrawlConfig, PipelineConfig, SourceConfig
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
 from gristmill.tasks.crawl.extract import ExtractionPool
@@ -34,6 +36,7 @@ from gristmill.tasks.crawl.sources import (
     files_digest,
     read_source,
     source_kind,
+    sources_digest,
 )
 from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
@@ -55,8 +58,7 @@ def run(ctx: StageContext) -> StageResult:
     batches = [(source, urls) for source in cfg.sources for urls in file_batches(source)]
     raw_units: list[UnitRecord] = []
     if cfg.seeds or cfg.demo_site.enabled:
-        # The crawl's inputs are its seeds and scope, which are settings: new source files leave it alone.
-        raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx), inputs="seeds"))
+        raw_units += fetch_units(ctx, fetch_generation(ctx.config))
     raw_units += ctx.map(partial(ingest_unit, ctx), batches)
     raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
@@ -73,14 +75,58 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
+def input_digest(config: PipelineConfig) -> str:
+    """The crawl's input, the first half of its key: every source file by content, and the crawl generation
+    (so a refresh that is due makes the stage run, and a run before it is up to date)."""
+    sources = sources_digest(config.crawl.sources) or ""
+    generation = fetch_generation(config) if config.crawl.seeds or config.crawl.demo_site.enabled else 0
+    return hashlib.sha256(f"{sources} {generation}".encode()).hexdigest()[:16]
+
+
 # -- fetch -------------------------------------------------------------------------------------------------------
 
 
-def fetch_unit(ctx: StageContext) -> UnitRecord:
-    """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards."""
+def state_path(workspace: str | Path) -> Path:
+    return Path(workspace) / "crawl" / "state" / "crawl.sqlite"
+
+
+def fetch_generation(config: PipelineConfig, now: float | None = None) -> int:
+    """Which crawl generation this run is: the last one, still to finish or up to date; or the next one when
+    `crawl.refresh.recrawl_after` has passed since the last one finished (a refresh). Reads the state file without
+    touching it (this is part of the stage's key, computed before anything is written)."""
+    path = state_path(config.workspace)
+    if not path.is_file():
+        return 0
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    generation = int(meta.get("generation", 0))
+    finished = meta.get(f"finished_{generation}")
+    last = float(finished) if finished is not None else None
+    due = config.crawl.refresh.due(last, time.time() if now is None else now)
+    return generation + 1 if due else generation
+
+
+def fetch_unit_name(generation: int) -> str:
+    """`fetch` for the first crawl, `fetch-g<N>` for refresh N; also the prefix of their shards."""
+    return "fetch" if generation == 0 else f"fetch-g{generation:03d}"
+
+
+def fetch_units(ctx: StageContext, generation: int) -> list[UnitRecord]:
+    """The crawl generations before this one as they were (their pages stay in the corpus), then this one.
+    The crawl's inputs are its seeds and scope, which are settings: new source files leave it alone."""
+    earlier = [ctx.output.finished_unit(fetch_unit_name(g), f"seeds@{g}") for g in range(generation)]
+    current = ctx.unit(fetch_unit_name(generation), partial(fetch_unit, ctx, generation), inputs=f"seeds@{generation}")
+    return [unit for unit in earlier if unit is not None] + [current]
+
+
+def fetch_unit(ctx: StageContext, generation: int = 0) -> UnitRecord:
+    """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards. A refresh
+    generation revisits every known URL with a conditional request and writes only new and changed pages."""
     cfg = ctx.config.crawl
-    state = CrawlState(ctx.output.path / "state" / "crawl.sqlite")
+    name = fetch_unit_name(generation)
+    state = CrawlState(state_path(ctx.workspace))
     try:
+        state.start_generation(generation)
         with ExitStack() as stack:
             seeds = list(cfg.seeds)
             if cfg.demo_site.enabled:
@@ -94,11 +140,13 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
             )
             crawler = Crawler(cfg, state, warc=warc, on_progress=reporter)
             crawler.run(seeds)
+        state.set_meta(f"finished_{generation}", str(time.time()))  # a refresh is due recrawl_after from here
         pages = map(raw_record, state.iter_pages())
-        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, "fetch")
+        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, name)
         log_rows = state.iter_fetches()
-        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, "fetch")
+        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, name)
         stats = {
+            "fetch_generation": generation,
             "raw_records": sum(s.rows for s in raw),
             "fetch": state.outcome_counts(),
             "fetch_errors": state.error_counts(),
@@ -107,7 +155,7 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
         }
         failures = state.iter_fetches(outcome="failed", limit=PROBLEM_ROWS)
         stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
-        return UnitRecord(unit="fetch", shards={"raw": raw, "fetches": fetches}, stats=stats)
+        return UnitRecord(unit=name, shards={"raw": raw, "fetches": fetches}, stats=stats)
     finally:
         state.close()
 

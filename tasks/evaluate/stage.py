@@ -17,7 +17,7 @@ from gristmill.tasks.evaluate.bias import load_pairs, score_pairs
 from gristmill.tasks.evaluate.generate import generate_samples
 from gristmill.tasks.evaluate.perplexity import perplexity, sequence_logprob
 from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
-from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.stage import StageContext, StageResult, corpus_generations
 from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
 from gristmill.tasks.train import load_model
 
@@ -102,7 +102,11 @@ def _track(ctx: StageContext, report: dict, bias_rows: list[dict], export_dir: P
     tracker.log_artifacts(run_id, export_dir, MODEL_ARTIFACT)
     if not ctx.config.evaluate.register_model:
         return None
-    tags = {"gristmill.pipeline": ctx.config.name, "gristmill.pipeline_run_id": ctx.parent_run_id or ""}
+    tags = {
+        "gristmill.pipeline": ctx.config.name,
+        "gristmill.pipeline_run_id": ctx.parent_run_id or "",
+        "gristmill.corpus_generations": ",".join(str(g) for g in corpus_generations(ctx.workspace)),
+    }
     return tracker.register_model(
         ctx.config.tracking.registered_model,
         run_id,

@@ -63,7 +63,7 @@ def changed_value(raw: dict[str, Any], key: str) -> Any:
         candidates += [value + 1, value * 2]
     elif isinstance(value, str):
         candidates.append(value + "-other")
-    candidates += [1, 2]
+    candidates += [1, 2, "1d"]  # "1d": a duration, for crawl.refresh.recrawl_after
     for candidate in candidates:
         if candidate == value:
             continue
