@@ -8,12 +8,13 @@ from prefect.runtime import flow_run
 from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import tracker_for
 from gristmill.flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
-from gristmill.tasks.stage import StageSummary
+from gristmill.tasks.stage import StageSummary, preflight
 
 
 @flow(name="pipeline")
 def pipeline(config: PipelineConfig) -> list[StageSummary]:
     """Turn a website into a trained, evaluated and registered language model."""
+    preflight(config)  # a missing file or a mistyped source fails here, before any stage touches its output
     tracker = tracker_for(config)
     run_id = tracker.start_run(
         config.name, tags={"gristmill.pipeline": config.name, "prefect.flow_run_id": str(flow_run.id or "")}

@@ -163,6 +163,16 @@ def stage_input_hash(config: PipelineConfig, stage: str) -> str | None:
     return input_digest(config)
 
 
+def preflight(config: PipelineConfig) -> None:
+    """Check every stage's config inputs (files named in config, source globs) before the pipeline starts, so a
+    missing bias file fails in seconds, not after the crawl and training. Raises ConfigError naming the key."""
+    for stage in STAGES:
+        stage_fingerprint(config, stage)
+    from gristmill.tasks.crawl.sources import sources_digest
+
+    sources_digest(config.crawl.sources)
+
+
 def execute(
     config: PipelineConfig,
     stage: str,

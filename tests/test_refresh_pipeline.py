@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from gristmill.conf.schema import STAGES, PipelineConfig, load_config
+from gristmill.flows.cli import app
 from gristmill.tasks import train
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
 from gristmill.tasks.evaluate import stage as evaluate
+from gristmill.tasks.lifecycle import history
 from gristmill.tasks.shards import StageOutput, iter_records
 from gristmill.tasks.stage import StageSummary, execute
 from gristmill.tasks.tokenize import stage as tokenize
@@ -97,9 +100,13 @@ def site(tmp_path: Path, shared_data: Path) -> Iterator[tuple[Path, str, list[di
         server.server_close()
 
 
+def pipeline_overrides(workspace: Path, seed: str, recrawl_after: str) -> list[str]:
+    own = [f"workspace={workspace}", f"crawl.seeds=[{seed}]", f"crawl.refresh.recrawl_after={recrawl_after}"]
+    return [*own, *SMALL]
+
+
 def pipeline_config(workspace: Path, seed: str, recrawl_after: str) -> PipelineConfig:
-    overrides = [f"workspace={workspace}", f"crawl.seeds=[{seed}]", f"crawl.refresh.recrawl_after={recrawl_after}"]
-    return load_config(DEMO, [*overrides, *SMALL])
+    return load_config(DEMO, pipeline_overrides(workspace, seed, recrawl_after))
 
 
 def run_pipeline(config: PipelineConfig) -> list[StageSummary]:
@@ -164,3 +171,20 @@ def test_a_scheduled_refresh_trains_on_what_changed_and_a_run_without_change_doe
     third = run_pipeline(pipeline_config(workspace, seed, "1d"))
     assert [s.status for s in third] == ["up to date"] * len(STAGES)
     assert log == [] and len(versions(pipeline_config(workspace, seed, "1d"))) == 2
+
+    # gristmill history: the generations, the runs, the versions and what each was trained on.
+    result = CliRunner().invoke(app, ["history", str(DEMO), *pipeline_overrides(workspace, seed, "1d")])
+    assert result.exit_code == 0, result.output
+    tables = history(pipeline_config(workspace, seed, "1d"))
+    assert [g["generation"] for g in tables["generations"]] == [0, 1]
+    assert [m["corpus_generations"] for m in tables["models"]] == ["0", "0,1"]
+    assert [r["ran"] for r in tables["runs"]] == [", ".join(STAGES)] * 2 + ["nothing (all up to date)"]
+    assert "generations" in result.output and "0,1" in result.output
+
+    # gristmill gc --keep 1: the first training's checkpoints go, the continued one stays; nothing reruns.
+    result = CliRunner().invoke(app, ["gc", str(DEMO), *pipeline_overrides(workspace, seed, "1d"), "--keep", "1"])
+    assert result.exit_code == 0, result.output
+    assert "checkpoint of generation 0" in result.output and "freed" in result.output
+    assert not list((workspace / "train" / "checkpoints").glob("*.ckpt"))
+    assert (workspace / "train" / "checkpoints" / "g001" / "last.ckpt").is_file()
+    assert [s.status for s in run_pipeline(pipeline_config(workspace, seed, "1d"))] == ["up to date"] * len(STAGES)

@@ -15,7 +15,7 @@ from gristmill.conf.schema import STAGES, ConfigError, PipelineConfig, Section, 
 from gristmill.tasks.crawl import stage as crawl_stage
 from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import StageOutput, UnitRecord, iter_records, write_shard
-from gristmill.tasks.stage import StageContext, StageResult, execute
+from gristmill.tasks.stage import StageContext, StageResult, execute, preflight
 from tests.helpers import document, write_documents_stage
 
 
@@ -241,3 +241,10 @@ def test_a_bad_source_added_to_a_finished_workspace_fails_before_anything_is_del
         execute(mistyped, "crawl", never_runs)
     assert sorted(p.relative_to(crawl_dir) for p in crawl_dir.rglob("*")) == files_before
     assert StageOutput(tmp_path / "ws", "crawl").read_manifest() is not None
+
+
+def test_preflight_names_a_missing_file_of_a_later_stage_before_the_first_stage_runs(tmp_path):
+    raw = with_override(base_raw(tmp_path / "ws"), "evaluate.bias_pairs", str(tmp_path / "pairs.yaml"))
+    with pytest.raises(ConfigError, match=r"evaluate\.bias_pairs: file .*pairs\.yaml does not exist"):
+        preflight(validate_config(raw))
+    assert not (tmp_path / "ws").exists()
