@@ -321,6 +321,21 @@ class StageOutput:
     def _generations_path(self) -> Path:
         return self._progress / "_generations.json"
 
+    def committed_unit(self, unit: str, inputs: str | None) -> UnitRecord | None:
+        """A finished unit whose shards an earlier, completed run of this stage committed (not just a unit of an
+        interrupted run): what an incremental stage may leave as it was."""
+        record = self.finished_unit(unit, inputs)
+        if record is None or not self._generations_path.is_file():
+            return None
+        earlier = {
+            (d, s["name"], s["sha256"])
+            for g in json.loads(self._generations_path.read_text())
+            for d, infos in g["shards"].items()
+            for s in infos
+        }
+        mine = {(d, s.name, s.sha256) for d, infos in record.shards.items() for s in infos}
+        return record if mine and mine <= earlier else None
+
     def _generations(self, shards: dict[str, list[ShardInfo]]) -> list[Generation]:
         """The earlier generations, less shards no longer listed, and a new one of the shards none of them has."""
         earlier: list[Generation] = []
