@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory  # noqa: E402
+from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
+from gristmill.tasks.demo_site.serve import serve_directory  # noqa: E402
 
 CHILD = """
 import json, sys, time

@@ -26,7 +26,7 @@ from gristmill.lightning_model.model import Llama, ModelConfig  # noqa: E402
 from gristmill.lightning_model.module import lr_factor  # noqa: E402
 from gristmill.tasks.shards import write_shard  # noqa: E402
 from gristmill.tasks.tokenize.pack import rows_to_batch, tokens_schema  # noqa: E402
-from gristmill.tasks.train import train_model  # noqa: E402
+from gristmill.tasks.train.stage import train_model  # noqa: E402
 
 
 def make_shards(directory: Path, vocab: int, seq_len: int, rows: int) -> list[Path]:

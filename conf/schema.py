@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 # Two kinds of settings. A field declared with json_schema_extra=RUNTIME changes only HOW a stage runs (progress
 # bars, concurrency, workers, devices, strategy, logging): it is left out of the stage's hash, so changing it never
-# invalidates output. A field declared with CONFIG_FILE names a file (or directory) whose *contents* are hashed, so
+# invalidates output. A field declared with CONFIG_FILE names a file whose *contents* are hashed, so
 # an edited lexicon or tokenizer reruns its stage. Everything else is "produced" and hashed as it is.
 RUNTIME: dict[str, Any] = {"runtime": True}
 CONFIG_FILE: dict[str, Any] = {"config_file": True}
@@ -528,30 +528,25 @@ class PipelineConfig(Section):
 CONF_DIR = Path(__file__).resolve().parent
 
 
-def resolve_config_file(path: str | Path) -> Path:
-    """Where a file named in config lives: absolute, or relative to the working directory if it exists there,
-    else relative to conf/ (where the shipped lexicons and pair files are)."""
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() or candidate.exists() else CONF_DIR / candidate
+def config_file(path: str | Path, key: str) -> Path:
+    """The file a config key names, by the one rule every stage uses: an absolute path as is; a relative one from
+    the working directory, else from the folder of the shipped configs (where the defaults such as
+    `demographic_terms.yaml` live). A file found in neither place is a ConfigError naming the key."""
+    named = Path(path)
+    for candidate in (named,) if named.is_absolute() else (named, CONF_DIR / named):
+        if candidate.is_file():
+            return candidate
+    looked = str(named) if named.is_absolute() else f"{Path.cwd() / named} or {CONF_DIR / named}"
+    raise ConfigError(f"{key}: file {str(path)!r} not found (looked for {looked})")
 
 
 def config_file_digest(path: str | Path, key: str = "file") -> str:
-    """sha256 of a file named in config, or of a directory's files (relative names and contents, sorted), so a
-    stage's key follows the file's contents, not its name. A missing file is a ConfigError naming the key."""
-    resolved = resolve_config_file(path)
+    """sha256 of a file named in config (found by `config_file`), so a stage's key follows the file's contents,
+    not its name. A missing file is a ConfigError naming the key."""
     digest = hashlib.sha256()
-    if resolved.is_file():
-        files = [resolved]
-    elif resolved.is_dir():
-        files = sorted(p for p in resolved.rglob("*") if p.is_file())
-    else:
-        where = "" if str(resolved) == str(path) else f" (looked at {resolved})"
-        raise ConfigError(f"{key}: file {path} does not exist{where}")
-    for file in files:
-        digest.update(str(file.relative_to(resolved)).encode() if file != resolved else b"")
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+    with open(config_file(path, key), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 

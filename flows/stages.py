@@ -6,13 +6,13 @@ from prefect import flow
 
 from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import run_stage
-from gristmill.tasks import train
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
 from gristmill.tasks.evaluate import stage as evaluate
 from gristmill.tasks.stage import StageSummary
 from gristmill.tasks.tokenize import stage as tokenize
+from gristmill.tasks.train import stage as train
 
 
 @flow(name="crawl")

@@ -1,4 +1,5 @@
-"""Throughput and model FLOPs utilisation (MFU), logged as training runs.
+"""Training callbacks: throughput and model FLOPs utilisation (MFU), logged as training runs; the loss history that
+the train stage reports, kept in the checkpoint.
 
 FLOPs per token = 6N + 12·L·H·Q·T (PaLM, appendix B): N non-embedding matmul parameters (a tied output head
 counted), L layers, H heads, Q head dimension, T sequence length; the second term is attention's own matmuls.
@@ -8,12 +9,15 @@ MFU = achieved FLOP/s over the devices' dense peak.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 
 from gristmill.lightning_model.model import Llama
+
+TRAIN_LOSS_WINDOW = 10  # train_loss_last is the mean of this many final steps: one batch is too noisy
 
 # Dense bf16 peaks, FLOP/s per device (no sparsity), by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS: dict[str, float] = {
@@ -69,3 +73,52 @@ class ThroughputMonitor(L.Callback):
         if self.peak:
             metrics["train/mfu"] = tokens_per_s * self.flops_per_token / (self.peak * trainer.world_size)
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+
+
+class TrainingHistory(L.Callback):
+    """Losses over the whole training, kept in the checkpoint: a resumed run still knows its first losses."""
+
+    def __init__(self) -> None:
+        self.val_losses: list[tuple[int, float]] = []  # (global step, mean val loss)
+        self.train_loss_first: float | None = None
+        self.recent_train_losses: deque[float] = deque(maxlen=TRAIN_LOSS_WINDOW)
+        self.tokens_this_run = 0
+        self.train_seconds = 0.0
+        self._started: float | None = None
+        self._tokens_at_start = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or loss is None:
+            return
+        step = trainer.global_step
+        if self.val_losses and self.val_losses[-1][0] == step:
+            return  # the same step validated twice (e.g. a resume at a validation boundary)
+        self.val_losses.append((step, float(loss)))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._tokens_at_start = pl_module.tokens_seen
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = float(outputs["loss"] if isinstance(outputs, dict) else outputs)
+        if self.train_loss_first is None:
+            self.train_loss_first = loss
+        self.recent_train_losses.append(loss)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._started is not None:
+            self.train_seconds = time.perf_counter() - self._started
+            self.tokens_this_run = pl_module.tokens_seen - self._tokens_at_start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "val_losses": [list(item) for item in self.val_losses],
+            "train_loss_first": self.train_loss_first,
+            "recent_train_losses": list(self.recent_train_losses),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.val_losses = [(int(step), float(loss)) for step, loss in state_dict.get("val_losses", [])]
+        self.train_loss_first = state_dict.get("train_loss_first")
+        self.recent_train_losses.extend(state_dict.get("recent_train_losses", []))

@@ -27,7 +27,7 @@ class LitLlama(L.LightningModule):
     def __init__(self, model_config: dict[str, Any], train_config: dict[str, Any]) -> None:
         super().__init__()
         # Plain dicts, not dataclasses: torch >= 2.6 loads checkpoints weights-only, rejecting other classes.
-        self.save_hyperparameters(logger=False)  # tasks/train.py logs params once, resume-safe
+        self.save_hyperparameters(logger=False)  # tasks/train/stage.py logs params once, resume-safe
         self.model = Llama(ModelConfig.from_dict(model_config))
         self.train_config = dict(train_config)
         self.tokens_seen = 0  # target tokens trained on, over all ranks; kept in the checkpoint

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -35,6 +35,24 @@ INCREMENTAL = frozenset({"crawl", "dedup", "clean", "tokenize"})
 
 def serial_map(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
     return [fn(item) for item in items]
+
+
+def sum_stats(many: Iterable[Mapping[str, Any]], skip: Collection[str] = ()) -> dict[str, Any]:
+    """Units' counters added up, nested dicts key by key, so that per-shard counts give the stage's totals (and a
+    resumed stage's reused units count as before). Top-level keys in `skip` and values that are not numbers
+    (samples, warnings: reported, not summed) are left out."""
+    total: dict[str, Any] = {}
+    for stats in many:
+        _add_counts(total, {key: value for key, value in stats.items() if key not in skip})
+    return total
+
+
+def _add_counts(total: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, Mapping):
+            _add_counts(total.setdefault(key, {}), value)
+        elif isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
 
 
 @dataclass

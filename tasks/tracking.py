@@ -99,6 +99,10 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) of every logged value of one metric, by step."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
     def artifact_uri(self, run_id: str, artifact_path: str) -> str:
         return f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
 

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gristmill.tasks.crawl.extract import document_from_raw
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, doc_id
+from gristmill.tasks.crawl.records import doc_id
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
 
 

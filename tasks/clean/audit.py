@@ -13,14 +13,14 @@ from typing import Any
 
 import yaml
 
-from gristmill.conf.schema import CONF_DIR, AuditConfig
+from gristmill.conf.schema import AuditConfig, config_file
 
 ALL = "_all"  # the key for "every document", beside the groups
 
 
 def load_lexicon(path: str | Path) -> dict[str, re.Pattern[str]]:
     """One whole-word, case-insensitive pattern per group."""
-    path = Path(path) if Path(path).is_absolute() else CONF_DIR / path
+    path = config_file(path, "clean.audit.lexicon")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise ValueError(f"{path}: expected a mapping of group -> non-empty list of terms")
@@ -56,16 +56,6 @@ class Audit:
             "entered": {k: dict(v) for k, v in self.entered.items()},
             "removed": {k: dict(v) for k, v in self.removed.items()},
         }
-
-
-def merge(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    """Add one unit's counts into the running total (nested dicts of ints)."""
-    for key, value in part.items():
-        if isinstance(value, dict):
-            merge(total.setdefault(key, {}), value)
-        else:
-            total[key] = total.get(key, 0) + value
-    return total
 
 
 def summarize(counts: dict[str, Any], groups: list[str], cfg: AuditConfig) -> tuple[list[dict], list[str]]:

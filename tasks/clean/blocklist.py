@@ -6,12 +6,13 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gristmill.conf.schema import config_file
 from gristmill.tasks.clean.base import Doc, Filter, Verdict
 
 
-def read_list(path: str | Path) -> list[str]:
-    """One entry per line; blank lines and `#` comments ignored."""
-    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+def read_list(path: str | Path, key: str) -> list[str]:
+    """One entry per line of the file config `key` names; blank lines and `#` comments ignored."""
+    lines = (line.split("#", 1)[0].strip() for line in config_file(path, key).read_text().splitlines())
     return [line.lower() for line in lines if line]
 
 

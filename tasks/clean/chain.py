@@ -24,7 +24,7 @@ def build_chain(cfg: CleanConfig) -> list[Step]:
     """Only the enabled steps, in order: cheap URL check, language, repetition, quality, C4, FineWeb, then PII."""
     steps: list[Step] = [Normalizer(cfg.fix_unicode)]
     if cfg.url_blocklist:
-        steps.append(DomainBlocklist(read_list(cfg.url_blocklist)))
+        steps.append(DomainBlocklist(read_list(cfg.url_blocklist, "clean.url_blocklist")))
     if cfg.language.enabled:
         steps.append(LanguageFilter(cfg.language))
     if cfg.repetition.enabled:
@@ -36,7 +36,7 @@ def build_chain(cfg: CleanConfig) -> list[Step]:
     if cfg.fineweb.enabled:
         steps.append(FineWebQuality(cfg.fineweb))
     if cfg.badwords:
-        steps.append(BadWords(read_list(cfg.badwords)))
+        steps.append(BadWords(read_list(cfg.badwords, "clean.badwords")))
     if cfg.pii.enabled:
         steps.append(PIIFormatter(cfg.pii))
     return steps

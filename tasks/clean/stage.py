@@ -14,13 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from gristmill.tasks.clean.audit import Audit, load_lexicon, merge, summarize
+from gristmill.tasks.clean.audit import Audit, load_lexicon, summarize
 from gristmill.tasks.clean.base import Doc, Verdict
 from gristmill.tasks.clean.chain import Chain, build_chain
 from gristmill.tasks.clean.report import log_report
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
-from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 
 log = logging.getLogger("gristmill.clean")
 
@@ -77,11 +77,8 @@ def run(ctx: StageContext) -> StageResult:
         return ctx.unit(path.stem, lambda: clean_shard(ctx, path), inputs=ctx.shard_digest(path))
 
     units = ctx.map(unit, ctx.input_paths())
-    totals: dict[str, Any] = {}
-    samples: list[dict] = []
-    for record in units:
-        merge(totals, {k: v for k, v in record.stats.items() if k not in ("samples",)})
-        samples.extend(record.stats.get("samples", []))
+    totals = sum_stats((record.stats for record in units), skip={"samples"})
+    samples = [sample for record in units for sample in record.stats.get("samples", [])]
     stats: dict[str, Any] = {
         "chars_out": totals.get("chars_out", 0),
         "removed": dict(sorted(totals.get("removed", {}).items())),

@@ -39,8 +39,9 @@ from gristmill.tasks.crawl.fetch import (
     retry_after_seconds,
 )
 from gristmill.tasks.crawl.state import CrawlState, Fetch, Page
-from gristmill.tasks.crawl.urls import Scope, UrlNormalizer, host_of, origin_of
+from gristmill.tasks.crawl.urls import Scope, host_of, origin_of
 from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.urls import UrlNormalizer
 
 logger = logging.getLogger("gristmill.crawl")
 

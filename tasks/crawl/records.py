@@ -1,9 +1,8 @@
-"""The crawl stage's record schemas.
+"""The crawl stage's own record schemas.
 
 `RAW_SCHEMA` is what every source ends in - a crawled page, a WARC/WET record, a JSONL line, a Parquet row, a
-file - before extraction; `DOCUMENT_SCHEMA` is what crawl writes after extraction and dedup and clean read and
-write (same schema throughout; clean appends its language columns). `FETCH_SCHEMA` logs every crawl fetch,
-failures included.
+file - before extraction; `FETCH_SCHEMA` logs every crawl fetch, failures included. What crawl writes after
+extraction is the cross-stage DOCUMENT schema (`tasks/documents.py`).
 """
 
 from __future__ import annotations
@@ -26,22 +25,6 @@ RAW_SCHEMA = pa.schema(
         pa.field("charset", pa.string()),  # as declared by the response header, if it declared one
         pa.field("lang_hint", pa.string()),  # Content-Language, or the WET record's identified language
         pa.field("content", pa.binary(), nullable=False),  # the body: HTML bytes, or UTF-8 text
-    ]
-)
-
-DOCUMENT_SCHEMA = pa.schema(
-    [
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("url", pa.string(), nullable=False),
-        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("status", pa.int16(), nullable=False),  # HTTP status of the final response
-        pa.field("content_type", pa.string()),  # media type without parameters, e.g. text/html
-        pa.field("title", pa.string()),
-        pa.field("text", pa.string()),  # extracted main text; null when extraction found none
-        pa.field("raw_bytes", pa.int64(), nullable=False),  # size of the response body as received
-        pa.field("source", pa.string()),  # "crawl" or the ingested file
-        pa.field("published", pa.string()),  # publication date (YYYY-MM-DD) found by the extractor, if any
-        pa.field("lang_hint", pa.string()),  # <html lang>, Content-Language or WET language: a hint, not language id
     ]
 )
 

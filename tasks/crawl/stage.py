@@ -25,10 +25,9 @@ import pyarrow as pa
 
 from gristmill.conf.schema import CrawlConfig, PipelineConfig, SourceConfig
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.demo_site import build_demo_site, serve_directory
 from gristmill.tasks.crawl.extract import ExtractionPool
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
-from gristmill.tasks.crawl.records import CRAWL_SOURCE, DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA, doc_id
+from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
     IngestCounts,
     IngestProblem,
@@ -40,8 +39,11 @@ from gristmill.tasks.crawl.sources import (
 )
 from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.demo_site.build import build_demo_site
+from gristmill.tasks.demo_site.serve import serve_directory
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
-from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 
 log = logging.getLogger("gristmill.crawl")
 
@@ -63,7 +65,7 @@ def run(ctx: StageContext) -> StageResult:
     raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
-    stats = merged_stats([*raw_units, *doc_units])
+    stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
     return StageResult(
         units=[*raw_units, *doc_units],
         count_in=int(stats.get("raw_records", 0)),
@@ -295,22 +297,6 @@ def record_location(raw: dict[str, Any]) -> str:
 
 
 # -- report ------------------------------------------------------------------------------------------------------
-
-
-def merged_stats(units: list[UnitRecord]) -> dict[str, Any]:
-    """Sum the units' counters (nested dicts too); problem samples go to the report table, not the manifest."""
-    total: dict[str, Any] = {}
-    for unit in units:
-        for key, value in unit.stats.items():
-            if key == "problems":
-                continue
-            if isinstance(value, dict):
-                bucket = total.setdefault(key, {})
-                for k, v in value.items():
-                    bucket[k] = bucket.get(k, 0) + v
-            elif isinstance(value, int | float):
-                total[key] = total.get(key, 0) + value
-    return total
 
 
 def report(ctx: StageContext, raw_units: list[UnitRecord], doc_units: list[UnitRecord]) -> None:

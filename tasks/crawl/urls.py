@@ -1,50 +1,11 @@
-"""URLs as the crawler sees them: one canonical form per page, and the rules for which pages are in scope."""
+"""Which pages the crawler may visit, and the hosts and origins it is polite to. The canonical form of a URL is
+shared with dedup: `tasks/urls.py`."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class UrlNormalizer:
-    """Canonical form used for the seen-set and doc ids; None for anything but an absolute http(s) URL.
-
-    Lowercases scheme and host, drops default ports, fragments, credentials and tracking parameters (patterns
-    with `*`), sorts the query, and gives an empty path "/" - so `/a?b=1&utm_source=x` and `/a?b=1` are one page.
-    """
-
-    def __init__(self, strip_params: Iterable[str] = ()) -> None:
-        patterns = [fnmatch.translate(p.lower()) for p in strip_params]
-        self._strip = re.compile("|".join(patterns)) if patterns else None
-
-    def __call__(self, url: str | None) -> str | None:
-        if url is None:
-            return None
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError:  # bad port or bracketed host
-            return None
-        scheme = parts.scheme.lower()
-        host = (parts.hostname or "").rstrip(".")
-        if scheme not in DEFAULT_PORTS or not host:
-            return None
-        if ":" in host:  # IPv6 literal: urlsplit strips the brackets, a URL needs them
-            host = f"[{host}]"
-        if port is not None and port != DEFAULT_PORTS[scheme]:
-            host = f"{host}:{port}"
-        return urlunsplit((scheme, host, parts.path or "/", self._query(parts.query), ""))
-
-    def _query(self, query: str) -> str:
-        if not query:
-            return ""
-        pairs = parse_qsl(query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if not (self._strip and self._strip.fullmatch(k.lower()))]
-        return urlencode(sorted(kept))
+from urllib.parse import urlsplit
 
 
 def host_of(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Exact duplicates: documents whose text is identical after normalisation, and URL duplicates.
+"""Exact duplicates: documents whose text is identical after normalisation (URL duplicates: `tasks/urls.py`).
 
 Normalisation runs in Arrow compute kernels over a whole batch: one Python regex call per document cost more than
 hashing the document's shingles. RE2 classes are used so that non-ASCII letters and digits count as word characters.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from gristmill.tasks.dedup.tokens import sequence_hashes, word_tokens
 
 _NON_WORD = r"[^\p{L}\p{N}]+"  # punctuation, symbols, underscores and whitespace
 _NON_WORD_KEEP_PUNCT = r"\s+"
@@ -40,8 +41,6 @@ class Normalizer:
         normalised text is just its word sequence, so the digest is a hash of the word hashes, computed in numpy
         (Arrow's regex replace cost more than all of the MinHash work); otherwise blake2b of the normalised text."""
         if self.punctuation and not self.digits:
-            from gristmill.tasks.dedup.minhash import sequence_hashes, word_tokens
-
             return [int(h).to_bytes(8, "little") for h in sequence_hashes(*word_tokens(texts, self.lowercase))]
         return [_digest(t) for t in self.batch(texts).to_pylist()]
 
@@ -60,12 +59,3 @@ def exact_hash(text: str, normalizer: Normalizer = DEFAULT) -> bytes:
 
 def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=8).digest()
-
-
-def normalize_url(url: str | None) -> str:
-    """Two URLs name the same page when they differ only in scheme/host case, fragment or a trailing slash."""
-    if not url:
-        return ""
-    parts = urlsplit(url.strip())
-    path = parts.path.rstrip("/") or "/"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))

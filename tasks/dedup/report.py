@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gristmill.tasks.figures import new_figure
 from gristmill.tasks.stage import StageContext
 
 MAX_PAIR_ROWS = 5000  # an MLflow table is for looking at; beyond this it is a sample (the first removals)
@@ -27,20 +28,14 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def histogram_figure(sizes: list[int]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def histogram_figure(sizes: list[int]) -> Any:
+    fig, ax = new_figure(6, 3.5)
     counts = Counter(sizes)
     ax.bar([str(s) for s in sorted(counts)], [counts[s] for s in sorted(counts)])
     ax.set_xlabel("cluster size (documents)")
     ax.set_ylabel("clusters")
     ax.set_yscale("log")
     ax.set_title("Duplicate clusters")
-    fig.tight_layout()
     return fig
 
 
@@ -48,10 +43,4 @@ def track(ctx: StageContext, sizes: list[int], pairs: list[dict[str, Any]]) -> N
     ctx.table("dedup/removed_pairs", pairs[:MAX_PAIR_ROWS])
     if not (ctx.tracker and ctx.run_id):
         return
-    from matplotlib import pyplot as plt
-
-    fig = histogram_figure(sizes)
-    try:
-        ctx.tracker.log_figure(ctx.run_id, fig, "dedup/cluster_sizes.png")
-    finally:
-        plt.close(fig)
+    ctx.tracker.log_figure(ctx.run_id, histogram_figure(sizes), "dedup/cluster_sizes.png")

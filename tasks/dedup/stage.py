@@ -20,14 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gristmill.conf.schema import DedupConfig
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
 from gristmill.tasks.dedup import report
 from gristmill.tasks.dedup.clusters import UnionFind, survivors
-from gristmill.tasks.dedup.exact import Normalizer, normalize_url
+from gristmill.tasks.dedup.exact import Normalizer
 from gristmill.tasks.dedup.index import KeptIndex, NearIndex, index_schema
 from gristmill.tasks.dedup.minhash import MinHasher, Shingler, estimated_jaccard, lean
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.urls import same_page_key
 
 
 def signature_schema(num_perm: int) -> pa.Schema:
@@ -195,7 +196,7 @@ class Deduplicator:
                 row += 1
                 self.first_by_hash.setdefault(digest, doc)
                 if url:
-                    self.first_by_url.setdefault(normalize_url(url), doc)
+                    self.first_by_url.setdefault(same_page_key(url), doc)
                 if self.near:
                     self.near.lsh.insert(doc, lean(sig, self.cfg.seed), check_duplication=False)
                     self.near.signatures[doc] = sig
@@ -256,7 +257,7 @@ class Deduplicator:
             return
         self.lengths[doc] = length
         if self.cfg.url and url:
-            first = self.first_by_url.setdefault(normalize_url(url), doc)
+            first = self.first_by_url.setdefault(same_page_key(url), doc)
             if first != doc:
                 return self._duplicate(doc, first, "url", sig)
         if self.cfg.exact:

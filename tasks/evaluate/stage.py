@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from gristmill.conf.schema import CONF_DIR
+from gristmill.conf.schema import config_file
 from gristmill.lightning_model.export import export_hf, max_logit_difference
+from gristmill.lightning_model.weights import load_model
 from gristmill.tasks.evaluate.bias import load_pairs, score_pairs
 from gristmill.tasks.evaluate.generate import generate_samples
 from gristmill.tasks.evaluate.perplexity import perplexity, sequence_logprob
 from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
 from gristmill.tasks.stage import StageContext, StageResult, corpus_generations
 from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
-from gristmill.tasks.train import load_model
 
 EXPORT_TOLERANCE = 1e-4
 MODEL_ARTIFACT = "model"
@@ -40,7 +40,7 @@ def run(ctx: StageContext) -> StageResult:
         samples = generate_samples(
             model, tokenizer, cfg.prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, eos, cfg.seed
         )
-        pairs = load_pairs(_resolve(cfg.bias_pairs))
+        pairs = load_pairs(config_file(cfg.bias_pairs, "evaluate.bias_pairs"))
         bias, bias_rows = score_pairs(pairs, lambda text: sequence_logprob(model, [eos, *tokenizer.encode(text).ids]))
         _export(model, model_config, tokenizer_dir, export_dir)
         probe = torch.tensor([[eos, *tokenizer.encode(cfg.prompts[0]).ids]])
@@ -69,11 +69,6 @@ def run(ctx: StageContext) -> StageResult:
         stats=unit.stats,
         files={"export": "export", "report": "report.json"},
     )
-
-
-def _resolve(path: str) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() or candidate.exists() else CONF_DIR / candidate
 
 
 def _export(model, model_config, tokenizer_dir: Path, export_dir: Path) -> None:

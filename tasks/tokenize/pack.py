@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from gristmill.tasks.figures import new_figure
+from gristmill.tasks.stage import sum_stats
 
 
 def tokens_schema(seq_len: int, vocab_size: int) -> pa.Schema:
@@ -75,23 +79,12 @@ class LengthHistogram:
 
     @classmethod
     def merge(cls, many: Iterable[dict[str, int]]) -> LengthHistogram:
-        merged = cls()
-        for counts in many:
-            for key, n in counts.items():
-                merged.counts[key] = merged.counts.get(key, 0) + n
-        merged.counts = dict(sorted(merged.counts.items(), key=lambda kv: int(kv[0][3:])))
-        return merged
+        return cls(dict(sorted(sum_stats(many).items(), key=lambda kv: int(kv[0][3:]))))
 
-    def figure(self):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(8, 4))
+    def figure(self) -> Any:
+        figure, axis = new_figure(8, 4)
         axis.bar(list(self.counts), list(self.counts.values()))
         axis.set_xlabel("document length (tokens, incl. end-of-text)")
         axis.set_ylabel("documents")
         axis.tick_params(axis="x", rotation=45)
-        figure.tight_layout()
         return figure

@@ -82,3 +82,15 @@ def test_extends_in_a_circle_is_an_error(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="circle"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_a_file_named_in_config_is_found_by_one_rule_or_named_in_the_error(tmp_path, monkeypatch):
+    from gristmill.conf.schema import CONF_DIR, config_file
+
+    monkeypatch.chdir(tmp_path)
+    assert config_file("demographic_terms.yaml", "clean.audit.lexicon") == CONF_DIR / "demographic_terms.yaml"
+    (tmp_path / "demographic_terms.yaml").write_text("mine: [x]\n")  # the working directory wins over conf/
+    assert config_file("demographic_terms.yaml", "clean.audit.lexicon").resolve() == tmp_path / "demographic_terms.yaml"
+    assert config_file(tmp_path / "demographic_terms.yaml", "k") == tmp_path / "demographic_terms.yaml"
+    with pytest.raises(ConfigError, match=r"clean\.url_blocklist: file 'blocked\.txt' not found"):
+        config_file("blocked.txt", "clean.url_blocklist")

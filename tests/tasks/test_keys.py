@@ -13,7 +13,7 @@ import pytest
 
 from gristmill.conf.schema import STAGES, ConfigError, PipelineConfig, Section, is_runtime, validate_config
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import StageOutput, UnitRecord, iter_records, write_shard
 from gristmill.tasks.stage import StageContext, StageResult, execute, preflight
 from tests.helpers import document, write_documents_stage
@@ -168,7 +168,7 @@ def test_a_missing_file_named_in_config_fails_before_the_stage_is_touched(tmp_pa
     (tmp_path / "badwords.txt").write_text("x\n")
     build_pipeline(raw)
     (tmp_path / "badwords.txt").unlink()
-    with pytest.raises(ConfigError, match=r"clean\.badwords: file .*badwords\.txt does not exist"):
+    with pytest.raises(ConfigError, match=r"clean\.badwords: file .*badwords\.txt.* not found"):
         execute(validate_config(raw), "clean", never_runs)
     assert StageOutput(raw["workspace"], "clean").read_manifest() is not None
 
@@ -245,6 +245,6 @@ def test_a_bad_source_added_to_a_finished_workspace_fails_before_anything_is_del
 
 def test_preflight_names_a_missing_file_of_a_later_stage_before_the_first_stage_runs(tmp_path):
     raw = with_override(base_raw(tmp_path / "ws"), "evaluate.bias_pairs", str(tmp_path / "pairs.yaml"))
-    with pytest.raises(ConfigError, match=r"evaluate\.bias_pairs: file .*pairs\.yaml does not exist"):
+    with pytest.raises(ConfigError, match=r"evaluate\.bias_pairs: file .*pairs\.yaml.* not found"):
         preflight(validate_config(raw))
     assert not (tmp_path / "ws").exists()

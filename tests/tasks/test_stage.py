@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from gristmill.conf.schema import PipelineConfig
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard
-from gristmill.tasks.stage import StageContext, StageResult, execute
+from gristmill.tasks.stage import StageContext, StageResult, execute, sum_stats
 from gristmill.tasks.tracking import Tracker
 from tests.helpers import document, write_documents_stage
 
@@ -103,3 +103,15 @@ def test_warnings_in_a_stage_stats_reach_its_summary_also_when_up_to_date(tmp_pa
     assert execute(config, "dedup", run).warnings == ["filter X removes group Y 3x as often"]
     again = execute(config, "dedup", run)
     assert again.status == "up to date" and again.warnings == ["filter X removes group Y 3x as often"]
+
+
+def test_units_stats_add_up_nested_and_leave_samples_out():
+    units = [
+        {"docs": 3, "removed": {"a": 1, "b": 2}, "nested": {"x": {"y": 1.5}}, "samples": [{"url": "u"}], "note": "t"},
+        {"docs": 4, "removed": {"b": 1, "c": 5}, "nested": {"x": {"y": 1.0}}, "samples": [], "problems": 9},
+    ]
+    assert sum_stats(units, skip={"problems"}) == {
+        "docs": 7,
+        "removed": {"a": 1, "b": 3, "c": 5},
+        "nested": {"x": {"y": 2.5}},
+    }

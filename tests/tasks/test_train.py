@@ -11,7 +11,8 @@ import torch
 from gristmill.conf.schema import TrainConfig
 from gristmill.lightning_model.data import read_rows
 from gristmill.lightning_model.model import ModelConfig
-from gristmill.tasks.train import load_model, resolve_hardware, train_model
+from gristmill.lightning_model.weights import load_model
+from gristmill.tasks.train.stage import resolve_hardware, train_model
 from tests.helpers import write_token_shard
 
 SEQ_LEN = 32
@@ -124,11 +125,11 @@ def test_train_learns_tracks_checkpoints_and_resumes(tmp_path):
 
 def test_stage_trains_on_tokenize_output_and_is_then_up_to_date(tmp_path):
     from gristmill.conf.schema import PipelineConfig
-    from gristmill.tasks import train
     from gristmill.tasks.shards import StageOutput
     from gristmill.tasks.stage import execute
     from gristmill.tasks.tokenize import stage as tokenize
     from gristmill.tasks.tracking import Tracker
+    from gristmill.tasks.train import stage as train
     from tests.helpers import document, write_documents_stage
 
     rng = np.random.default_rng(0)

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, {repo!r})
 from gristmill.lightning_model.model import ModelConfig
-from gristmill.tasks.train import train_model
+from gristmill.tasks.train.stage import train_model
 from tests.tasks.test_train import SEQ_LEN, VOCAB, tiny_train_config
 
 torch.set_num_threads(1)

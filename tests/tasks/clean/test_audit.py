@@ -3,10 +3,10 @@
 import pytest
 
 from gristmill.conf.schema import AuditConfig, PipelineConfig
-from gristmill.tasks.clean.audit import load_lexicon, merge, summarize
+from gristmill.tasks.clean.audit import load_lexicon, summarize
 from gristmill.tasks.clean.stage import run
 from gristmill.tasks.shards import StageOutput
-from gristmill.tasks.stage import execute
+from gristmill.tasks.stage import execute, sum_stats
 from gristmill.tasks.tracking import Tracker
 from tests.helpers import document, write_documents_stage
 from tests.tasks.clean.test_filters import ARTICLE
@@ -29,7 +29,7 @@ def test_disparity_ratio_and_warning_from_merged_counts():
          "entered": {"f": {"_all": 5, "religion": 2}}, "removed": {"f": {"_all": 1, "religion": 1}}}  # fmt: skip
     b = {"before": {"_all": 5, "religion": 2}, "after": {"_all": 4, "religion": 1},
          "entered": {"f": {"_all": 5, "religion": 2}}, "removed": {"f": {"_all": 1, "religion": 1}}}  # fmt: skip
-    total = merge(merge({}, a), b)
+    total = sum_stats([a, b])
     rows, warnings = summarize(total, ["religion", "age"], AuditConfig(max_disparity=2.0, min_docs=4))
     religion = next(r for r in rows if r["group"] == "religion")
     assert (religion["removal_rate"], religion["overall_removal_rate"], religion["disparity"]) == (0.5, 0.2, 2.5)

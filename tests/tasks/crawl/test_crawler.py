@@ -25,7 +25,6 @@ import pytest
 
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.demo_site import SiteStats, build_demo_site, serve_directory
 from gristmill.tasks.crawl.fetch import (
     AddressGuard,
     BoundedDecoder,
@@ -35,7 +34,10 @@ from gristmill.tasks.crawl.fetch import (
     retry_after_seconds,
 )
 from gristmill.tasks.crawl.state import CrawlState
-from gristmill.tasks.crawl.urls import Scope, UrlNormalizer
+from gristmill.tasks.crawl.urls import Scope
+from gristmill.tasks.demo_site.build import SiteStats, build_demo_site
+from gristmill.tasks.demo_site.serve import serve_directory
+from gristmill.tasks.urls import UrlNormalizer
 
 LOCAL = ["127.0.0.0/8", "::1/128"]  # localhost may resolve to both
 

@@ -14,7 +14,8 @@ import pytest
 
 from gristmill.conf.schema import PipelineConfig, validate_config
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.records import DOCUMENT_SCHEMA, FETCH_SCHEMA, RAW_SCHEMA
+from gristmill.tasks.crawl.records import FETCH_SCHEMA, RAW_SCHEMA
+from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import StageContext, execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve

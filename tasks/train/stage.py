@@ -2,46 +2,40 @@
 
 `train_model` is plain Python (no Prefect): it seeds, picks the hardware, validates once before the first
 step (so "validation loss fell" is measurable), trains to `max_steps`, and writes the final weights as a plain
-state dict plus `model_config.json`, which `load_model` reads back for evaluation. Checkpoints go to
+state dict plus `model_config.json` (`lightning_model/weights.py`, which evaluate reads back). Checkpoints go to
 `checkpoint_dir` every `val_every_steps` and at the end; when `checkpoint_dir/last.ckpt` exists the next call
 resumes from it, so an interrupted stage continues and a raised `max_steps` trains on from where it stopped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
-import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import MLFlowLogger
 
 from gristmill.conf.schema import TrainConfig
-from gristmill.lightning_model.callbacks import ThroughputMonitor
+from gristmill.lightning_model.callbacks import ThroughputMonitor, TrainingHistory
 from gristmill.lightning_model.data import TokenShardDataModule
+from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
+from gristmill.lightning_model.weights import WEIGHTS_FILE, save_model
 from gristmill.tasks.shards import UnitRecord
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
-from gristmill.tasks.tracking import Tracker
+from gristmill.tasks.train.report import log_loss_curve
 
 log = logging.getLogger("gristmill.train")
 
-WEIGHTS_FILE = "model.pt"
-CONFIG_FILE = "model_config.json"
 LAST_CHECKPOINT = "last.ckpt"
 FINAL_DIR = "final"  # the stage's weights, for evaluate (manifest files["model"])
 CHECKPOINTS_DIR = "checkpoints"
-TRAIN_LOSS_WINDOW = 10  # train_loss_last is the mean of this many final steps: one batch is too noisy
 
 
 def resolve_hardware(cfg: TrainConfig) -> tuple[str, str]:
@@ -58,62 +52,6 @@ def resolve_hardware(cfg: TrainConfig) -> tuple[str, str]:
         else:
             precision = "32-true"
     return accelerator, precision
-
-
-class TrainingHistory(Callback):
-    """Losses over the whole training, kept in the checkpoint: a resumed run still knows its first losses."""
-
-    def __init__(self) -> None:
-        self.val_losses: list[tuple[int, float]] = []  # (global step, mean val loss)
-        self.train_loss_first: float | None = None
-        self.recent_train_losses: deque[float] = deque(maxlen=TRAIN_LOSS_WINDOW)
-        self.tokens_this_run = 0
-        self.train_seconds = 0.0
-        self._started: float | None = None
-        self._tokens_at_start = 0
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = trainer.callback_metrics.get("val/loss")
-        if trainer.sanity_checking or loss is None:
-            return
-        step = trainer.global_step
-        if self.val_losses and self.val_losses[-1][0] == step:
-            return  # the same step validated twice (e.g. a resume at a validation boundary)
-        self.val_losses.append((step, float(loss)))
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
-        self._tokens_at_start = pl_module.tokens_seen
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
-        loss = float(outputs["loss"] if isinstance(outputs, dict) else outputs)
-        if self.train_loss_first is None:
-            self.train_loss_first = loss
-        self.recent_train_losses.append(loss)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._started is not None:
-            self.train_seconds = time.perf_counter() - self._started
-            self.tokens_this_run = pl_module.tokens_seen - self._tokens_at_start
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "val_losses": [list(item) for item in self.val_losses],
-            "train_loss_first": self.train_loss_first,
-            "recent_train_losses": list(self.recent_train_losses),
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.val_losses = [(int(step), float(loss)) for step, loss in state_dict.get("val_losses", [])]
-        self.train_loss_first = state_dict.get("train_loss_first")
-        self.recent_train_losses.extend(state_dict.get("recent_train_losses", []))
-
-
-class _CallerRunLogger(MLFlowLogger):
-    """Logs into a run the caller created and will end: Lightning's logger would mark it finished itself."""
-
-    def finalize(self, status: str = "success") -> None:
-        pass
 
 
 def train_model(
@@ -147,11 +85,11 @@ def train_model(
     log_every = max(1, min(10, cfg.max_steps // 30))  # about 30 points per curve, at least every 10 steps
     history = TrainingHistory()
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, every_n_train_steps=cfg.val_every_steps)
-    logger: MLFlowLogger | bool = False
+    logger: CallerRunLogger | bool = False
     if mlflow_run_id is not None:
         if tracking_uri is None:
             raise ValueError("train_model: give tracking_uri with mlflow_run_id (else MLflow uses ./mlruns)")
-        logger = _CallerRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
+        logger = CallerRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
 
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -215,33 +153,6 @@ def train_model(
     }
 
 
-def save_model(model: Llama, model_config: ModelConfig, weights_dir: Path) -> Path:
-    """`model.pt` (state dict on CPU; a tied head stays one tensor) and `model_config.json`, swapped in as a
-    whole directory so a reader never sees new weights with an old config."""
-    weights_dir = Path(weights_dir)
-    scratch = weights_dir.with_name(f".{weights_dir.name}.tmp")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    torch.save({name: t.detach().cpu() for name, t in model.state_dict().items()}, scratch / WEIGHTS_FILE)
-    (scratch / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
-    shutil.rmtree(weights_dir, ignore_errors=True)
-    scratch.rename(weights_dir)
-    return weights_dir
-
-
-def load_model(weights_dir: Path, device: str | torch.device = "cpu") -> tuple[Llama, ModelConfig]:
-    """The trained model (in eval mode) and its config, from what `train_model` wrote."""
-    weights_dir = Path(weights_dir)
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        if not (weights_dir / name).is_file():
-            raise FileNotFoundError(f"{weights_dir / name}: no trained model here; run the train stage first")
-    model_config = ModelConfig.from_dict(json.loads((weights_dir / CONFIG_FILE).read_text()))
-    model = Llama(model_config)
-    state = torch.load(weights_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval(), model_config
-
-
 def run(ctx: StageContext) -> StageResult:
     """The pipeline's train stage: tokenize's shards and tokenizer in; `final/` (weights + config) and
     `checkpoints/` out. One unit of work; an interrupted stage resumes from `checkpoints/last.ckpt`."""
@@ -303,26 +214,6 @@ def run(ctx: StageContext) -> StageResult:
         stats=unit.stats,
         files={"model": FINAL_DIR, "checkpoints": CHECKPOINTS_DIR},
     )
-
-
-def log_loss_curve(tracker: Tracker, run_id: str) -> None:
-    """The loss curves as one image in the train run (MLflow's UI also charts the metrics themselves)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for key in ("train/loss", "val/loss"):
-        points = sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key))
-        if points:
-            axis.plot(*zip(*points, strict=True), label=key, marker="o" if key == "val/loss" else None)
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    tracker.log_figure(run_id, figure, "loss_curve.png")
-    plt.close(figure)
 
 
 def _is_finite(value: Any) -> bool:

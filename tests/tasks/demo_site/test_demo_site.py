@@ -11,13 +11,10 @@ import pytest
 from lxml import etree
 from protego import Protego
 
-from gristmill.tasks.crawl.demo_site import (
-    DescriptionRenderer,
-    PackageCollector,
-    SiteStats,
-    build_demo_site,
-    serve_directory,
-)
+from gristmill.tasks.demo_site.build import SiteStats, build_demo_site
+from gristmill.tasks.demo_site.packages import PackageCollector
+from gristmill.tasks.demo_site.render import DescriptionRenderer
+from gristmill.tasks.demo_site.serve import serve_directory
 
 SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 

@@ -1,0 +1,134 @@
+"""Tokens of a batch of texts and their 64-bit hashes, computed on the whole batch at once in numpy.
+
+The layer under both kinds of duplicate: `exact.py` hashes a text's word sequence with `sequence_hashes`, and
+`minhash.py` chains word (or character) token hashes into shingles. Neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+K64 = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial that chains token hashes into a shingle
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the words of a batch (flat) and the number of words per text."""
+    # Words split on non-word bytes, so only case needs normalising first (Arrow's regex replace is slow).
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    return _word_tokens(pc.utf8_lower(texts) if lowercase else texts)
+
+
+def sequence_hashes(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """One order-sensitive 64-bit hash per text of its token sequence: equal iff the word sequences are equal
+    (up to 64-bit collisions). The same prefix-sum polynomial as for bytes, over token hashes."""
+    ends = np.cumsum(lengths)
+    up, down = _powers(len(tokens) + 1)
+    prefix = np.concatenate(([np.uint64(0)], np.cumsum(tokens * down[: len(tokens)], dtype=np.uint64)))
+    sums = (prefix[ends] - prefix[ends - lengths]) * up[np.maximum(ends - 1, 0)]
+    return fmix64(sums ^ (lengths.astype(np.uint64) * K64))
+
+
+def _word_tokens(normal: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hash per word occurrence, computed on the UTF-8 bytes of the whole batch at once.
+
+    A word is a maximal run of word bytes (see `_WORD_BYTE`). Its hash is a polynomial over its bytes, taken
+    from prefix sums: with S[i] = sum_{j<=i} byte_j * P^-j (mod 2^64; P odd, so invertible),
+    hash(s..e) = (S[e] - S[s-1]) * P^e, the same value wherever the word occurs. fmix64 then spreads it."""
+    data, offsets = _utf8_buffers(normal)
+    word = _WORD_BYTE[data]
+    word[_non_ascii_punctuation(data)] = False
+    # A word never spans two documents: a run of word bytes is cut where a document starts.
+    word_start = word & ~np.concatenate(([False], word[:-1]))
+    word_start[offsets[:-1][offsets[:-1] < len(data)]] = word[offsets[:-1][offsets[:-1] < len(data)]]
+    word_end = word & ~np.concatenate((word[1:], [False]))
+    word_end[offsets[1:-1][offsets[1:-1] > 0] - 1] = word[offsets[1:-1][offsets[1:-1] > 0] - 1]
+    starts, ends = np.flatnonzero(word_start), np.flatnonzero(word_end)  # ends inclusive
+    doc_of = np.searchsorted(offsets, starts, side="right") - 1
+    lengths = np.bincount(doc_of, minlength=len(offsets) - 1).astype(np.int64)
+    up, down = _powers(len(data))
+    prefix = np.cumsum(data.astype(np.uint64) * down, dtype=np.uint64)
+    before = np.where(starts > 0, prefix[np.maximum(starts - 1, 0)], np.uint64(0))
+    hashes = (prefix[ends] - before) * up[ends]
+    return fmix64(hashes ^ (ends - starts + 1).astype(np.uint64)), lengths
+
+
+def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a batch and each text's [start, end) offsets into them, zero-copy from Arrow."""
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]] if len(texts) else None
+    if data is None or not len(data):
+        return np.zeros(0, np.uint8), np.zeros(len(texts) + 1, np.int64)
+    return data, offsets - offsets[0]
+
+
+# After normalisation only letters, digits and single spaces remain, but Arrow's \p{L}/\p{N} replace costs more than
+# all the hashing; the byte classes below are the same split for ASCII, and treat non-ASCII bytes as letters
+# except the common punctuation blocks (see _non_ascii_punctuation).
+_WORD_BYTE = np.zeros(256, dtype=bool)
+_WORD_BYTE[[*range(ord("0"), ord("9") + 1), *range(ord("a"), ord("z") + 1), *range(ord("A"), ord("Z") + 1)]] = True
+_WORD_BYTE[0x80:] = True
+
+
+def _non_ascii_punctuation(data: np.ndarray) -> np.ndarray:
+    """Bytes of the non-ASCII punctuation and symbols of web text: U+0080-U+00BF (nbsp, guillemets, degree; not
+    the letters and numbers among them), U+2000-U+2FFF (quotes, dashes, ellipsis, bullets, currency, arrows, math),
+    U+3000-U+303F (CJK punctuation), U+FE00-U+FE3F (variation selectors) and U+1F000-U+1FFFF (emoji).
+    Elsewhere it differs from Python's `\\W`: combining marks and other scripts' punctuation stay inside words."""
+    mask = np.zeros(len(data), dtype=bool)
+    leads = np.flatnonzero(data >= 0xC2)  # English text has few non-ASCII bytes: look only at those
+    if not len(leads):
+        return mask
+    first = data[leads]
+    second = np.append(data, np.uint8(0))[leads + 1]
+    width = np.zeros(len(leads), dtype=np.int64)
+    width[(first == 0xC2) & ~_LATIN1_WORDS[second]] = 2
+    width[(first == 0xE2) | ((first == 0xE3) & (second == 0x80)) | ((first == 0xEF) & (second == 0xB8))] = 3
+    width[(first == 0xF0) & (second == 0x9F)] = 4
+    for shift in range(4):
+        hit = leads[width > shift] + shift
+        mask[hit[hit < len(data)]] = True
+    return mask
+
+
+# Second bytes of U+00AA ª, U+00B2 ², U+00B3 ³, U+00B5 µ, U+00B9 ¹, U+00BA º, U+00BC-U+00BE ¼ ½ ¾: letters/numbers.
+_LATIN1_WORDS = np.zeros(256, dtype=bool)
+_LATIN1_WORDS[[0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE]] = True
+
+
+_P = np.uint64(0x100000001B3)  # FNV prime: odd, so it has an inverse modulo 2^64
+_P_INV = np.uint64(pow(int(_P), -1, 1 << 64))
+_pow_cache: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i for i < n (mod 2^64), grown on demand and kept: batches reuse them."""
+    if len(_pow_cache[0]) < n:
+        size = max(n, 2 * len(_pow_cache[0]))
+        up = np.empty(size, np.uint64)
+        down = np.empty(size, np.uint64)
+        up[0] = down[0] = 1
+        up[1:] = np.cumprod(np.full(size - 1, _P, dtype=np.uint64), dtype=np.uint64)
+        down[1:] = np.cumprod(np.full(size - 1, _P_INV, dtype=np.uint64), dtype=np.uint64)
+        _pow_cache[:] = [up, down]
+    return _pow_cache[0][:n], _pow_cache[1][:n]
+
+
+def char_tokens(normal: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """One token per Unicode code point (spaces included), mixed so that neighbouring code points spread out."""
+    texts = normal.to_pylist()
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return fmix64(points + K64), lengths
