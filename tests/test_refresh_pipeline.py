@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from gristmill.conf.schema import STAGES, PipelineConfig, load_config
 from gristmill.flows.cli import app
-from gristmill.tasks import train
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
@@ -30,6 +29,7 @@ from gristmill.tasks.shards import StageOutput, iter_records
 from gristmill.tasks.stage import StageSummary, execute
 from gristmill.tasks.tokenize import stage as tokenize
 from gristmill.tasks.tracking import Tracker
+from gristmill.tasks.train import stage as train
 from tests.tasks.crawl.test_refresh import FIRST, LATER, Recording, page_html, write_page
 
 pytestmark = pytest.mark.slow
