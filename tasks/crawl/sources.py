@@ -37,6 +37,7 @@ from warcio.statusandheaders import StatusAndHeadersParserException
 from gristmill.conf.schema import ConfigError, SourceConfig
 from gristmill.tasks.crawl.fetch import parse_content_type
 from gristmill.tasks.crawl.records import record_id
+from gristmill.tasks.shards import atomic_write_json
 
 MAX_RECORD_BYTES = 20 * 1024 * 1024  # one record's content; a larger one is reported and skipped
 
@@ -117,38 +118,46 @@ def expand_source(source: SourceConfig) -> list[str]:
     return sorted(fs.unstrip_protocol(path) for path in paths)
 
 
-_FILE_DIGESTS: dict[tuple[str, int, str], str] = {}  # (url, size, mtime) -> digest: each file is read once a run
+_FILE_DIGESTS: dict[tuple[str, int, str], str] = {}  # (url, size, mtime) -> sha256: each file read once a run
+SOURCE_DIGESTS = "crawl_sources.json"  # in the workspace: what each source file's bytes hashed to, by size and mtime
 
 
-def file_digest(url: str) -> str:
-    """A source file's identity: size, modification time and a hash of its bytes, so a changed file is seen even
-    when its size and mtime are kept, and a touched but unchanged one reads as changed only by its mtime."""
+def file_digest(url: str, remembered: dict[str, dict[str, Any]] | None = None) -> str:
+    """sha256 of a source file's bytes. The bytes are read once per (size, modification time): within a run from
+    memory, across runs from `remembered` (the workspace's record), so an unchanged file is not read again. A file
+    touched but not changed is read again and keeps its digest, so it is not ingested again either."""
     fs, path = fsspec.core.url_to_fs(url)
-    info = fs.info(path)
-    size = int(info.get("size") or 0)
+    size = int(fs.info(path).get("size") or 0)
     try:
         mtime = str(fs.modified(path).timestamp())
     except Exception:  # filesystems without modification times raise NotImplementedError, KeyError, ...
         mtime = ""
     key = (url, size, mtime)
     if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with fs.open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_DIGESTS[key] = f"{size}:{mtime}:{digest.hexdigest()}"
+        known = (remembered or {}).get(url, {})
+        if mtime and (known.get("size"), known.get("mtime")) == (size, mtime):
+            _FILE_DIGESTS[key] = known["sha256"]
+        else:
+            digest = hashlib.sha256()
+            with fs.open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            _FILE_DIGESTS[key] = digest.hexdigest()
+    if remembered is not None:
+        remembered[url] = {"size": size, "mtime": mtime, "sha256": _FILE_DIGESTS[key]}
     return _FILE_DIGESTS[key]
 
 
-def files_digest(urls: list[str]) -> str:
-    """One digest for a list of source files (a unit of ingestion): it changes when any of them does."""
-    lines = "\n".join(f"{url} {file_digest(url)}" for url in urls)
+def files_digest(urls: list[str], remembered: dict[str, dict[str, Any]] | None = None) -> str:
+    """One digest for a list of source files (a unit of ingestion): it changes when any of their bytes do."""
+    lines = "\n".join(f"{url} {file_digest(url, remembered)}" for url in urls)
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def sources_digest(sources: list[SourceConfig]) -> str | None:
-    """The crawl stage's input: every file every source matches, by content. A source that matches nothing (a
-    typo) is a ConfigError naming it, raised before the stage touches its output. None without sources."""
+def sources_digest(sources: list[SourceConfig], workspace: str | Path | None = None) -> str | None:
+    """The crawl stage's input: every file every source matches, by content (files whose size and mtime are as
+    `<workspace>/crawl_sources.json` recorded are not read again). A source that matches nothing (a typo) is a
+    ConfigError naming it, raised before the stage touches its output. None without sources."""
     if not sources:
         return None
     urls = []
@@ -157,7 +166,12 @@ def sources_digest(sources: list[SourceConfig]) -> str | None:
             urls += expand_source(source)
         except (SourceError, OSError) as err:
             raise ConfigError(f"crawl.sources[{index}].path: {err}") from err
-    return files_digest(urls)
+    record = Path(workspace) / SOURCE_DIGESTS if workspace is not None else None
+    remembered = json.loads(record.read_text()) if record and record.is_file() else {}
+    digest = files_digest(urls, remembered)
+    if record is not None:
+        atomic_write_json(record, {url: remembered[url] for url in urls})
+    return digest
 
 
 def _directory_suffixes(kind: str) -> tuple[str, ...]:

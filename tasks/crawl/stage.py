@@ -80,7 +80,7 @@ def run(ctx: StageContext) -> StageResult:
 def input_digest(config: PipelineConfig) -> str:
     """The crawl's input, the first half of its key: every source file by content, and the crawl generation
     (so a refresh that is due makes the stage run, and a run before it is up to date)."""
-    sources = sources_digest(config.crawl.sources) or ""
+    sources = sources_digest(config.crawl.sources, config.workspace) or ""
     generation = fetch_generation(config) if config.crawl.seeds or config.crawl.demo_site.enabled else 0
     return hashlib.sha256(f"{sources} {generation}".encode()).hexdigest()[:16]
 

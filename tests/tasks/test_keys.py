@@ -4,6 +4,7 @@ files, and the upstream's content digest. What changes it reruns a stage; what d
 from __future__ import annotations
 
 import json
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,11 @@ def test_a_new_file_matching_a_source_glob_is_ingested_alone(tmp_path):
     assert {k: raw_after[k] for k in raw_before} == raw_before  # a and b were not read again
     assert {k: docs_after[k] for k in docs_before} == docs_before  # nor extracted again
     assert len(raw_after) == len(raw_before) + 1 and len(docs_after) == len(docs_before) + 1
+
+    os.utime(corpus / "b.jsonl")  # touched, not changed: read again (new mtime), same digest, not ingested again
+    assert execute(config, "crawl", never_runs).status == "up to date"
+    record = json.loads((tmp_path / "ws" / "crawl_sources.json").read_text())
+    assert sorted(Path(url).name for url in record) == ["a.jsonl", "b.jsonl", "c.jsonl"]
 
     write_jsonl(corpus / "a.jsonl", ["Rivers carry water to the sea.", "And sediment, too."])  # changed in place
     assert execute(config, "crawl", crawl_stage.run).count_out == 4
