@@ -187,7 +187,9 @@ def preflight(config: PipelineConfig) -> None:
     for stage in STAGES:
         stage_fingerprint(config, stage)
     from gristmill.tasks.crawl.sources import sources_digest
+    from gristmill.tasks.crawl.stage import check_seeds
 
+    check_seeds(config.crawl)
     sources_digest(config.crawl.sources)
 
 

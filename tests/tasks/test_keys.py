@@ -254,3 +254,14 @@ def test_preflight_names_a_missing_file_of_a_later_stage_before_the_first_stage_
     with pytest.raises(ConfigError, match=r"evaluate\.bias_pairs: file .*pairs\.yaml.* not found"):
         preflight(validate_config(raw))
     assert not (tmp_path / "ws").exists()
+
+
+def test_a_seed_the_crawls_own_scope_refuses_fails_before_the_stage_is_touched(tmp_path):
+    config = validate_config(
+        {"workspace": str(tmp_path / "ws"), "crawl": {"seeds": ["http://a.example/docs/"], "exclude": ["/docs/"]}}
+    )
+    with pytest.raises(ConfigError, match=r"crawl\.seeds\[0\]: http://a\.example/docs/ is refused .*\(excluded\)"):
+        preflight(config)
+    with pytest.raises(ConfigError, match=r"crawl\.seeds\[0\]"):
+        execute(config, "crawl", never_runs)
+    assert not (tmp_path / "ws" / "crawl").exists()
