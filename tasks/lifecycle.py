@@ -2,9 +2,10 @@
 
 `history` reads the crawl manifest's corpus generations, the MLflow stage runs and the registered model versions.
 `collect_garbage` removes what no later run and no registered model needs: training checkpoints of generations
-older than the newest `keep` (a registered version's weights live in MLflow, not in the checkpoints), and files in
-a finished stage's directory that its manifest no longer lists (shards of units a refresh rewrote, progress records
-of units that are gone, temporary files of killed writes). The manifests' shards are never touched, so every stage
+older than the newest `keep` (a registered version's weights live in MLflow, not in the checkpoints), intermediate
+shards of those generations (dedup signatures: dropped from the manifest, whose digest stays, and recomputed if a
+later run needs them), and files in a finished stage's directory that its manifest no longer lists (shards of
+units a refresh rewrote, progress records of units that are gone, temporary files of killed writes). Every stage
 stays up to date.
 """
 
@@ -20,6 +21,8 @@ from gristmill.tasks.shards import MANIFEST_NAME, PROGRESS_DIR, StageOutput
 from gristmill.tasks.tracking import Tracker
 
 CHECKPOINTS = ("train", "checkpoints")
+# Shards a stage keeps only to redo its work faster (recomputed when missing); nothing downstream reads them.
+INTERMEDIATE = {"dedup": "signatures"}
 KEPT_DIRS = {"crawl": {"state", "warc"}, "train": {"checkpoints", "final"}, "evaluate": {"export"}}
 
 
@@ -76,10 +79,30 @@ def collect_garbage(config: PipelineConfig, keep: int, dry_run: bool = False) ->
     freed = old_checkpoints(Path(config.workspace).joinpath(*CHECKPOINTS), keep)
     for stage in STAGES:
         freed += unlisted_files(StageOutput(config.workspace, stage))
+    intermediate = {stage: old_intermediate(StageOutput(config.workspace, stage), keep) for stage in INTERMEDIATE}
     if not dry_run:
         for item in freed:
             shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
-    return freed
+        for stage, items in intermediate.items():
+            for item in items:
+                item.path.unlink()
+            StageOutput(config.workspace, stage).forget_shards(INTERMEDIATE[stage], {i.path.name for i in items})
+    return freed + [item for items in intermediate.values() for item in items]
+
+
+def old_intermediate(output: StageOutput, keep: int) -> list[Freed]:
+    """The stage's intermediate shards (e.g. dedup signatures) of all but its newest `keep` generations."""
+    manifest = output.read_manifest()
+    if manifest is None:
+        return []
+    dataset = INTERMEDIATE[output.stage]
+    old = manifest.generations[:-keep]
+    return [
+        Freed(output.dataset_dir(dataset) / s.name, s.bytes, f"{output.stage} {dataset} of generation {g.number}")
+        for g in old
+        for s in g.shards.get(dataset, [])
+        if (output.dataset_dir(dataset) / s.name).is_file()
+    ]
 
 
 def old_checkpoints(directory: Path, keep: int) -> list[Freed]:

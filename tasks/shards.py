@@ -321,6 +321,33 @@ class StageOutput:
     def _generations_path(self) -> Path:
         return self._progress / "_generations.json"
 
+    def forget_shards(self, dataset: str, names: set[str]) -> None:
+        """Drop shards of one dataset from the manifest (their files were removed by `gristmill gc`). The digest
+        stays: what the next stage reads is unchanged, so it stays up to date."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return
+        kept = [s for s in manifest.shards.get(dataset, []) if s.name not in names]
+        shards = (
+            {**manifest.shards, dataset: kept} if kept else {d: v for d, v in manifest.shards.items() if d != dataset}
+        )
+        generations = []
+        for generation in manifest.generations:
+            still = [s for s in generation.shards.get(dataset, []) if s.name not in names]
+            other = {d: v for d, v in generation.shards.items() if d != dataset}
+            generations.append(
+                generation.model_copy(update={"shards": {**other, **({dataset: still} if still else {})}})
+            )
+        updated = manifest.model_copy(
+            update={
+                "shards": shards,
+                "rows": {d: sum(s.rows for s in infos) for d, infos in shards.items()},
+                "bytes": sum(s.bytes for infos in shards.values() for s in infos),
+                "generations": generations,
+            }
+        )
+        atomic_write_json(self.manifest_path, updated.model_dump(mode="json"))
+
     def committed_unit(self, unit: str, inputs: str | None) -> UnitRecord | None:
         """A finished unit whose shards an earlier, completed run of this stage committed (not just a unit of an
         interrupted run): what an incremental stage may leave as it was."""
