@@ -8,8 +8,14 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 CONFIG ?= conf/demo.yaml
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export DO_NOT_TRACK := 1
+# MLflow's telemetry honours "true", not "1"
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+# pip says only what went wrong: no version nag, no root-user notice, no progress bars
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_PROGRESS_BAR := off
 
 .PHONY: install demo test lint ui serve clean
 

@@ -5,7 +5,8 @@
 
 Random tokens (speed does not depend on their values), our `Llama`, fused AdamW, bf16 autocast and
 `torch.compile`, as the train stage runs them on a GPU. Warm-up steps (compilation) are not timed.
-MFU = tokens/s x (6N + 12·L·H·Q·T) / peak, with the dense bf16 peak from lightning_model/callbacks.py.
+MFU = tokens/s x (6N + 12·L·H·Q·T) / peak, with the bf16 peak from Lightning's device table (see
+lightning_model/callbacks.py).
 Goal on an H100/H200-class GPU: >= 45% MFU.
 """
 
@@ -96,9 +97,9 @@ def main() -> None:
     )
     print(f"tokens/s: {tokens_per_s:,.0f}   step: {1000 * seconds / args.steps:.1f} ms   final loss: {loss:.3f}")
     if peak:
-        print(f"MFU: {tokens_per_s * flops_per_token(model) / peak:.1%} of {peak / 1e12:.0f} TFLOP/s (dense bf16)")
+        print(f"MFU: {tokens_per_s * flops_per_token(model) / peak:.1%} of {peak / 1e12:.0f} TFLOP/s (bf16)")
     else:
-        print("MFU: no dense bf16 peak known for this device")
+        print("MFU: no bf16 peak known for this device")
     if device == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

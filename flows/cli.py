@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -45,14 +46,15 @@ def run(
     if stage is not None and stage not in STAGES:
         console.print(f"[red]--stage {stage!r} is not a stage; choose one of {', '.join(STAGES)}[/red]")
         raise typer.Exit(2)
-    # Our progress at INFO; libraries (httpx logs every Prefect API call at INFO) only when they warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("gristmill").setLevel(logging.INFO)
+    from gristmill.flows.output import pipeline_output
     from gristmill.flows.pipeline import pipeline
     from gristmill.flows.stages import STAGE_FLOWS
 
     started = time.perf_counter()
-    summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
+    with pipeline_output():  # entered after the imports: libraries set up their console handlers at import
+        summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
+    # Prefect stops its temporary API server at exit and says so at INFO: the run is over, keep that quiet too.
+    atexit.register(logging.getLogger("prefect").setLevel, logging.WARNING)
     print_summary(cfg, config, summaries, time.perf_counter() - started)
 
 

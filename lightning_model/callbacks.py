@@ -9,6 +9,7 @@ MFU = achieved FLOP/s over the devices' dense peak.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 from typing import Any
 
@@ -19,11 +20,10 @@ from gristmill.lightning_model.model import Llama
 
 TRAIN_LOSS_WINDOW = 10  # train_loss_last is the mean of this many final steps: one batch is too noisy
 
-# Dense bf16 peaks, FLOP/s per device (no sparsity), by a substring of torch.cuda.get_device_name().
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "A100": 312e12,
-    "H100": 989e12,
-    "H200": 989e12,
+# Lightning's device table (lightning.fabric.utilities.throughput) tells the H100 SXM, PCIe and NVL apart, but does not
+# parse a plain "NVIDIA H200" (its H200 rows want "sxm1"/"nvl1" in the name): the dense peak stands in for those.
+DENSE_PEAKS_LIGHTNING_MISSES: dict[str, dict[torch.dtype, float]] = {
+    "H200": {torch.bfloat16: 989e12, torch.float16: 989e12},
 }
 
 
@@ -33,16 +33,34 @@ def flops_per_token(model: Llama) -> float:
     return 6 * n + 12 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * c.max_position_embeddings
 
 
-def device_peak_flops() -> float | None:
-    """The dense bf16 peak of the current CUDA device, if it is in the table (None on CPU or unknown GPUs)."""
-    if not torch.cuda.is_available():
+def device_peak_flops(device: torch.device | str | None = None, dtype: torch.dtype = torch.bfloat16) -> float | None:
+    """The device's peak FLOP/s for `dtype` matmuls, from Lightning's table (None on CPU or an unknown GPU)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name()
-    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "FLOPs not found for ...": the table below answers, or there is no MFU
+        peak = get_available_flops(device, dtype)
+    if peak:
+        return float(peak)
+    name = torch.cuda.get_device_name(device)
+    return next((peaks.get(dtype) for key, peaks in DENSE_PEAKS_LIGHTNING_MISSES.items() if key in name), None)
 
 
-class ThroughputMonitor(L.Callback):
-    """Logs `train/tokens_per_s` (all devices) and, where the device's peak is known, `train/mfu`."""
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype matmuls run in under a Lightning precision setting ("bf16-mixed", "16-true", "32-true", ...)."""
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return torch.float64 if precision.startswith("64") else torch.float32
+
+
+class MFUMonitor(L.Callback):
+    """Logs `train/tokens_per_s` (all devices) and, where the device's peak is known, `train/mfu`. (Lightning's own
+    `ThroughputMonitor` counts samples and FLOPs it is told about; this one knows the model's FLOPs per token.)"""
 
     def __init__(self, peak_flops_per_device: float | None = None, every_n_steps: int = 10) -> None:
         self.peak = peak_flops_per_device
@@ -51,7 +69,7 @@ class ThroughputMonitor(L.Callback):
         self._logged_step = -1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self.peak = self.peak or device_peak_flops()
+        self.peak = self.peak or device_peak_flops(trainer.strategy.root_device, compute_dtype(str(trainer.precision)))
         self.flops_per_token = flops_per_token(pl_module.model)
         self._mark = (time.perf_counter(), pl_module.tokens_seen)
 

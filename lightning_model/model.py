@@ -94,18 +94,23 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for rotary embeddings, in the `rotate_half` layout Hugging Face's Llama uses."""
+    """cos/sin tables for rotary embeddings, in the `rotate_half` layout Hugging Face's Llama uses.
 
-    def __init__(self, head_dim: int, theta: float) -> None:
+    Computed once for every position up to `max_positions` (in float32) and sliced per forward pass. They are
+    buffers, so they follow the model to its device, but not persistent ones: the state dict holds weights only.
+    """
+
+    def __init__(self, head_dim: int, theta: float, max_positions: int) -> None:
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-
-    def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(seq_len, device=device, dtype=torch.float32)
-        freqs = torch.outer(positions, self.inv_freq.to(device))
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+    def forward(self, start: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tables for positions start..end-1."""
+        return self.cos[start:end].to(dtype), self.sin[start:end].to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +120,35 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return x * cos + rotate_half(x) * sin
+
+
+class LayerCache:
+    """One layer's keys and values of the tokens generated so far: a new token attends to them instead of the
+    whole prefix being recomputed. Allocated for max_position_embeddings on first use, in the keys' dtype."""
+
+    def __init__(self, max_positions: int) -> None:
+        self.max_positions = max_positions
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def store(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new tokens' k, v at `start`; return every key and value up to them."""
+        if self.keys is None or self.values is None:
+            B, H, _, D = k.shape
+            self.keys = k.new_empty(B, H, self.max_positions, D)
+            self.values = v.new_empty(B, H, self.max_positions, D)
+        end = start + k.shape[2]
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """Every layer's cache and how many positions they hold (`length`)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.layers = [LayerCache(config.max_position_embeddings) for _ in range(config.num_hidden_layers)]
+        self.length = 0
 
 
 class Attention(nn.Module):
@@ -128,13 +162,22 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_head * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None, start: int = 0
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
+        if cache is not None:
+            k, v = cache.store(k, v, start)
+        # Query i (at position start + i) sees keys 0..start + i. SDPA's is_causal aligns the mask top-left, which
+        # is that only when there is no earlier key; one query sees every key; otherwise spell the mask out.
+        mask = None if start == 0 or T == 1 else torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=start == 0 and T > 1, enable_gqa=self.n_kv_head != self.n_head
+        )
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -159,8 +202,10 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None, start: int = 0
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -172,13 +217,18 @@ class Backbone(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """With a cache, `input_ids` are the tokens after the `cache.length` it already holds."""
         x = self.embed_tokens(input_ids)
-        cos, sin = self.rotary_emb(input_ids.shape[1], x.device, x.dtype)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        start = cache.length if cache is not None else 0
+        cos, sin = self.rotary_emb(start, start + input_ids.shape[1], x.dtype)
+        layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
+        for layer, layer_cache in zip(self.layers, layer_caches, strict=True):
+            x = layer(x, cos, sin, layer_cache, start)
+        if cache is not None:
+            cache.length += input_ids.shape[1]
         return self.norm(x)
 
 
@@ -204,14 +254,14 @@ class Llama(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if input_ids.shape[1] > self.config.max_position_embeddings:
+        length = input_ids.shape[1] + (cache.length if cache is not None else 0)
+        if length > self.config.max_position_embeddings:
             raise ValueError(
-                f"sequence of {input_ids.shape[1]} tokens exceeds max_position_embeddings "
-                f"{self.config.max_position_embeddings}"
+                f"sequence of {length} tokens exceeds max_position_embeddings {self.config.max_position_embeddings}"
             )
-        logits = self.lm_head(self.model(input_ids))
+        logits = self.lm_head(self.model(input_ids, cache))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -247,12 +297,21 @@ class Llama(nn.Module):
         top_k: int | None = None,
         eos_token_id: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """Sample (temperature > 0) or decode greedily (temperature 0); stops early when every row hit EOS."""
+        """Sample (temperature > 0) or decode greedily (temperature 0); stops early when every row hit EOS.
+
+        With `use_cache`, each step runs the model on the new token only, against the cached keys and values of
+        the ones before. Past max_position_embeddings the context window slides, every position moves, and each
+        step recomputes its window as without the cache (the results are the same either way)."""
+        max_positions = self.config.max_position_embeddings
+        cache = KVCache(self.config) if use_cache else None
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for _ in range(max_new_tokens):
-            context = input_ids[:, -self.config.max_position_embeddings :]
-            logits = self(context)[0][:, -1, :].float()
+            if cache is not None and input_ids.shape[1] <= max_positions:
+                logits = self(input_ids[:, cache.length :], cache=cache)[0][:, -1, :].float()
+            else:
+                logits = self(input_ids[:, -max_positions:])[0][:, -1, :].float()
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:

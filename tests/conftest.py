@@ -16,7 +16,8 @@ os.environ.update(
     {
         "PREFECT_HOME": _PREFECT_HOME,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
+        "DO_NOT_TRACK": "true",  # MLflow's telemetry honours "true", not "1"
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -43,7 +44,9 @@ def shared_data() -> Path:
     """The project's shared real data (`../shared/data` beside the checkout, or $GRISTMILL_SHARED_DATA)."""
     path = Path(os.environ.get("GRISTMILL_SHARED_DATA", REPO.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"shared data not found at {path} (set GRISTMILL_SHARED_DATA)")
+        from tests.helpers import requirement_missing
+
+        requirement_missing(f"shared data not found at {path} (set GRISTMILL_SHARED_DATA)")
     return path
 
 

@@ -6,15 +6,73 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from gristmill.tasks.crawl.extract import document_from_raw
 from gristmill.tasks.crawl.records import doc_id
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord, write_shard
+
+if TYPE_CHECKING:  # torch and Lightning load only in the tests that build a model
+    from gristmill.conf.schema import TrainConfig
+    from gristmill.lightning_model.model import ModelConfig
+
+
+def tiny_model_config(**overrides: Any) -> ModelConfig:
+    """A model small enough to train in seconds on a CPU; `overrides` change any field."""
+    from gristmill.lightning_model.model import ModelConfig
+
+    base = dict(
+        vocab_size=97,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+    )
+    return ModelConfig(**{**base, **overrides})
+
+
+def tiny_train_config(**overrides: Any) -> TrainConfig:
+    """The train section for that model on a CPU, 60 steps at a high learning rate; `overrides` change any key."""
+    from gristmill.conf.schema import TrainConfig
+
+    base = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_steps=60,
+        batch_size=8,
+        learning_rate=1e-2,
+        warmup_steps=5,
+        val_every_steps=20,
+        val_batches=4,
+        accelerator="cpu",
+        devices=1,
+        precision="auto",
+        num_workers=0,
+        seed=7,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def requirement_missing(reason: str) -> None:
+    """Outside CI a test whose data or tool is missing here is skipped, with the reason; in CI (`CI=true`, as CI
+    services set it) it fails: a suite that skipped its real-data tests has not passed."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: a missing requirement fails the suite)", pytrace=False)
+    pytest.skip(reason)
 
 
 def document(url: str, text: str | None, status: int = 200) -> dict:
@@ -64,3 +122,12 @@ def stubborn_document(raw: dict, extractor: str) -> dict:
     if page == "die":
         os._exit(3)
     return document_from_raw(raw, extractor)
+
+
+def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:
+    """An ExtractionPool worker that reports, as the document's title, how many dateparser locales its process had
+    loaded before this page: more than 0 in a fresh worker means the forkserver's warm-up reached it."""
+    from dateparser.languages.loader import default_loader
+
+    loaded_before = len(default_loader._loaded_locales)
+    return {**document_from_raw(raw, extractor), "title": str(loaded_before)}

@@ -67,7 +67,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -399,6 +399,8 @@ class HostileSite:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _route_hits: collections.Counter = field(default_factory=collections.Counter, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    handled: collections.Counter = field(default_factory=collections.Counter)  # route -> handlers that returned
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)  # hits or handled
     _sockets: set[socket.socket] = field(default_factory=set, repr=False)
 
     def url(self, path: str) -> str:
@@ -406,10 +408,26 @@ class HostileSite:
 
     def _hit(self, target: str, route: str) -> int:
         """Count a request; returns how many times `route` (the path without query) has now been requested."""
-        with self._lock:
+        with self._lock, self._changed:
             self.hits[target] += 1
             self._route_hits[route] += 1
+            self._changed.notify_all()
             return self._route_hits[route]
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = SOCKET_TIMEOUT_S / 2) -> bool:
+        """Wait until `condition` (of `hits` and `handled`) holds. The timeout guards against a hang only: what
+        happens at all happens far sooner."""
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
+
+    def wait_handled(self, route: str, count: int = 1) -> bool:
+        """Wait until `count` requests of `route` have been handled to the end (finished, failed or stopped)."""
+        return self.wait_until(lambda: self.handled[route] >= count)
+
+    def _done(self, route: str) -> None:
+        with self._changed:
+            self.handled[route] += 1
+            self._changed.notify_all()
 
     def _open(self, sock: socket.socket) -> None:
         with self._lock:
@@ -522,6 +540,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.site._stop.is_set():
                 raise
             self.close_connection = True
+        finally:
+            self.site._done(path)
 
     def _route(self, path: str, query: str, count: int) -> None:  # noqa: C901 - one flat table of routes
         site = self.site

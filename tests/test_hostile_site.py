@@ -14,9 +14,14 @@ import httpx
 import pytest
 
 from tests.hostile_site import (
+    DRIP_INTERVAL_S,
+    DRIP_LENGTH,
     EXPECTED_FAILURES,
     GZIP_BOMB_SIZE,
+    HUGE_LENGTH,
     INDEX_LINKS,
+    MAX_HANDLER_S,
+    SLOW_HEADERS_S,
     HostileSite,
     gzip_bomb,
     hostile_site,
@@ -154,28 +159,29 @@ def test_redirects(site, client) -> None:
 
 
 def test_slow_headers_times_out(site) -> None:
-    started = time.monotonic()
+    # The ReadTimeout is the proof: the server would answer, after SLOW_HEADERS_S.
     with httpx.Client(trust_env=False, timeout=httpx.Timeout(0.5)) as c, pytest.raises(httpx.ReadTimeout):
         c.get(site.url("/slow-headers"))
-    assert time.monotonic() - started < 2
+    assert site.hits["/slow-headers"] == 1
 
 
 def test_drip(site, client) -> None:
     started = time.monotonic()
     received = b""
     with client.stream("GET", "/drip") as response:
-        assert response.headers["content-length"] == "100000"
+        assert response.headers["content-length"] == str(DRIP_LENGTH)
         for chunk in response.iter_raw():
             received += chunk
-            if time.monotonic() - started > 1.0:
+            if len(received) >= 4:
                 break
-    assert 3 <= len(received) <= 8, len(received)
-    assert time.monotonic() - started < 2
+    # A lower bound, which load can only make longer: the server waits DRIP_INTERVAL_S before each byte.
+    assert time.monotonic() - started >= 4 * DRIP_INTERVAL_S * 0.9
+    assert set(received) == {ord(" ")} and len(received) < DRIP_LENGTH
+    assert site.wait_handled("/drip")  # the client left: the handler stops dripping
 
 
 @pytest.mark.parametrize("path", ["/huge", "/huge-chunked"])
 def test_huge_bodies_stop_when_the_client_leaves(site, client, path) -> None:
-    started = time.monotonic()
     received = 0
     with client.stream("GET", path) as response:
         assert response.status_code == 200
@@ -188,8 +194,9 @@ def test_huge_bodies_stop_when_the_client_leaves(site, client, path) -> None:
             received += len(chunk)
             if received >= MB:
                 break
-    assert received >= MB
-    assert time.monotonic() - started < 2
+    assert MB <= received < HUGE_LENGTH
+    # The handler returns when the client leaves; unread, its write would block for SOCKET_TIMEOUT_S instead.
+    assert site.wait_handled(path)
     assert client.get("/ok/0").status_code == 200  # the pool recovers: a fresh connection
 
 
@@ -276,7 +283,7 @@ def test_quiet(site, client, capfd) -> None:
         client.get(path)
     with client.stream("GET", "/huge") as response:
         next(response.iter_raw())
-    time.sleep(0.2)  # the handler meets the closed socket
+    assert site.wait_handled("/huge")  # the handler met the closed socket
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
 
@@ -285,27 +292,29 @@ def test_shutdown_is_fast_with_clients_connected() -> None:
     clients: list[socket.socket] = []
     with hostile_site(pages=2) as hostile:
         port = int(hostile.base.rsplit(":", 1)[1].strip("/"))
-        for path in ("/drip", "/huge", "/huge-chunked", "/gzip-bomb", "/slow-headers", "/ok/0"):
+        paths = ("/drip", "/huge", "/huge-chunked", "/gzip-bomb", "/slow-headers", "/ok/0")
+        for path in paths:
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             clients.append(sock)  # never read: the server's writes block (or it sleeps)
-        time.sleep(0.5)
-        assert hostile.hits["/huge"] == 1 and hostile.hits["/slow-headers"] == 1
+        assert hostile.wait_until(lambda: all(hostile.hits[path] == 1 for path in paths))
+        assert hostile.wait_handled("/ok/0")  # the one quick answer; the rest still sleep, drip or block
         handlers = [t for t in threading.enumerate() if "process_request" in t.name]
         assert len(handlers) == len(clients)
-        started = time.monotonic()
-    assert time.monotonic() - started < 2
-    # Every handler let go of its client: each socket reaches its end (EOF or reset) promptly.
-    for sock in clients:
-        sock.settimeout(3)
+    # Leaving the block stopped every handler mid-way: each socket reaches its end (EOF or reset) without the rest
+    # of its answer. Unstopped, /slow-headers would still answer after SLOW_HEADERS_S, /drip drip for a minute.
+    received = {}
+    for path, sock in zip(paths, clients, strict=True):
+        sock.settimeout(2 * SLOW_HEADERS_S)  # a guard against a hang, not a bound
+        received[path] = b""
         with sock:
             try:
-                while sock.recv(1 << 20):
-                    pass
+                while chunk := sock.recv(1 << 20):
+                    received[path] += chunk
             except ConnectionResetError:
                 pass
-    deadline = time.monotonic() + 2
-    while handlers and time.monotonic() < deadline:
-        handlers = [t for t in handlers if t.is_alive()]
-        time.sleep(0.05)
-    assert not handlers
+    assert b"Finally" not in received["/slow-headers"]
+    assert received["/drip"].count(b" ") < DRIP_LENGTH and len(received["/huge"]) < HUGE_LENGTH
+    for handler in handlers:
+        handler.join(timeout=MAX_HANDLER_S / 2)  # a stopped handler is done long before its own limit
+    assert not [t for t in handlers if t.is_alive()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -82,30 +83,43 @@ ProgressCallback = Callable[[CrawlProgress], None]
 
 
 class HostGate:
-    """Per-host politeness: at most `connections` requests in flight, and `delay` seconds between their starts."""
+    """Per-host politeness: at most `connections` requests in flight, and `delay` seconds between their starts.
+
+    The spacing holds between the moments requests actually start (on the event loop's clock), not between
+    reserved slots: a request that woke late must not shorten the gap to the next one. `closest_starts` is the
+    smallest gap so far, the measure of what the host saw from us."""
 
     def __init__(self, connections: int, delay: float) -> None:
         self._slots = asyncio.Semaphore(connections)
         self.delay = delay
-        self._next_start = 0.0
-        self._paused_until = 0.0
+        self._not_before = 0.0  # no request starts before this: the last start + delay, or a Retry-After
+        self._last_start: float | None = None
+        self.closest_starts = math.inf
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         async with self._slots:
             loop = asyncio.get_running_loop()
-            start = max(loop.time(), self._next_start)
-            self._next_start = start + self.delay  # reserved before sleeping, so waiters queue up in order
-            await asyncio.sleep(start - loop.time())
-            while (pause := self._paused_until - loop.time()) > 0:  # a Retry-After that came while we slept
-                await asyncio.sleep(pause)
+            # Look again after every sleep: another request started, or a Retry-After came, meanwhile.
+            while (wait := self._not_before - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            started = loop.time()
+            if self._last_start is not None:
+                self.closest_starts = min(self.closest_starts, started - self._last_start)
+            self._last_start = started
+            self._not_before = started + self.delay
             yield
+
+    def slow_down(self, delay: float) -> None:
+        """Raise the delay (robots.txt's Crawl-delay); it holds from the last start, robots.txt's own request."""
+        if delay > self.delay:
+            self.delay = delay
+            if self._last_start is not None:
+                self._not_before = max(self._not_before, self._last_start + delay)
 
     def defer(self, seconds: float) -> None:
         """Start nothing on this host for `seconds` (a 429 or 503 with Retry-After speaks for the whole host)."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._next_start = max(self._next_start, until)
-        self._paused_until = max(self._paused_until, until)
+        self._not_before = max(self._not_before, asyncio.get_running_loop().time() + seconds)
 
 
 class Crawler:
@@ -358,6 +372,11 @@ class Crawler:
         assert self._fetcher is not None, "only called while crawl() runs"
         return self._fetcher
 
+    def closest_request_starts(self) -> dict[str, float]:
+        """Per host, the smallest gap in seconds between two of our request starts (politeness as the host saw it,
+        measured on the crawler's own clock); inf for a host asked only once."""
+        return {host: gate.closest_starts for host, gate in self._gates.items()}
+
     def _gate(self, url: str) -> HostGate:
         host = host_of(url)
         if host not in self._gates:
@@ -408,8 +427,7 @@ class Crawler:
             if origin not in self._robots:
                 rules = await self._load_robots(origin) if self.config.respect_robots else ALLOW_ALL
                 delay = min(rules.crawl_delay(self.config.user_agent) or 0.0, self.config.max_crawl_delay_s)
-                gate = self._gate(url)
-                gate.delay = max(gate.delay, delay)
+                self._gate(url).slow_down(delay)
                 self._robots[origin] = rules
                 if self.config.use_sitemaps:
                     await self._read_sitemaps(origin, rules)

@@ -32,11 +32,16 @@ def serve_directory(root: Path, port: int = 0) -> Iterator[str]:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with serve_in_thread(server, "gristmill-demo-site") as base:
+        yield base
+
+
+@contextmanager
+def serve_in_thread(server: ThreadingHTTPServer, name: str = "http-server") -> Iterator[str]:
+    """Run `server` (bound to 127.0.0.1) in a daemon thread for the block; yield its base URL, ending in /."""
     server.daemon_threads = True  # a stuck client must not keep the process alive
     # A short poll interval makes shutdown() quick (the default 0.5 s is paid on every exit).
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="gristmill-demo-site", daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from gristmill.conf.schema import TrainConfig
-from gristmill.lightning_model.callbacks import ThroughputMonitor, TrainingHistory
+from gristmill.lightning_model.callbacks import MFUMonitor, TrainingHistory
 from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
@@ -107,7 +107,7 @@ def train_model(
         gradient_clip_val=cfg.grad_clip or None,
         log_every_n_steps=log_every,
         logger=logger,
-        callbacks=[checkpoints, history, ThroughputMonitor(every_n_steps=log_every), *(callbacks or [])],
+        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *(callbacks or [])],
         enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
         enable_model_summary=False,
         deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none

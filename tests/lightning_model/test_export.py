@@ -10,6 +10,7 @@ import torch
 
 from gristmill.lightning_model.export import export_hf, max_logit_difference
 from gristmill.lightning_model.model import Llama, ModelConfig
+from tests.helpers import tiny_model_config
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -60,13 +61,9 @@ def test_export_matches_logits_and_generates_with_pipeline(tokenizer_dir, tmp_pa
     from transformers import AutoTokenizer, pipeline
 
     vocab = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    config = ModelConfig(
+    config = tiny_model_config(
         vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         num_key_value_heads=kv_heads,
-        intermediate_size=64,
         max_position_embeddings=64,
         rope_theta=500.0,
         tie_word_embeddings=tied,
@@ -102,13 +99,6 @@ def test_export_matches_logits_and_generates_with_pipeline(tokenizer_dir, tmp_pa
 
 
 def test_export_without_tokenizer_fails_clearly(tmp_path):
-    config = ModelConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=32,
-    )
+    config = tiny_model_config(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         export_hf(Llama(config), config, tmp_path, tmp_path / "export")

@@ -13,24 +13,9 @@ from gristmill.conf.schema import TrainConfig
 from gristmill.lightning_model.export import hf_config
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama, lr_factor
+from tests.helpers import tiny_model_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_config(**overrides) -> ModelConfig:
-    base = dict(
-        vocab_size=97,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=16,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=1,
-    )
-    return ModelConfig(**{**base, **overrides})
 
 
 def randomized(model: Llama, seed: int = 0) -> Llama:
@@ -64,9 +49,9 @@ def test_config_from_train_config_round_trips():
 def test_state_dict_and_logits_match_hugging_face_llama(tied):
     from transformers import LlamaForCausalLM
 
-    config = tiny_config(tie_word_embeddings=tied)
+    config = tiny_model_config(tie_word_embeddings=tied)
     ours = randomized(Llama(config))
-    assert not any("inv_freq" in key for key in ours.state_dict())  # a buffer, but not a weight
+    assert not any("rotary" in key for key in ours.state_dict())  # cached tables are buffers, not weights
     theirs = LlamaForCausalLM(hf_config(config)).float().eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)  # raises on any missing or unexpected key
     assert set(theirs.state_dict()) == set(ours.state_dict())
@@ -77,7 +62,7 @@ def test_state_dict_and_logits_match_hugging_face_llama(tied):
 
 
 def test_tied_and_untied_heads():
-    tied, untied = Llama(tiny_config()), Llama(tiny_config(tie_word_embeddings=False))
+    tied, untied = Llama(tiny_model_config()), Llama(tiny_model_config(tie_word_embeddings=False))
     assert tied.lm_head.weight is tied.model.embed_tokens.weight
     assert untied.lm_head.weight is not untied.model.embed_tokens.weight
     embedding = 97 * 32
@@ -88,7 +73,7 @@ def test_tied_and_untied_heads():
 
 def test_init_gives_uniform_predictions_and_scaled_residual_projections():
     torch.manual_seed(0)
-    config = tiny_config(
+    config = tiny_model_config(
         hidden_size=256,
         num_hidden_layers=8,
         num_attention_heads=4,
@@ -110,7 +95,7 @@ def test_init_gives_uniform_predictions_and_scaled_residual_projections():
 
 
 def test_attention_is_causal():
-    model = randomized(Llama(tiny_config()))
+    model = randomized(Llama(tiny_model_config()))
     ids = torch.randint(2, 97, (1, 12))
     changed = ids.clone()
     changed[0, 8] = (ids[0, 8] + 1) % 97
@@ -121,7 +106,7 @@ def test_attention_is_causal():
 
 
 def test_loss_and_sequence_logprobs_agree():
-    model = randomized(Llama(tiny_config()))
+    model = randomized(Llama(tiny_model_config()))
     ids = torch.randint(0, 97, (2, 10))
     with torch.no_grad():
         logits, loss = model(ids[:, :-1], ids[:, 1:])
@@ -135,13 +120,13 @@ def test_loss_and_sequence_logprobs_agree():
 
 
 def test_forward_rejects_sequences_longer_than_the_context():
-    model = Llama(tiny_config())
+    model = Llama(tiny_model_config())
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.zeros(1, 17, dtype=torch.long))
 
 
 def test_generate_greedy_sampling_and_context_crop():
-    model = randomized(Llama(tiny_config()))
+    model = randomized(Llama(tiny_model_config()))
     prompt = torch.randint(2, 97, (2, 5))
     greedy = model.generate(prompt, 6, temperature=0)
     assert greedy.shape == (2, 11) and torch.equal(greedy[:, :5], prompt)
@@ -160,8 +145,33 @@ def test_generate_greedy_sampling_and_context_crop():
     assert long.shape == (2, 25)
 
 
+def test_cached_and_uncached_greedy_generation_are_equal():
+    # 40 tokens from a 5-token prompt run past max_position_embeddings (16): the cached steps, then the sliding
+    # window, must both decode exactly as recomputing the whole context at every step does.
+    model = randomized(Llama(tiny_model_config()))
+    prompt = torch.randint(2, 97, (2, 5))
+    cached = model.generate(prompt, 40, temperature=0)
+    assert torch.equal(cached, model.generate(prompt, 40, temperature=0, use_cache=False))
+    assert cached.shape == (2, 45)
+
+
+def test_cached_forward_gives_the_logits_of_a_full_forward():
+    from gristmill.lightning_model.model import KVCache
+
+    model = randomized(Llama(tiny_model_config()))
+    ids = torch.randint(2, 97, (2, 12))
+    cache = KVCache(model.config)
+    with torch.no_grad():
+        full = model(ids)[0]
+        parts = [model(ids[:, :5], cache=cache)[0], model(ids[:, 5:9], cache=cache)[0]]  # a prefix, then several
+        parts += [model(ids[:, t : t + 1], cache=cache)[0] for t in range(9, 12)]  # then one token at a time
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.zeros(2, 5, dtype=torch.long), cache=cache)  # 12 cached + 5 > 16
+
+
 def test_generate_stops_when_every_row_emitted_eos():
-    model = randomized(Llama(tiny_config()))
+    model = randomized(Llama(tiny_model_config()))
     prompt = torch.randint(2, 97, (1, 4))
     first = model.generate(prompt, 1, temperature=0)[0, -1].item()
     out = model.generate(prompt, 10, temperature=0, eos_token_id=first)
@@ -173,7 +183,7 @@ def test_generate_stops_when_every_row_emitted_eos():
 
 def test_optimizer_decays_matrices_only_and_schedule_warms_up_then_decays():
     train = TrainConfig(learning_rate=1e-2, warmup_steps=4, max_steps=20, min_lr_ratio=0.1, weight_decay=0.1)
-    module = LitLlama(tiny_config().to_dict(), train.model_dump())
+    module = LitLlama(tiny_model_config().to_dict(), train.model_dump())
     assert module.hparams["model_config"]["vocab_size"] == 97  # plain dicts saved for the checkpoint
     setup = module.configure_optimizers()
     optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gristmill.conf.schema import TrainConfig
 from gristmill.lightning_model.data import read_rows
 from gristmill.lightning_model.model import ModelConfig
 from gristmill.lightning_model.weights import load_model
 from gristmill.tasks.train.stage import resolve_hardware, train_model
-from tests.helpers import write_token_shard
+from tests.helpers import tiny_train_config, write_token_shard
 
 SEQ_LEN = 32
 VOCAB = 64
@@ -35,28 +34,6 @@ def patterned_shards(directory, shards: int, rows_per_shard: int, seed: int) -> 
 
 def val_rows(paths) -> list:
     return [row for path in paths for row in read_rows(path)]
-
-
-def tiny_train_config(**overrides) -> TrainConfig:
-    base = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_steps=60,
-        batch_size=8,
-        learning_rate=1e-2,
-        warmup_steps=5,
-        val_every_steps=20,
-        val_batches=4,
-        accelerator="cpu",
-        devices=1,
-        precision="auto",
-        num_workers=0,
-        seed=7,
-    )
-    return TrainConfig(**{**base, **overrides})
 
 
 def test_resolve_hardware_on_cpu():

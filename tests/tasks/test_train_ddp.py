@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, {repo!r})
 from gristmill.lightning_model.model import ModelConfig
 from gristmill.tasks.train.stage import train_model
-from tests.tasks.test_train import SEQ_LEN, VOCAB, tiny_train_config
+from tests.helpers import tiny_train_config
+from tests.tasks.test_train import SEQ_LEN, VOCAB
 
 torch.set_num_threads(1)
 data, out = Path(sys.argv[1]), Path(sys.argv[2])

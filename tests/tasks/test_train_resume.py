@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, {repo!r})
 from gristmill.lightning_model.model import ModelConfig
 from gristmill.tasks.train.stage import train_model
-from tests.tasks.test_train import VOCAB, SEQ_LEN, tiny_train_config
+from tests.helpers import tiny_train_config
+from tests.tasks.test_train import VOCAB, SEQ_LEN
 
 torch.set_num_threads(1)
 data, out, losses, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])

@@ -1,10 +1,11 @@
-"""The one canonical URL form, as dedup compares pages with it."""
+"""The one canonical URL form: as the crawler keys pages by it, and as dedup compares pages with it."""
 
 from __future__ import annotations
 
 import pytest
 
-from gristmill.tasks.urls import same_page_key
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.urls import UrlNormalizer, same_page_key
 
 
 @pytest.mark.parametrize(
@@ -31,3 +32,26 @@ def test_one_page_has_one_key(a: str, b: str) -> None:
 )
 def test_different_pages_and_records_keep_different_keys(a: str, b: str) -> None:
     assert same_page_key(a) != same_page_key(b)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://Example.ORG", "http://example.org/"),
+        ("http://example.org:80/a?b=1#frag", "http://example.org/a?b=1"),
+        ("https://example.org:443/", "https://example.org/"),
+        ("https://example.org:8443/x", "https://example.org:8443/x"),
+        ("http://user:pw@example.org/", "http://example.org/"),
+        ("http://[::1]:8080/", "http://[::1]:8080/"),
+        ("http://example.org/?b=2&a=1", "http://example.org/?a=1&b=2"),
+        ("http://example.org/p?utm_source=x&id=7&fbclid=abc&UTM_Medium=y", "http://example.org/p?id=7"),
+        ("http://example.org/p?utm_source=x", "http://example.org/p"),
+        ("http://example.org/p?q=a+b&empty=", "http://example.org/p?empty=&q=a+b"),
+        ("ftp://example.org/", None),
+        ("mailto:a@example.org", None),
+        ("http://example.org:99999/", None),
+        ("/relative", None),
+    ],
+)
+def test_normalize_url(url: str, expected: str | None) -> None:
+    assert UrlNormalizer(CrawlConfig().strip_query_params)(url) == expected

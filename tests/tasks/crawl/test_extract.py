@@ -20,7 +20,7 @@ from gristmill.tasks.crawl.extract import (
     extract_links,
     html_lang,
 )
-from tests.helpers import stubborn_document
+from tests.helpers import document_noting_dateparser_locales, stubborn_document
 
 ARTICLE = [
     "The river mill at Lower Weston ground wheat for three villages from the twelfth century onwards.",
@@ -329,7 +329,8 @@ def test_pool_left_early_does_not_wait_for_its_pages() -> None:
     with ExtractionPool(workers=1) as pool:
         results = pool.map(pages("first", "hang", "last"), "resiliparse", timeout_s=300, worker=stubborn_document)
         assert next(results)[1] is None
-    assert time.monotonic() - start < 10  # the hanging page (600 s, limit 300 s) was cancelled on the way out
+    # The hanging page (600 s, limit 300 s) was cancelled on the way out: a bound with a wide margin, not a race.
+    assert time.monotonic() - start < 150
 
 
 def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
@@ -348,7 +349,8 @@ def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
     for document, problem in results:
         assert (document["text"] is None) == (problem is not None)  # a failed page is kept, without text
         assert document["raw_bytes"] > 0 and document["fetched_at"] == FETCHED
-    assert 1.0 <= elapsed < 10  # the hanging page sleeps 600 s: it was cut at the limit; two workers were replaced
+    # The hanging page sleeps 600 s: it was cut at the limit (two workers were replaced); a margin, not a race.
+    assert 1.0 <= elapsed < 300
 
 
 def test_pool_must_be_entered_and_checks_the_extractor() -> None:
@@ -361,15 +363,19 @@ def test_pool_must_be_entered_and_checks_the_extractor() -> None:
 
 def test_pool_workers_start_warm_so_a_first_undated_page_is_fast() -> None:
     """dateparser's locale loading (via htmldate) costs seconds on a worker's first undated page; the forkserver
-    pays it once (tasks/crawl/warm_up.py), so the page fits a 1 s limit even in a brand-new worker."""
+    pays it once (tasks/crawl/warm_up.py), so a brand-new worker finds the locale data loaded before its first page
+    (checked on that state, not on a clock)."""
     page = WARM_UP_PAGE.replace(b"Warm-up", b"Packages starting with O")
     raw = {"doc_id": "d", "url": "http://site.test/letters/o.html", "source": "crawl", "source_offset": None,
            "fetched_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "status": 200, "content_type": "text/html",
            "charset": "utf-8", "lang_hint": None, "content": page}  # fmt: skip
     with ExtractionPool(1) as pool:
-        [(document, problem)] = list(pool.map([raw], "trafilatura-precision", timeout_s=1.0))
+        [(document, problem)] = list(
+            pool.map([raw], "trafilatura-precision", timeout_s=300, worker=document_noting_dateparser_locales)
+        )
     assert problem is None
     assert "OAuth" in document["text"]
+    assert int(document["title"]) > 0  # dateparser locales loaded in the worker before its first page
 
 
 def test_plain_text_is_decoded_with_its_declared_or_detected_charset() -> None:

@@ -29,13 +29,14 @@ from gristmill.tasks.crawl.sources import (
     read_source,
     source_kind,
 )
+from tests.helpers import requirement_missing
 
 
 @pytest.fixture(scope="module")
 def warc_dir(shared_data: Path) -> Path:
     path = shared_data / "warc"
     if not path.is_dir():
-        pytest.skip(f"shared WARC files not found at {path}")
+        requirement_missing(f"shared WARC files not found at {path}")
     return path
 
 

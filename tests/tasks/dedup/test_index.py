@@ -13,7 +13,7 @@ from gristmill.conf.schema import DedupConfig, PipelineConfig
 from gristmill.tasks.dedup.stage import run
 from gristmill.tasks.shards import StageOutput, iter_records
 from gristmill.tasks.stage import execute
-from tests.helpers import document, write_documents_stage
+from tests.helpers import document, requirement_missing, write_documents_stage
 
 
 def lightly_edited(text: str, every: int = 100) -> str:
@@ -69,7 +69,7 @@ def free_port() -> int:
 def redis_port(tmp_path) -> Iterator[int]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
+        requirement_missing("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly"]
     server = subprocess.Popen([*args, "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

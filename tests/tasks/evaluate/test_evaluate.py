@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from gristmill.conf.schema import CONF_DIR
-from gristmill.lightning_model.model import Llama, ModelConfig
+from gristmill.lightning_model.model import Llama
 from gristmill.tasks.evaluate.bias import BiasPair, load_pairs, score_pairs
 from gristmill.tasks.evaluate.perplexity import perplexity, sequence_logprob
-from tests.helpers import write_token_shard
+from tests.helpers import tiny_model_config, write_token_shard
 
 
 def test_shipped_pairs_load_and_cover_several_bias_types():
@@ -49,15 +49,7 @@ def test_score_pairs_counts_preferences_per_type():
 
 def test_perplexity_of_an_untrained_model_is_near_the_vocabulary_size(tmp_path):
     torch.manual_seed(0)
-    config = ModelConfig(
-        vocab_size=256,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=16,
-    )
+    config = tiny_model_config(vocab_size=256, num_hidden_layers=1, num_attention_heads=2)
     model = Llama(config)
     path = tmp_path / "val.parquet"
     write_token_shard(path, torch.randint(0, 256, (40, 17)).numpy())
