@@ -176,7 +176,7 @@ def stage_input_hash(config: PipelineConfig, stage: str) -> str | None:
     upstream_name = UPSTREAM[stage]
     if upstream_name:
         return StageOutput(config.workspace, upstream_name).input_hash()
-    from gristmill.tasks.crawl.stage import input_digest  # crawl's inputs are files and sites, not a stage
+    from gristmill.tasks.crawl.inputs import input_digest  # crawl's inputs are files and sites, not a stage
 
     return input_digest(config)
 
@@ -186,8 +186,8 @@ def preflight(config: PipelineConfig) -> None:
     missing bias file fails in seconds, not after the crawl and training. Raises ConfigError naming the key."""
     for stage in STAGES:
         stage_fingerprint(config, stage)
+    from gristmill.tasks.crawl.inputs import check_seeds
     from gristmill.tasks.crawl.sources import sources_digest
-    from gristmill.tasks.crawl.stage import check_seeds
 
     check_seeds(config.crawl)
     sources_digest(config.crawl.sources)

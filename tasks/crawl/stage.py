@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from gristmill.conf.schema import ConfigError, CrawlConfig, PipelineConfig, SourceConfig
+from gristmill.conf.schema import CrawlConfig, SourceConfig
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
@@ -35,17 +35,14 @@ from gristmill.tasks.crawl.sources import (
     files_digest,
     read_source,
     source_kind,
-    sources_digest,
 )
 from gristmill.tasks.crawl.state import CrawlState, Page
-from gristmill.tasks.crawl.urls import Scope
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.demo_site.build import build_demo_site
 from gristmill.tasks.demo_site.serve import serve_directory
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import ShardInfo, ShardWriter, UnitRecord, code_version, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult, sum_stats
-from gristmill.tasks.urls import UrlNormalizer
 
 log = logging.getLogger("gristmill.crawl")
 
@@ -79,49 +76,7 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def input_digest(config: PipelineConfig) -> str:
-    """The crawl's input, the first half of its key: every source file by content, and the crawl generation
-    (so a refresh that is due makes the stage run, and a run before it is up to date). Seeds are checked too."""
-    check_seeds(config.crawl)
-    sources = sources_digest(config.crawl.sources, config.workspace) or ""
-    generation = fetch_generation(config) if config.crawl.seeds or config.crawl.demo_site.enabled else 0
-    return hashlib.sha256(f"{sources} {generation}".encode()).hexdigest()[:16]
-
-
-def check_seeds(cfg: CrawlConfig) -> None:
-    """A seed the crawl's own scope refuses (an exclude pattern, an include list it misses, allowed_domains
-    without same_site) would crawl nothing: a ConfigError naming it, before the crawl touches its output."""
-    normalize = UrlNormalizer(cfg.strip_query_params)
-    seeds = [normalize(seed) for seed in cfg.seeds]
-    scope = Scope([s for s in seeds if s], same_site=cfg.same_site, allowed_domains=cfg.allowed_domains,
-                  include=cfg.include, exclude=cfg.exclude, max_depth=cfg.max_depth)  # fmt: skip
-    for index, (given, seed) in enumerate(zip(cfg.seeds, seeds, strict=True)):
-        why = "not a valid URL" if seed is None else scope.why_not(seed, 0)
-        if why:
-            raise ConfigError(f"crawl.seeds[{index}]: {given} is refused by the crawl's own scope ({why})")
-
-
 # -- fetch -------------------------------------------------------------------------------------------------------
-
-
-def state_path(workspace: str | Path) -> Path:
-    return Path(workspace) / "crawl" / "state" / "crawl.sqlite"
-
-
-def fetch_generation(config: PipelineConfig, now: float | None = None) -> int:
-    """Which crawl generation this run is: the last one, still to finish or up to date; or the next one when
-    `crawl.refresh.recrawl_after` has passed since the last one finished (a refresh). Reads the state file without
-    touching it (this is part of the stage's key, computed before anything is written)."""
-    path = state_path(config.workspace)
-    if not path.is_file():
-        return 0
-    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    generation = int(meta.get("generation", 0))
-    finished = meta.get(f"finished_{generation}")
-    last = float(finished) if finished is not None else None
-    due = config.crawl.refresh.due(last, time.time() if now is None else now)
-    return generation + 1 if due else generation
 
 
 def fetch_unit_name(generation: int) -> str:

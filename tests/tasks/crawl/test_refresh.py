@@ -20,7 +20,7 @@ import pytest
 
 from gristmill.conf.schema import PipelineConfig, validate_config
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.stage import fetch_generation
+from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.shards import StageOutput, iter_records
 from gristmill.tasks.stage import StageContext, execute
 
@@ -180,5 +180,5 @@ def test_a_refresh_is_due_after_recrawl_after_on_the_crawls_own_clock(site, tmp_
 def _meta(workspace: Path) -> dict[str, str]:
     import sqlite3
 
-    with sqlite3.connect(crawl_stage.state_path(workspace)) as db:
+    with sqlite3.connect(state_path(workspace)) as db:
         return dict(db.execute("SELECT key, value FROM meta"))
