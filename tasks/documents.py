@@ -22,5 +22,6 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("source", pa.string()),  # "crawl" or the ingested file
         pa.field("published", pa.string()),  # publication date (YYYY-MM-DD) found by the extractor, if any
         pa.field("lang_hint", pa.string()),  # <html lang>, Content-Language or WET language: a hint, not language id
+        pa.field("extractor", pa.string()),  # which extractor produced `text` (tasks/crawl/fallback.py); null: none
     ]
 )

@@ -13,21 +13,28 @@ stage interrupted halfway keeps the units it finished (their `_progress` records
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
+
+from gristmill.conf.schema import UserError
+
+log = logging.getLogger("gristmill.shards")
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -105,11 +112,34 @@ def path_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------------------------- atomic files
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextmanager
+def temporary_for(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed to `path` when the block ends, deleted if it fails.
+
+    A full disk becomes a `ShardError` naming the file: nothing half-written stays behind, and what finished is kept.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
+    try:
+        yield tmp
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            raise ShardError(
+                f"cannot write {path}: {os.strerror(err.errno)}",
+                fix=f"free space on the filesystem of {path.parent} (or move the workspace) and run again: "
+                "finished units are kept",
+            ) from err
+        raise
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with temporary_for(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -126,15 +156,13 @@ def file_sha256(path: Path) -> str:
 
 def write_shard(path: Path, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema) -> ShardInfo:
     """Write one Parquet shard atomically and return its size and checksum."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
-            writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
-            rows += batch.num_rows
-    info = ShardInfo(name=path.name, rows=rows, bytes=tmp.stat().st_size, sha256=file_sha256(tmp))
-    os.replace(tmp, path)
+    with temporary_for(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
+                writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+                rows += batch.num_rows
+        info = ShardInfo(name=path.name, rows=rows, bytes=tmp.stat().st_size, sha256=file_sha256(tmp))
     return info
 
 
@@ -200,8 +228,13 @@ class ShardWriter:
 def iter_batches(
     paths: Iterable[Path], columns: list[str] | None = None, batch_size: int = 1024
 ) -> Iterator[pa.RecordBatch]:
-    """Stream record batches from shards one at a time: memory is bounded by `batch_size`, not the corpus."""
+    """Stream record batches from shards one at a time: memory is bounded by `batch_size`, not the corpus.
+
+    A shard listed in its stage's manifest is checked against it (size and checksum) before it is read: a damaged
+    or overwritten shard stops the reader with a `ShardError` naming it and the stage that wrote it.
+    """
     for path in paths:
+        verify_recorded_shard(path)
         try:
             parquet = pq.ParquetFile(path)
         except (OSError, pa.ArrowInvalid) as err:
@@ -217,8 +250,70 @@ def iter_records(paths: Iterable[Path], columns: list[str] | None = None) -> Ite
         yield from batch.to_pylist()
 
 
-class ShardError(RuntimeError):
-    """A shard or manifest is missing or unreadable; the message names the file."""
+class ShardError(UserError, RuntimeError):
+    """A shard or manifest is missing, unreadable or not what its manifest says; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------- verification
+
+
+def shard_problem(path: Path, expected: ShardInfo) -> str | None:
+    """What is wrong with a shard compared with its manifest entry (missing, size, checksum), or None."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != expected.bytes:
+        return f"{size:,} bytes where its manifest says {expected.bytes:,}"
+    if file_sha256(path) != expected.sha256:
+        return "its checksum differs from its manifest's (damaged or overwritten)"
+    return None
+
+
+def verify_recorded_shard(path: Path) -> None:
+    """Check a shard against the manifest of the stage that wrote it, if that stage has finished."""
+    recorded = _recorded_shards(path.parent.parent / MANIFEST_NAME)
+    if recorded is None:
+        return
+    stage, shards = recorded
+    expected = shards.get((path.parent.name, path.name))
+    problem = shard_problem(path, expected) if expected else None
+    if problem:
+        raise damaged_shard(path, stage, problem)
+
+
+def verified(paths: list[Path]) -> list[Path]:
+    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader)."""
+    for path in paths:
+        verify_recorded_shard(path)
+    return paths
+
+
+def damaged_shard(path: Path, stage: str, problem: str) -> ShardError:
+    return ShardError(
+        f"shard {path}: {problem}; it was written by stage {stage!r}",
+        fix=f"run the pipeline again (or `--stage {stage}`): {stage} redoes the unit that wrote this shard",
+    )
+
+
+def _recorded_shards(manifest_path: Path) -> tuple[str, dict[tuple[str, str], ShardInfo]] | None:
+    """(stage, {(dataset, shard name): info}) from a manifest; None where there is none. Cached per version."""
+    try:
+        stat = manifest_path.stat()
+    except FileNotFoundError:
+        return None
+    return _manifest_index(manifest_path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _manifest_index(
+    manifest_path: Path, mtime_ns: int, size: int
+) -> tuple[str, dict[tuple[str, str], ShardInfo]] | None:
+    try:
+        manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+    except (OSError, ValueError):
+        return None  # the stage's own up-to-date check reports a broken manifest
+    shards = {(dataset, info.name): info for dataset, infos in manifest.shards.items() for info in infos}
+    return manifest.stage, shards
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -254,6 +349,7 @@ class StageOutput:
         self.manifest_path = self.path / MANIFEST_NAME
         self._progress = self.path / PROGRESS_DIR
         self._started = time.time()
+        self.damaged: list[str] = []  # shards found damaged by up-to-date and resume checks: their units run again
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.path / dataset
@@ -270,7 +366,10 @@ class StageOutput:
         """Identity of this stage's output as an input to the next: its manifest's content digest."""
         manifest = self.read_manifest()
         if manifest is None:
-            raise ShardError(f"stage {self.stage!r} has no output at {self.path} (no {MANIFEST_NAME}); run it first")
+            raise ShardError(
+                f"stage {self.stage!r} has no output at {self.path} (no {MANIFEST_NAME}); run it first",
+                fix=f"run the whole pipeline, or `--stage {self.stage}` first",
+            )
         if manifest.digest is None:  # written before manifests carried a digest
             return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
         return manifest.digest
@@ -292,14 +391,35 @@ class StageOutput:
             return None
         if manifest.config_hash != config_hash or manifest.input_hash != input_hash:
             return None
-        for dataset, shards in manifest.shards.items():
-            for shard in shards:
-                path = self.dataset_dir(dataset) / shard.name
-                if not path.is_file() or path.stat().st_size != shard.bytes:
-                    return None
+        if self.damaged_shards(manifest.shards):
+            return None
         if any(not (self.path / rel).exists() for rel in manifest.files.values()):
             return None
         return manifest
+
+    def damaged_shards(self, shards: dict[str, list[ShardInfo]]) -> list[str]:
+        """Each listed shard that is missing or differs from its entry (size, then checksum), logged by name."""
+        damaged = []
+        for dataset, infos in shards.items():
+            for info in infos:
+                path = self.dataset_dir(dataset) / info.name
+                problem = shard_problem(path, info)
+                if problem:
+                    log.warning("%s: shard %s: %s; its unit runs again", self.stage, path, problem)
+                    damaged.append(f"{path.relative_to(self.path.parent)}: {problem}")
+        self.damaged += [d for d in damaged if d not in self.damaged]
+        return damaged
+
+    def verify(self) -> list[str]:
+        """Problems of a finished stage's output (damaged shards, missing files); empty when intact."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return []
+        problems = self.damaged_shards(manifest.shards)
+        for rel in manifest.files.values():
+            if not (self.path / rel).exists():
+                problems.append(f"{self.stage}/{rel}: missing")
+        return problems
 
     def begin(self, config_hash: str, input_hash: str | None, incremental: bool = False) -> None:
         """Start (or resume) work: keep finished units only if they were made with this config and input. An
@@ -392,12 +512,7 @@ class StageOutput:
         record = UnitRecord.model_validate_json(path.read_text())
         if record.inputs != inputs:
             return None
-        for dataset, shards in record.shards.items():
-            for shard in shards:
-                shard_path = self.dataset_dir(dataset) / shard.name
-                if not shard_path.is_file() or shard_path.stat().st_size != shard.bytes:
-                    return None
-        return record
+        return None if self.damaged_shards(record.shards) else record
 
     def finish_unit(self, record: UnitRecord) -> UnitRecord:
         atomic_write_json(self._progress / f"{record.unit}.json", record.model_dump(mode="json"))
@@ -448,5 +563,8 @@ class StageOutput:
         """Paths of a finished stage's shards for one dataset, in order (empty list if it wrote none)."""
         manifest = manifest or self.read_manifest()
         if manifest is None:
-            raise ShardError(f"stage {self.stage!r} has no manifest at {self.manifest_path}; run it first")
+            raise ShardError(
+                f"stage {self.stage!r} has no manifest at {self.manifest_path}; run it first",
+                fix=f"run the whole pipeline, or `--stage {self.stage}` first",
+            )
         return [self.dataset_dir(dataset) / s.name for s in manifest.shards.get(dataset, [])]

@@ -7,6 +7,7 @@ and it maps units over `ctx.map`, which the flows bind to Prefect's task runner 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 
 from gristmill.conf.schema import STAGES, PipelineConfig, Section
 from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord
-from gristmill.tasks.tracking import Tracker
+from gristmill.tasks.tracking import Tracker, TrackingUnavailable
 
 log = logging.getLogger("gristmill.stage")
 
@@ -242,11 +243,14 @@ def execute(
                 tracker.log_dataset_input(run_id, upstream.stage, input_hash, upstream.manifest_path)
     except BaseException:
         if tracker and run_id:
-            tracker.end_run(run_id, ok=False)
+            with contextlib.suppress(TrackingUnavailable):  # the error that stopped the stage matters more
+                tracker.end_run(run_id, ok=False)
         raise
     if tracker and run_id:
         tracker.end_run(run_id)
-    return StageSummary.from_manifest(manifest, status, time.perf_counter() - started, output.manifest_path, run_id)
+    summary = StageSummary.from_manifest(manifest, status, time.perf_counter() - started, output.manifest_path, run_id)
+    summary.warnings[:0] = [f"damaged shard written again: {damage}" for damage in output.damaged]
+    return summary
 
 
 def _track(tracker: Tracker, run_id: str, manifest: Manifest, status: str, output: StageOutput) -> None:

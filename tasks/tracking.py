@@ -6,8 +6,11 @@ Prefect runs tasks in worker threads, so the fluent `mlflow.start_run()` API wou
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import socket
 import time
 import warnings
 from collections.abc import Mapping
@@ -19,11 +22,14 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from gristmill.conf.schema import UserError
+
 log = logging.getLogger("gristmill.tracking")
 
 # MLflow 3 accepts 6000 characters per param value; keep well under so any backend takes it.
 MAX_PARAM_CHARS = 500
 BATCH = 900  # log_batch takes at most 1000 metrics per call
+WORKSPACE_TAG, HOST_TAG, PID_TAG = "gristmill.workspace", "gristmill.host", "gristmill.pid"
 
 
 def default_tracking_uri(workspace: str | Path) -> str:
@@ -38,7 +44,7 @@ class Tracker:
         self.uri = uri or default_tracking_uri(self.workspace)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = _Answering(MlflowClient(tracking_uri=self.uri, registry_uri=self.uri), self.uri)
         self.experiment_id = self._experiment(experiment)
 
     def _experiment(self, name: str) -> str:
@@ -54,7 +60,9 @@ class Tracker:
     # ---------------------------------------------------------------------------------------------- runs
 
     def start_run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
-        all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+        # Who runs it: a later run that finds this one still RUNNING and its process gone marks it FAILED.
+        owner = {WORKSPACE_TAG: str(self.workspace), HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+        all_tags = {MLFLOW_RUN_NAME: name, **owner, **(tags or {})}
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
@@ -63,6 +71,25 @@ class Tracker:
     def end_run(self, run_id: str, ok: bool = True) -> None:
         status = RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
         self.client.set_terminated(run_id, status=status)
+
+    def fail_abandoned_runs(self) -> list[str]:
+        """Mark FAILED the runs of this workspace left RUNNING by a process on this host that no longer exists
+        (killed with SIGKILL, power lost); return their ids."""
+        host = socket.gethostname()
+        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+        abandoned = []
+        for run in running:
+            tags = run.data.tags
+            ours = tags.get(WORKSPACE_TAG) == str(self.workspace) and tags.get(HOST_TAG) == host
+            if not ours or not tags.get(PID_TAG, "").isdigit():
+                continue
+            pid = int(tags[PID_TAG])
+            if pid == os.getpid() or process_exists(pid):
+                continue
+            self.client.set_tag(run.info.run_id, "gristmill.failure", f"process {pid} died while the run was RUNNING")
+            self.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+            abandoned.append(run.info.run_id)
+        return abandoned
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -174,6 +201,68 @@ class Tracker:
             description=description,
         )
         return int(version.version)
+
+
+class TrackingUnavailable(UserError):
+    """The MLflow tracking store stopped answering (a server that went down, a network that went away)."""
+
+
+class _Answering:
+    """The MlflowClient, except that a store that does not answer (after MLflow's own retries) raises
+    `TrackingUnavailable` naming it, a user error: the stage outputs written so far stay, and a rerun reuses them."""
+
+    def __init__(self, client: MlflowClient, uri: str) -> None:
+        self._client = client
+        self._uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as err:
+                if not _unreachable(err):
+                    raise
+                raise TrackingUnavailable(
+                    f"the MLflow tracking store {self._uri} does not answer ({_first_line(err)})",
+                    fix="start it (or fix tracking.uri) and run again: finished stages and units are kept",
+                ) from err
+
+        return call
+
+
+def _unreachable(err: BaseException | None) -> bool:
+    """Whether an error (or one it came from) says the store could not be reached, as opposed to refusing a call."""
+    while err is not None:
+        if isinstance(err, ConnectionError | TimeoutError) or type(err).__name__ in _UNREACHABLE:
+            return True
+        if any(marker in str(err) for marker in ("Max retries exceeded", "Connection refused", "Read timed out")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+_UNREACHABLE = {"ConnectionError", "MaxRetryError", "NewConnectionError", "ConnectTimeout", "ReadTimeout"}
+
+
+def _first_line(err: BaseException) -> str:
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -32,7 +32,8 @@ def test_wheel_installs_only_the_gristmill_import_name(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/", 1)[0] for name in names}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {"gristmill"}
-    for module in ("flows/cli.py", "tasks/shards.py", "lightning_model/model.py", "conf/schema.py", "conf/demo.yaml"):
+    shipped = ("flows/cli.py", "tasks/shards.py", "lightning_model/model.py", "conf/schema.py", "conf/demo.yaml")
+    for module in (*shipped, "conf/languages.yaml", "tasks/text/units.py"):  # the language table is package data
         assert f"gristmill/{module}" in names
     # every package below a shipped folder is in the wheel: a new subpackage cannot be left out of pyproject.toml
     for folder in ("flows", "tasks", "lightning_model", "conf"):

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gristmill.conf.schema import AuditConfig, config_file
+from gristmill.conf.schema import AuditConfig, ConfigError, config_file
 
 ALL = "_all"  # the key for "every document", beside the groups
 
@@ -21,9 +21,12 @@ ALL = "_all"  # the key for "every document", beside the groups
 def load_lexicon(path: str | Path) -> dict[str, re.Pattern[str]]:
     """One whole-word, case-insensitive pattern per group."""
     path = config_file(path, "clean.audit.lexicon")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"clean.audit.lexicon {path}: cannot read it: {err}") from err
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
-        raise ValueError(f"{path}: expected a mapping of group -> non-empty list of terms")
+        raise ConfigError(f"{path}: expected a mapping of group -> non-empty list of terms")
     return {
         group: re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, terms), key=len, reverse=True)) + r")\b", re.I)
         for group, terms in raw.items()
@@ -87,6 +90,42 @@ def summarize(counts: dict[str, Any], groups: list[str], cfg: AuditConfig) -> tu
             if flagged:
                 warnings.append(
                     f"{step} removes {rate:.1%} of documents mentioning {group} vs {overall:.1%} overall "
+                    f"(ratio {ratio:.2f} > {cfg.max_disparity})"
+                )
+    return rows, warnings
+
+
+def summarize_languages(
+    counts: dict[str, dict[str, dict[str, int]]], languages: list[str], cfg: AuditConfig
+) -> tuple[list[dict], list[str]]:
+    """Removal rate of each kept language under each filter after language id, beside the rate over all kept
+    languages; a warning when one language loses more than `max_disparity` times that (its own row too lax or too
+    strict, or text the segmenter handles badly)."""
+    rows, warnings = [], []
+    for step, by_language in counts.items():
+        kept = {lang: c for lang, c in by_language.items() if lang in languages}
+        total_in = sum(c.get("in", 0) for c in kept.values())
+        overall = sum(c.get("removed", 0) for c in kept.values()) / total_in if total_in else 0.0
+        for lang in languages:
+            n_in, n_out = kept.get(lang, {}).get("in", 0), kept.get(lang, {}).get("removed", 0)
+            rate = n_out / n_in if n_in else 0.0
+            ratio = rate / overall if overall else (0.0 if not rate else float("inf"))
+            flagged = len(kept) > 1 and n_in >= cfg.min_docs and ratio > cfg.max_disparity
+            rows.append(
+                {
+                    "language": lang,
+                    "filter": step,
+                    "docs_entering": n_in,
+                    "docs_removed": n_out,
+                    "removal_rate": round(rate, 4),
+                    "overall_removal_rate": round(overall, 4),
+                    "disparity": round(ratio, 3) if ratio != float("inf") else None,
+                    "warning": flagged,
+                }
+            )
+            if flagged:
+                warnings.append(
+                    f"{step} removes {rate:.1%} of {lang} documents vs {overall:.1%} over all kept languages "
                     f"(ratio {ratio:.2f} > {cfg.max_disparity})"
                 )
     return rows, warnings

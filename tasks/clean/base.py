@@ -3,31 +3,13 @@ formatter rewrites text, and both keep per-step counters that the stage adds up 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-# spaCy's blank English tokenizer (what datatrove 0.10 counts words with), at regex speed: split on whitespace,
-# then peel punctuation off both ends of each chunk (one token per mark, "..." as one); inner punctuation stays,
-# except a hyphen before a letter. So `foo(bar)` gives `foo(bar` + `)`, as spaCy does.
-_CHUNK = re.compile(r"(?P<pre>[^\w\s-]*)(?P<core>\S*?)(?P<suf>(?:\.\.\.|[^\w\s])*)(?=\s|$)")
-_SUFFIX = re.compile(r"\.\.\.|.")
-_HYPHEN = re.compile(r"(?<=[^\W_])(-)(?=[^\W\d_])")  # spaCy's infix: letter or digit, hyphen, letter
+from gristmill.tasks.text.units import SEGMENTER_LANGUAGE, segmenter_for, split_words, splitter
 
-
-def split_words(text: str) -> list[str]:
-    out: list[str] = []
-    for m in _CHUNK.finditer(text):
-        pre, core, suf = m.group("pre", "core", "suf")
-        if not (pre or core or suf):
-            continue
-        out.extend(pre)
-        if core:
-            out.extend(_HYPHEN.split(core) if "-" in core else (core,))
-        if suf:
-            out.extend(_SUFFIX.findall(suf))
-    return out
+__all__ = ["Doc", "Filter", "Formatter", "Verdict", "split_words"]  # split_words lived here first
 
 
 @dataclass(frozen=True)
@@ -46,13 +28,28 @@ class Doc:
     text: str
     url: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
-    _words: tuple[str, list[str]] | None = field(default=None, repr=False)
+    _words: tuple[str, str | None, list[str]] | None = field(default=None, repr=False)
+
+    @property
+    def language(self) -> str | None:
+        """The language id's answer (None before the language filter, or with it disabled)."""
+        return self.metadata.get("language")
+
+    def rules_language(self) -> str | None:
+        """Whose filter settings apply: language id's answer; with language id off, the language a Chinese, Japanese
+        or Korean script implies (other scripts: the clean section's own settings, as before)."""
+        return self.language or SEGMENTER_LANGUAGE.get(self.segmenter())
+
+    def segmenter(self) -> str:
+        """How this document splits into words: by its language, or by its script while that is unknown."""
+        return segmenter_for(self.language, self.text)
 
     def words(self) -> list[str]:
-        """The text's words, split once and reused until a step changes the text (repetition and quality share)."""
-        if self._words is None or self._words[0] is not self.text:
-            self._words = (self.text, split_words(self.text))
-        return self._words[1]
+        """The text's words in its language's segmentation (`tasks/text/units.py`), split once and reused until a
+        step changes the text or the language becomes known (repetition, quality and FineWeb share them)."""
+        if self._words is None or self._words[0] is not self.text or self._words[1] != self.language:
+            self._words = (self.text, self.language, splitter(self.segmenter())(self.text))
+        return self._words[2]
 
 
 class Filter:

@@ -16,25 +16,27 @@ from gristmill.tasks.clean.language import LanguageFilter
 from gristmill.tasks.clean.normalize import Normalizer
 from gristmill.tasks.clean.pii import PIIFormatter
 from gristmill.tasks.clean.repetition import GopherRepetition
+from gristmill.tasks.clean.rules import RuleBook
 
 Step = Filter | Formatter
 
 
 def build_chain(cfg: CleanConfig) -> list[Step]:
     """Only the enabled steps, in order: cheap URL check, language, repetition, quality, C4, FineWeb, then PII."""
+    book = RuleBook(cfg)  # each kept language filtered by its own row of conf/languages.yaml
     steps: list[Step] = [Normalizer(cfg.fix_unicode)]
     if cfg.url_blocklist:
         steps.append(DomainBlocklist(read_list(cfg.url_blocklist, "clean.url_blocklist")))
     if cfg.language.enabled:
         steps.append(LanguageFilter(cfg.language))
     if cfg.repetition.enabled:
-        steps.append(GopherRepetition(cfg.repetition))
+        steps.append(GopherRepetition(cfg.repetition, book))
     if cfg.gopher_quality:
-        steps.append(GopherQuality(cfg))
+        steps.append(GopherQuality(cfg, book))
     if cfg.c4.enabled:
-        steps.append(C4Quality(cfg.c4))
+        steps.append(C4Quality(cfg.c4, book))
     if cfg.fineweb.enabled:
-        steps.append(FineWebQuality(cfg.fineweb))
+        steps.append(FineWebQuality(cfg.fineweb, book))
     if cfg.badwords:
         steps.append(BadWords(read_list(cfg.badwords, "clean.badwords")))
     if cfg.pii.enabled:
@@ -53,6 +55,8 @@ class Chain:
         self.chars_removed: Counter[str] = Counter()  # by rule
         self.step_removed: Counter[str] = Counter()  # by step
         self.step_chars_removed: Counter[str] = Counter()
+        # per language, for the steps after language id: {step: {language: {"in": n, "removed": n}}}
+        self.by_language: dict[str, dict[str, Counter[str]]] = {}
 
     def process(self, doc: Doc) -> Verdict | None:
         groups: list[str] = []
@@ -66,7 +70,12 @@ class Chain:
             self.docs_in[step.name] += 1
             if self.audit:
                 self.audit.enter(step.name, groups)
+            language = doc.language  # known from the step after language id on
             verdict = step.check(doc)
+            if language is not None:
+                counts = self.by_language.setdefault(step.name, {}).setdefault(language, Counter())
+                counts["in"] += 1
+                counts["removed"] += verdict is not None
             if verdict is not None:
                 self.removed[verdict.rule] += 1
                 self.chars_removed[verdict.rule] += len(doc.text)
@@ -93,4 +102,5 @@ class Chain:
                 }
                 for step in self.steps
             },
+            "languages": {step: {lg: dict(c) for lg, c in langs.items()} for step, langs in self.by_language.items()},
         }

@@ -9,6 +9,7 @@ import regex
 from gristmill.conf.schema import FineWebConfig
 from gristmill.tasks.clean.base import Doc, Filter, Verdict
 from gristmill.tasks.clean.repetition import find_duplicates
+from gristmill.tasks.clean.rules import RuleBook
 
 
 @cache
@@ -22,12 +23,14 @@ def sentence_terminals() -> frozenset[str]:
 class FineWebQuality(Filter):
     name = "fineweb"
 
-    def __init__(self, cfg: FineWebConfig) -> None:
+    def __init__(self, cfg: FineWebConfig, book: RuleBook | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.book = book  # per-language bounds; without one, FineWeb's English bounds
 
     def check(self, doc: Doc) -> Verdict | None:
-        cfg, text = self.cfg, doc.text
+        cfg = self.book.get(doc.rules_language()).clean.fineweb if self.book is not None else self.cfg
+        text = doc.text
         lines = [line for line in text.split("\n") if line.strip()]
         if not lines:
             return Verdict("fineweb_empty", 0.0, 1.0)

@@ -6,8 +6,9 @@ import re
 
 from gristmill.conf.schema import CleanConfig
 from gristmill.tasks.clean.base import Doc, Filter, Verdict
+from gristmill.tasks.clean.rules import ENGLISH_STOP_WORDS as STOP_WORDS
+from gristmill.tasks.clean.rules import RuleBook
 
-STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 # datatrove's PUNCTUATION set: a "word" made only of these (and control characters) is a symbol, not a word.
 PUNCTUATION = frozenset(
     "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
@@ -17,7 +18,7 @@ _SYMBOLS_ONLY = re.compile("[" + re.escape("".join(sorted(PUNCTUATION))) + "]+")
 BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
 
-__all__ = ["GopherQuality", "Verdict"]  # Verdict lived here first
+__all__ = ["STOP_WORDS", "GopherQuality", "Verdict"]  # Verdict and STOP_WORDS lived here first
 
 
 class GopherQuality(Filter):
@@ -25,13 +26,15 @@ class GopherQuality(Filter):
 
     name = "gopher_quality"
 
-    def __init__(self, cfg: CleanConfig) -> None:
+    def __init__(self, cfg: CleanConfig, book: RuleBook | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.book = book or RuleBook(cfg)
 
     def check(self, doc: Doc | str) -> Verdict | None:
-        cfg = self.cfg
         doc = doc if isinstance(doc, Doc) else Doc(doc)
+        rules = self.book.get(doc.rules_language())  # the document's language's row (English: the clean section)
+        cfg = rules.clean
         text, words = doc.text, doc.words()
         non_symbol = [w for w in words if not _SYMBOLS_ONLY.fullmatch(w)]
         n_words = len(non_symbol)
@@ -64,7 +67,7 @@ class GopherQuality(Filter):
         if alpha < cfg.min_alpha_words_ratio:
             return Verdict("gopher_alpha_words", alpha, cfg.min_alpha_words_ratio)
         # distinct stop words, case-sensitive, as datatrove counts them
-        stop_words = len(STOP_WORDS.intersection(words))
+        stop_words = len(rules.stop_words.intersection(words))
         if stop_words < cfg.min_stop_words:
             return Verdict("gopher_stop_words", stop_words, cfg.min_stop_words)
         return None

@@ -7,6 +7,7 @@ from collections import Counter
 
 from gristmill.conf.schema import RepetitionConfig
 from gristmill.tasks.clean.base import Doc, Filter, Verdict
+from gristmill.tasks.clean.rules import RuleBook
 
 _PARAGRAPH = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
@@ -25,21 +26,21 @@ def find_duplicates(items: list[str]) -> tuple[int, int]:
     return count, chars
 
 
-def top_ngram_chars(words: list[str], n: int) -> int:
+def top_ngram_chars(words: list[str], n: int, space: int = 1) -> int:
     """Characters covered by all occurrences of the most frequent n-gram."""
     counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
     gram, freq = counts.most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * freq  # joined with spaces, as datatrove measures it
+    return (sum(map(len, gram)) + space * (n - 1)) * freq  # joined with spaces, as datatrove measures it
 
 
-def duplicated_ngram_chars(words: list[str], n: int) -> int:
+def duplicated_ngram_chars(words: list[str], n: int, space: int = 1) -> int:
     """Characters in n-grams seen before; after a repeat, skip past it so overlapping repeats count once."""
     seen: set[tuple[str, ...]] = set()
     chars, i, last = 0, 0, len(words) - n + 1
     while i < last:
         gram = tuple(words[i : i + n])
         if gram in seen:
-            chars += sum(map(len, gram)) + n - 1
+            chars += sum(map(len, gram)) + space * (n - 1)
             i += n
         else:
             seen.add(gram)
@@ -50,12 +51,14 @@ def duplicated_ngram_chars(words: list[str], n: int) -> int:
 class GopherRepetition(Filter):
     name = "gopher_repetition"
 
-    def __init__(self, cfg: RepetitionConfig) -> None:
+    def __init__(self, cfg: RepetitionConfig, book: RuleBook | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.book = book  # per-language bounds; without one, Gopher's
 
     def check(self, doc: Doc) -> Verdict | None:
-        cfg, text = self.cfg, doc.text
+        cfg = self.book.get(doc.rules_language()).clean.repetition if self.book is not None else self.cfg
+        text = doc.text
         if not text:
             return Verdict("gopher_rep_empty", 0.0, 1.0)
         size = len(text)
@@ -72,10 +75,11 @@ class GopherRepetition(Filter):
         if (v := chars / size) > cfg.dup_line_char_frac:
             return Verdict("gopher_rep_dup_line_char_frac", v, cfg.dup_line_char_frac)
         words = doc.words()
+        space = 1 if doc.segmenter() == "spaces" else 0  # words written without spaces take none in the text
         for n, bound in sorted(cfg.top_ngram_char_frac.items()):
-            if len(words) >= n and (v := top_ngram_chars(words, n) / size) > bound:
+            if len(words) >= n and (v := top_ngram_chars(words, n, space) / size) > bound:
                 return Verdict(f"gopher_rep_top_{n}_gram", v, bound)
         for n, bound in sorted(cfg.dup_ngram_char_frac.items()):
-            if (v := duplicated_ngram_chars(words, n) / size) > bound:
+            if (v := duplicated_ngram_chars(words, n, space) / size) > bound:
                 return Verdict(f"gopher_rep_dup_{n}_grams", v, bound)
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gristmill.tasks.clean.audit import Audit, load_lexicon, summarize
+from gristmill.tasks.clean.audit import Audit, load_lexicon, summarize, summarize_languages
 from gristmill.tasks.clean.base import Doc, Verdict
 from gristmill.tasks.clean.chain import Chain, build_chain
 from gristmill.tasks.clean.report import log_report
@@ -86,17 +86,29 @@ def run(ctx: StageContext) -> StageResult:
         "filters": totals.get("filters", {}),
     }
     audit_rows: list[dict] = []
+    language_rows: list[dict] = []
+    if cfg.audit.enabled and cfg.language.enabled:
+        language_rows, warnings = summarize_languages(totals.get("languages", {}), cfg.language.languages, cfg.audit)
+        for warning in warnings:
+            log.warning("clean audit: %s", warning)
+        stats["language_warnings"] = len(warnings)
+        stats["warnings"] = warnings  # a list: in the manifest and the run summary, not a metric
+        by_language: dict[str, dict[str, float]] = {}
+        for r in language_rows:
+            by_language.setdefault(r["filter"], {})[r["language"]] = r["removal_rate"]
+        stats["removal_rate_by_language"] = by_language
     if cfg.audit.enabled and totals.get("audit"):
         groups = list(load_lexicon(cfg.audit.lexicon))
         audit_rows, warnings = summarize(totals["audit"], groups, cfg.audit)
         for warning in warnings:
             log.warning("clean audit: %s", warning)
         stats["audit_warnings"] = len(warnings)
-        stats["warnings"] = warnings  # a list: in the manifest and the run summary, not a metric
+        stats["warnings"] = stats.get("warnings", []) + warnings
         stats["audit_share"] = {
             r["group"]: {"before": r["share_before"], "after": r["share_after"]} for r in audit_rows
         }
     log_report(ctx, stats["removed"], _cap(samples, cfg.audit.samples_per_rule), audit_rows)
+    ctx.table("clean/audit_languages", language_rows)
     docs_out = sum(s.rows for u in units for s in u.shards["documents"])
     return StageResult(
         units=units,

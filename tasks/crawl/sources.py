@@ -5,7 +5,9 @@ files; `read_source` streams one file's records. Everything is streamed - WARC r
 batches - except single text/HTML files, which are one record each.
 
 A malformed or truncated record is reported as an `IngestProblem` and skipped, and the rest of the file is still
-read: a WARC reader that hits a broken record resynchronises on the next record it can parse. Only a source that
+read: a WARC reader that hits a broken record resynchronises on the next record it can parse. Known quirks of real
+archives are read leniently and counted (`IngestCounts.quirks`), the record kept: a WARC-Date that is not ISO 8601
+(ClueWeb09 has `2008-10-294T05:21:46-0700`), WARC/0.18 headers, a record without Content-Length. Only a source that
 cannot be used at all (nothing matches, a missing column, an unknown kind) raises `SourceError`.
 """
 
@@ -17,6 +19,7 @@ import hashlib
 import io
 import json
 import posixpath
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
-from gristmill.conf.schema import ConfigError, SourceConfig
+from gristmill.conf.schema import ConfigError, SourceConfig, UserError
 from gristmill.tasks.crawl.fetch import parse_content_type
 from gristmill.tasks.crawl.records import record_id
 from gristmill.tasks.shards import atomic_write_json
@@ -59,7 +62,7 @@ _SCAN_CHUNK = 1 << 20
 _PARQUET_BATCH = 1024
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """A source that cannot be used at all; the message names the path and, where one is at fault, the field."""
 
 
@@ -83,9 +86,20 @@ class IngestCounts:
     records: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # "warc:request", "warc:revisit", "empty", ...
     problems: int = 0
+    quirks: dict[str, int] = field(default_factory=dict)  # records kept despite a known quirk: "warc_bad_date", ...
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def quirk(self, name: str) -> None:
+        self.quirks[name] = self.quirks.get(name, 0) + 1
+
+    def add(self, other: IngestCounts) -> None:
+        self.records += other.records
+        self.problems += other.problems
+        for mine, theirs in ((self.skipped, other.skipped), (self.quirks, other.quirks)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,7 +120,8 @@ def expand_source(source: SourceConfig) -> list[str]:
         missing = "no file matches this glob"
     elif fs.isdir(root):
         paths = _directory_files(fs, root, source.kind)
-        missing = f"no {source.kind} files in this directory ({', '.join(_directory_suffixes(source.kind))})"
+        kind = "text" if source.kind in ("auto", "files") else source.kind
+        missing = f"no {kind} files in this directory ({', '.join(_directory_suffixes(source.kind))})"
     elif fs.isfile(root):
         paths, missing = [root], ""
     else:
@@ -199,10 +214,45 @@ def source_kind(url: str, source: SourceConfig) -> str:
     if source.kind != "auto":
         return source.kind
     kind = _kind_from_name(url)
+    if kind is None and url.lower().endswith((".wat", ".wat.gz")):
+        raise SourceError(
+            f"{url}: a WAT file holds metadata (headers, links), not page text",
+            fix="ingest the .warc.gz (pages) or .wet.gz (their text) of the same capture instead",
+        )
     if kind is None:
         allowed = ", ".join(suffix for suffixes in KIND_SUFFIXES.values() for suffix in suffixes)
         raise SourceError(f"{url}: cannot tell the kind of file from its name; use one of {allowed} or set kind")
     return kind
+
+
+def check_source_file(url: str, source: SourceConfig) -> None:
+    """Refuse, before any work, a file that cannot be of its kind: an empty or non-WARC `.warc.gz`, a `.parquet`
+    without Parquet's magic bytes. Reads a few bytes of the file; records inside are judged when read."""
+    kind = source_kind(url, source)
+    if kind not in ("warc", "wet", "parquet"):
+        return
+    with fsspec.open(url, "rb") as fh:
+        head = fh.read(4096)
+        if kind == "parquet":
+            ok = head.startswith(b"PAR1")
+        elif head.startswith(_GZIP_MAGIC[:2]):
+            ok = _starts_warc_member(fh, 0) or _starts_arc_member(fh)
+        else:
+            ok = head.lstrip().startswith((b"WARC/", b"filedesc://"))
+    if not ok:
+        what = "an empty file" if not head else f"it starts with {head[:24]!r}"
+        raise SourceError(
+            f"source file {url}: not a {kind.upper()} file ({what})",
+            fix="check the file, or remove it from crawl.sources (or set the source's `kind`)",
+        )
+
+
+def _starts_arc_member(fh: IO[bytes]) -> bool:
+    fh.seek(0)
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(4096), 16).startswith(b"filedesc://")
+    except zlib.error:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -270,8 +320,12 @@ def _counted(reading: _Reading, records: Iterator[dict]) -> Iterator[dict]:
 # ---------------------------------------------------------------------------------------------------------------
 # WARC and WET
 
-# What warcio raises from a broken record: bad headers, a broken or cut gzip member, bad lengths.
-_WARC_ERRORS = (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, OSError, ValueError)
+# What warcio raises from a broken record: bad headers, a broken or cut gzip member, bad lengths; and, from headers
+# damaged past its checks (a missing WARC-Target-URI), plain AttributeError and friends (found by tests/faults).
+_WARC_ERRORS = (
+    ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, zlib.error, OSError, ValueError,
+    AttributeError, TypeError, IndexError, KeyError,
+)  # fmt: skip
 
 
 class _BrokenRecord(Exception):
@@ -325,6 +379,8 @@ def _warc_run(reading: _Reading, fh: IO[bytes], start: int, size: int, wet: bool
             return offset
         if row is not None:
             yield row
+        if _unbounded(records, record):
+            return offset  # it ran on into the records after it: go on from the next WARC line after its start
 
 
 def _check_end(reading: _Reading, records: ArchiveIterator, size: int) -> int | None:
@@ -368,6 +424,13 @@ def _warc_row(
         return None
     content = record.content_stream().read(reading.max_record_bytes + 1)  # decodes chunked and gzip transfers
     _finish(records, record)
+    if record.rec_headers.get_header("Content-Length") is None:
+        reading.counts.quirk("warc_missing_length")
+        if _unbounded(records, record):  # nothing ended it but the file: cut it where the next record begins
+            content = _NEXT_WARC_RECORD.split(content, 1)[0]
+        content = content.removesuffix(b"\r\n\r\n")  # the blank lines that end a record, read as its content
+    if record.rec_headers.protocol.startswith("WARC/0."):
+        reading.counts.quirk("warc_0.x_version")
     if len(content) > reading.max_record_bytes:
         reading.problem(offset, f"record content larger than {reading.max_record_bytes} bytes; skipped")
         return None
@@ -376,11 +439,18 @@ def _warc_row(
         return None
     try:
         fields = _conversion_fields(record) if wet else _response_fields(record)
-        fetched_at = _warc_date(record)
     except ValueError as exc:
         reading.problem(offset, str(exc))
         return None
-    return reading.record(offset, uri, fetched_at, content, **fields)
+    return reading.record(offset, uri, _warc_date(reading, record), content, **fields)
+
+
+_NEXT_WARC_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d\.\d+\r?\n")
+
+
+def _unbounded(records: ArchiveIterator, record: ArcWarcRecord) -> bool:
+    """A record of an uncompressed file without Content-Length: only the end of the file ended it."""
+    return records.reader.decompressor is None and record.rec_headers.get_header("Content-Length") is None
 
 
 def _finish(records: ArchiveIterator, record: ArcWarcRecord) -> None:
@@ -421,12 +491,37 @@ def _conversion_fields(record: ArcWarcRecord) -> dict[str, Any]:
     return {"status": 200, "content_type": "text/plain", "charset": "utf-8", "lang_hint": language}
 
 
-def _warc_date(record: ArcWarcRecord) -> dt.datetime:
-    value = record.rec_headers.get_header("WARC-Date")
+# Date, time and zone of a WARC-Date that is not ISO 8601, e.g. ClueWeb09's "2008-10-294T05:21:46-0700".
+_LOOSE_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\d*[T ](\d{2}):(\d{2}):(\d{2})\S*?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def _warc_date(reading: _Reading, record: ArcWarcRecord) -> dt.datetime:
+    """The record's WARC-Date; one that is not ISO 8601 is read leniently (or, failing that, the file's time) and
+    counted as a quirk: a bad date is no reason to lose a page."""
+    value = (record.rec_headers.get_header("WARC-Date") or "").strip()
     try:
-        return _utc(dt.datetime.fromisoformat(value.strip()))
-    except (AttributeError, ValueError):
-        raise ValueError(f"bad WARC-Date: {value!r}") from None
+        return _utc(dt.datetime.fromisoformat(value))
+    except ValueError:
+        pass
+    reading.counts.quirk("warc_bad_date")
+    loose = _LOOSE_DATE.match(value)
+    if loose:
+        *parts, zone = loose.groups()
+        year, month, day, hour, minute, second = (int(part) for part in parts)
+        try:
+            moment = dt.datetime(year, month, day, hour, minute, second)
+            return _utc(moment.replace(tzinfo=_zone(zone)) if zone else moment)
+        except ValueError:
+            pass
+    return _modified(reading.url)
+
+
+def _zone(text: str) -> dt.tzinfo:
+    if text == "Z":
+        return dt.UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
@@ -22,15 +22,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from gristmill.conf.schema import CrawlConfig, SourceConfig
+from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
     IngestCounts,
     IngestProblem,
+    SourceError,
     expand_source,
     files_digest,
     read_source,
@@ -65,6 +67,8 @@ def run(ctx: StageContext) -> StageResult:
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
     stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
+    check_losses(stats, [*raw_units, *doc_units], ctx.config.problems.max_fraction)
+    stats["warnings"] = warnings(stats, [*raw_units, *doc_units])
     return StageResult(
         units=[*raw_units, *doc_units],
         count_in=int(stats.get("raw_records", 0)),
@@ -193,12 +197,13 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
             log.warning("ingest: %s", problem)  # as it happens: a unit that fails later has said it already
             problems.append(problem)
 
-        records = (record for url in urls for record in read_source(url, source, report, counts))
+        records = (record for url in urls for record in file_records(url, source, report, counts, problems))
         shards = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, records, ctx.config.crawl.shard_rows, name)
         stats = {
             "raw_records": sum(s.rows for s in shards),
             "ingest_files": len(urls),
             "ingest_skipped": dict(counts.skipped),
+            "ingest_quirks": dict(counts.quirks),
             "ingest_problems": len(problems),
             "problems": [
                 {"kind": "ingest", "where": f"{p.path} @ {p.offset}", "reason": p.reason}
@@ -208,6 +213,28 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
         return UnitRecord(unit=name, shards={"raw": shards}, stats=stats)
 
     return ctx.unit(name, work, inputs=files_digest(urls))  # an unchanged file is not read again
+
+
+def file_records(
+    url: str,
+    source: SourceConfig,
+    report: Callable[[IngestProblem], None],
+    counts: IngestCounts,
+    problems: list[IngestProblem],
+) -> Iterator[dict[str, Any]]:
+    """One file's records; a file of records (WARC, JSONL, Parquet) that yields none fails its unit, naming it."""
+    file_counts = IngestCounts()
+    yield from read_source(url, source, report, file_counts)
+    counts.add(file_counts)
+    if file_counts.records or source_kind(url, source) == "files":  # an empty .txt is skipped, and counted
+        return
+    found = [str(p) for p in problems if p.path == url][:3] or [f"skipped: {file_counts.skipped or 'nothing'}"]
+    raise SourceError(
+        f"source file {url}: no record could be read from it ({file_counts.problems} problem(s); "
+        + "; ".join(found)
+        + ")",
+        fix="check the file (is it really of its kind?), or remove it from crawl.sources",
+    )
 
 
 # -- extract -----------------------------------------------------------------------------------------------------
@@ -234,30 +261,31 @@ def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
 def document_batches(
     pool: ExtractionPool, raw_shard: Path, cfg: CrawlConfig, counts: Counter[str], problems: list[dict[str, Any]]
 ) -> Iterator[pa.RecordBatch]:
+    """Extract every record of the shard, let the fallback post-pass (tasks/crawl/fallback.py) redo the pages the
+    extractor failed site-wide, then yield the documents with text. Memory: one shard's documents, not its bodies."""
     where: deque[str] = deque()  # the pool keeps input order: each result pops its record's location
+    is_html: list[bool] = []
 
     def raws() -> Iterator[dict[str, Any]]:
         for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH):
             for raw in batch.to_pylist():
                 where.append(record_location(raw))
+                is_html.append(is_html_record(raw))
                 yield raw
 
-    kept: list[dict[str, Any]] = []
+    documents: list[dict[str, Any]] = []
     for document, problem in pool.map(raws(), cfg.extractor, cfg.extract_timeout_s):
         location = where.popleft()
         counts["records"] += 1
         if problem:
             counts["timeouts" if "timed out" in problem else "errors"] += 1
             problems.append({"kind": "extract", "where": location, "reason": problem})
-        if not document.get("text"):
-            counts["no_text"] += 1
-            continue
-        kept.append(document)
-        if len(kept) >= EXTRACT_BATCH:
-            yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
-            kept = []
-    if kept:
-        yield pa.RecordBatch.from_pylist(kept, schema=DOCUMENT_SCHEMA)
+        documents.append(document)
+    refine(pool, raw_shard, documents, is_html, cfg, counts)
+    kept = [document for document in documents if document.get("text")]
+    counts["no_text"] += len(documents) - len(kept)
+    for start in range(0, len(kept), EXTRACT_BATCH):
+        yield pa.RecordBatch.from_pylist(kept[start : start + EXTRACT_BATCH], schema=DOCUMENT_SCHEMA)
 
 
 def record_location(raw: dict[str, Any]) -> str:
@@ -268,6 +296,66 @@ def record_location(raw: dict[str, Any]) -> str:
 
 
 # -- report ------------------------------------------------------------------------------------------------------
+
+
+def check_losses(stats: dict[str, Any], units: list[UnitRecord], max_fraction: float) -> None:
+    """Fail the stage when problems (unreadable records, failed extractions) took more than `max_fraction` of its
+    input, naming the files (or pages) with the most; the units stay done, so a rerun does not read them again."""
+    lost = int(stats.get("ingest_problems", 0)) + _extract_failures(stats)
+    read = int(stats.get("raw_records", 0)) + int(stats.get("ingest_problems", 0))
+    if not read or lost / read <= max_fraction:
+        return
+    raise UserError(
+        f"crawl lost {lost:,} of {read:,} records ({lost / read:.0%}) to problems, more than problems.max_fraction "
+        f"({max_fraction:g}); most in: {', '.join(_worst_places(units))}",
+        fix="look at the crawl/problems table in the MLflow run (or the log), fix or drop those sources; "
+        "or raise problems.max_fraction",
+    )
+
+
+def warnings(stats: dict[str, Any], units: list[UnitRecord]) -> list[str]:
+    """What a person should know about this crawl's input, for the run summary: problems and quirks, counted."""
+    found = []
+    fetch_errors = stats.get("fetch_errors") or {}
+    if fetch_errors:
+        found.append(f"{sum(fetch_errors.values()):,} URL(s) failed to fetch: {_top(fetch_errors)}")
+    ingest_problems = int(stats.get("ingest_problems", 0))
+    if ingest_problems:
+        found.append(
+            f"{ingest_problems:,} unreadable record(s) skipped in the sources, e.g. {_examples(units, 'ingest')}"
+        )
+    quirks = stats.get("ingest_quirks") or {}
+    if quirks:
+        found.append(f"known quirks read leniently, the records kept: {_top(quirks)}")
+    extract_failures = _extract_failures(stats)
+    if extract_failures:
+        found.append(f"{extract_failures:,} extraction(s) failed or timed out, e.g. {_examples(units, 'extract')}")
+    return found
+
+
+def _extract_failures(stats: dict[str, Any]) -> int:
+    extract = stats.get("extract") or {}
+    return int(extract.get("errors", 0)) + int(extract.get("timeouts", 0))
+
+
+def _top(counts: dict[str, int], n: int = 4) -> str:
+    return ", ".join(f"{key} {value:,}" for key, value in Counter(counts).most_common(n))
+
+
+def _examples(units: list[UnitRecord], kind: str, n: int = 3) -> str:
+    samples = [p for unit in units for p in unit.stats.get("problems", []) if p["kind"] == kind][:n]
+    return "; ".join(f"{p['where']}: {p['reason']}" for p in samples)
+
+
+def _worst_places(units: list[UnitRecord], n: int = 3) -> list[str]:
+    """The files (for ingested records) or pages with the most problems in the units' samples."""
+    places = Counter(
+        p["where"].rsplit(" @ ", 1)[0]
+        for unit in units
+        for p in unit.stats.get("problems", [])
+        if p["kind"] in ("ingest", "extract")
+    )
+    return [f"{place} ({count:,})" for place, count in places.most_common(n)] or ["(no sample kept)"]
 
 
 def report(ctx: StageContext, raw_units: list[UnitRecord], doc_units: list[UnitRecord]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.tasks.dedup.tokens import sequence_hashes, word_tokens
+from gristmill.tasks.dedup.tokens import nfkc, sequence_hashes, word_tokens
 
 _NON_WORD = r"[^\p{L}\p{N}]+"  # punctuation, symbols, underscores and whitespace
 _NON_WORD_KEEP_PUNCT = r"\s+"
@@ -20,7 +20,8 @@ _NON_WORD_KEEP_PUNCT = r"\s+"
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Which differences do not make two documents different: case, punctuation, digits. Whitespace never does."""
+    """Which differences do not make two documents different: case, punctuation, digits. Whitespace and Unicode
+    compatibility forms never do (NFKC: full-width ＡＢＣ１２ is ABC12, half-width ｶﾞ is ガ, ﬁ is fi)."""
 
     lowercase: bool = True
     punctuation: bool = True
@@ -28,7 +29,7 @@ class Normalizer:
 
     def batch(self, texts: pa.Array) -> pa.Array:
         """Normalised texts; nulls become empty strings."""
-        out = pc.fill_null(texts.cast(pa.large_string()), "")
+        out = nfkc(texts)
         if self.lowercase:
             out = pc.utf8_lower(out)
         if self.digits:

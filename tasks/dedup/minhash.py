@@ -18,7 +18,18 @@ import pyarrow as pa
 from datasketch import LeanMinHash, MinHash
 
 from gristmill.tasks.dedup.exact import DEFAULT, normalize_for_dedup
-from gristmill.tasks.dedup.tokens import K64, char_tokens, fmix64, word_tokens
+from gristmill.tasks.dedup.tokens import (
+    K64,
+    byte_pairs,
+    char_tokens,
+    fmix64,
+    large_strings,
+    replace_values,
+    texts_with,
+    word_tokens,
+)
+from gristmill.tasks.text.units import guess_segmenter
+from gristmill.tasks.text.units import words as segment_words
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
 SCHEME = "affine32"
@@ -56,7 +67,33 @@ class Shingler:
     def _tokens(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         if self.unit == "char":
             return char_tokens(DEFAULT.batch(texts))
-        return word_tokens(texts)
+        return word_tokens(segment_unspaced(texts))
+
+
+# Scripts written without spaces between words, by their first two UTF-8 bytes: CJK (U+3000-U+D7FF: kana, Han,
+# Hangul), Thai, Lao, Tibetan (U+0E00-U+0FFF), Myanmar (U+1000-U+109F), Khmer (U+1780-U+17FF).
+_UNSPACED = byte_pairs(
+    {
+        **dict.fromkeys(range(0xE3, 0xEE), range(0x80, 0xC0)),
+        0xE0: range(0xB8, 0xC0),
+        0xE1: (0x80, 0x81, 0x82, 0x9E, 0x9F),
+    }
+)
+
+
+def segment_unspaced(texts: pa.Array) -> pa.Array:
+    """Texts mostly in Chinese, Japanese, Korean, Thai, ... re-spaced word by word by the same segmenter the clean
+    filters use (tasks/text/units.py; chosen by script, as dedup runs before language id), so their shingles are
+    word n-grams as for English (a Chinese page would otherwise be a few long "words"). Other texts pass through
+    untouched; only texts with such characters reach Python."""
+    texts = large_strings(texts)
+    found = texts_with(texts, _UNSPACED)
+    changed = {}
+    for i, value in zip(found, texts.take(pa.array(found, pa.int64())).to_pylist(), strict=True):
+        segmenter = guess_segmenter(value)
+        if segmenter != "spaces":  # a CJK name in an English page leaves the page as it is
+            changed[int(i)] = " ".join(segment_words(value, segmenter=segmenter))
+    return replace_values(texts, changed)
 
 
 def _ngrams(tokens: np.ndarray, lengths: np.ndarray, n: int) -> Shingles:
@@ -143,7 +180,7 @@ def _doc_chunks(offsets: np.ndarray, has: np.ndarray, width: int) -> list[tuple[
 
 def shingles(text: str, n: int) -> set[bytes]:
     """Word n-grams of the normalised text as strings: the reference definition the hashed shingles stand for."""
-    words = normalize_for_dedup(text).split()
+    words = normalize_for_dedup(segment_unspaced(pa.array([text]))[0].as_py()).split()
     if len(words) <= n:
         return {" ".join(words).encode()}
     return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}

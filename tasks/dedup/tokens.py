@@ -6,6 +6,8 @@ The layer under both kinds of duplicate: `exact.py` hashes a text's word sequenc
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,9 +25,76 @@ def fmix64(h: np.ndarray) -> np.ndarray:
 
 def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the words of a batch (flat) and the number of words per text."""
-    # Words split on non-word bytes, so only case needs normalising first (Arrow's regex replace is slow).
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    # Words split on non-word bytes, so only NFKC (full-width and compatibility forms: ＡＢＣ１２ is ABC12) and case
+    # need normalising first (Arrow's regex replace is slow).
+    texts = nfkc(texts)
     return _word_tokens(pc.utf8_lower(texts) if lowercase else texts)
+
+
+def byte_pairs(pairs: dict[int, range | tuple[int, ...]]) -> np.ndarray:
+    """A 256 x 256 table: True at (lead byte, next byte) for the UTF-8 prefixes of the characters looked for."""
+    table = np.zeros((256, 256), dtype=bool)
+    for lead, seconds in pairs.items():
+        table[lead, list(seconds)] = True
+    return table
+
+
+def texts_with(texts: pa.Array, table: np.ndarray) -> np.ndarray:
+    """Indices of the texts holding a character whose first two UTF-8 bytes are marked in `table`: only the
+    non-ASCII bytes of the batch are looked at (few in English), in numpy, without a Python call per text."""
+    data, offsets = _utf8_buffers(texts)
+    leads = np.flatnonzero(data >= 0xC2)
+    if not len(leads):
+        return leads
+    hit = leads[table[data[leads], np.append(data, np.uint8(0))[leads + 1]]]
+    return np.unique(np.searchsorted(offsets, hit, side="right") - 1)
+
+
+# Characters whose NFKC form differs in what the word splitter sees: combining marks (NFC composition), Hangul
+# jamo, superscripts and fractions, letterlike and number forms, enclosed and CJK compatibility characters,
+# ligatures, full-width and half-width forms (by their first two UTF-8 bytes; a few neighbours come along, which
+# costs one needless normalisation). Punctuation compatibility characters (no-break space, ellipsis) are word
+# breaks either way, so a text with only those (most non-ASCII English) is left alone.
+_COMPATIBILITY = byte_pairs(
+    {
+        0xC2: (0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE),
+        0xCC: range(0x80, 0xC0),
+        0xCD: range(0x80, 0xB0),
+        0xE1: range(0x84, 0x88),
+        0xE2: (*range(0x81, 0x87), *range(0x91, 0x94), *range(0xBC, 0xC0)),
+        0xE3: range(0x84, 0x90),
+        0xEF: (*range(0xA4, 0xAE), *range(0xBC, 0xC0)),
+        0xF0: (0xAF,),
+    }
+)
+
+
+def nfkc(texts: pa.Array) -> pa.Array:
+    """Texts in Unicode NFKC where it changes their words (full-width ＡＢＣ１２ is ABC12, half-width ｶﾞ is ガ, ﬁ is
+    fi, a decomposed é is é); nulls become empty strings. Python's unicodedata, not Arrow's utf8_normalize, which
+    returned decomposed text for every form in pyarrow 25. Only texts with such characters reach Python."""
+    texts = large_strings(texts)
+    found = texts_with(texts, _COMPATIBILITY)
+    if not len(found):
+        return texts
+    values = texts.take(pa.array(found)).to_pylist()
+    return replace_values(texts, {int(i): unicodedata.normalize("NFKC", v) for i, v in zip(found, values, strict=True)})
+
+
+def large_strings(texts: pa.Array) -> pa.Array:
+    """One contiguous large_string array, nulls as empty strings."""
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+
+
+def replace_values(texts: pa.Array, changed: dict[int, str]) -> pa.Array:
+    """`texts` with the values at the given indices replaced, in Arrow (no Python list of the whole batch)."""
+    if not changed:
+        return texts
+    mask = np.zeros(len(texts), dtype=bool)
+    rows = sorted(changed)
+    mask[rows] = True
+    return pc.replace_with_mask(texts, pa.array(mask), pa.array([changed[i] for i in rows], pa.large_string()))
 
 
 def sequence_hashes(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from gristmill.conf.schema import UserError
 from gristmill.tasks.demo_site.packages import LicenseFile, PackageCollector, PackageDoc
 from gristmill.tasks.demo_site.render import DescriptionRenderer, PageLayout, esc, paragraphs
 
@@ -182,9 +183,16 @@ def build_demo_site(out_dir: Path, max_packages: int = 0, base_url: str | None =
     return stats
 
 
+class DemoSiteError(UserError, FileExistsError):
+    """The demo site's directory holds something else."""
+
+
 def _prepare(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / MARKER).exists():
-            raise FileExistsError(f"{out_dir} is not empty and not a gristmill demo site; refusing to overwrite")
+            raise DemoSiteError(
+                f"{out_dir} is not empty and not a gristmill demo site; refusing to overwrite",
+                fix="point `workspace` elsewhere, or move that directory away",
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from gristmill.conf.schema import ConfigError
+
 
 @dataclass(frozen=True)
 class BiasPair:
@@ -26,15 +28,15 @@ def load_pairs(path: Path) -> list[BiasPair]:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read bias pairs: {err}") from err
+        raise ConfigError(f"{path}: cannot read bias pairs: {err}") from err
     entries = raw.get("pairs") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: expected a non-empty list under 'pairs'")
+        raise ConfigError(f"{path}: expected a non-empty list under 'pairs'")
     pairs = []
     for index, entry in enumerate(entries):
         for field in ("bias_type", "stereotype", "anti_stereotype"):
             if not isinstance(entry, dict) or not isinstance(entry.get(field), str) or not entry[field].strip():
-                raise ValueError(f"{path}: pairs[{index}] needs a non-empty string field {field!r}")
+                raise ConfigError(f"{path}: pairs[{index}] needs a non-empty string field {field!r}")
         pairs.append(BiasPair(entry["bias_type"], entry["stereotype"], entry["anti_stereotype"]))
     return pairs
 

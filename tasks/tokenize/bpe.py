@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from gristmill.conf.schema import ConfigError
+
 EOS_TOKEN = "<|endoftext|>"  # ends every document in the packed stream (id 0)
 PAD_TOKEN = "<|pad|>"  # id 1
 BOS_TOKEN = "<|startoftext|>"  # id 2; for callers that mark a beginning (HF's bos_token)
@@ -47,7 +49,7 @@ def load_given(path: Path) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception for unreadable files
-        raise ValueError(f"tokenize.tokenizer_path {path}: not a readable tokenizer.json: {err}") from err
+        raise ConfigError(f"tokenize.tokenizer_path {path}: not a readable tokenizer.json: {err}") from err
     missing = [t for t in (EOS_TOKEN, PAD_TOKEN) if tokenizer.token_to_id(t) is None]
     if missing:
         tokenizer.add_special_tokens(missing)  # appended at the end of the vocabulary: ids stay stable

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
+from gristmill.conf.schema import ConfigError
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
@@ -88,7 +89,7 @@ def run(ctx: StageContext) -> StageResult:
     docs = {s: sum(u.stats["docs"][s] for u in units) for s in ("train", "val")}
     rows = {s: sum(i.rows for u in units for i in u.shards.get(s, [])) for s in ("train", "val")}
     if rows["train"] == 0 or rows["val"] == 0:
-        raise ValueError(
+        raise ConfigError(
             f"tokenize: {rows['train']} train and {rows['val']} validation sequences of {cfg.seq_len + 1} tokens "
             f"from {sum(docs.values())} documents; need both > 0 (lower tokenize.seq_len, raise "
             "tokenize.val_fraction, or crawl more pages)"

@@ -26,7 +26,7 @@ from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
 from gristmill.lightning_model.weights import WEIGHTS_FILE, save_model
-from gristmill.tasks.shards import UnitRecord
+from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
 from gristmill.tasks.train.report import log_loss_curve
@@ -186,8 +186,8 @@ def run(ctx: StageContext) -> StageResult:
             checkpoint_dir = checkpoint_dir / f"g{generation.number:03d}"
         stats = train_model(
             cfg,
-            new_train or tokenized.shard_paths("train"),
-            tokenized.shard_paths("val"),
+            verified(new_train or tokenized.shard_paths("train")),  # the loader reads shards itself: check once
+            verified(tokenized.shard_paths("val")),
             model_config,
             checkpoint_dir=checkpoint_dir,
             tracking_uri=ctx.tracker.uri if ctx.tracker else None,

@@ -124,6 +124,8 @@ class HandMadeSite:
         self.user_agents: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.held: set[str] = set()  # paths whose answers wait until `released` is set
+        self.released = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -159,6 +161,8 @@ class Handler(BaseHTTPRequestHandler):
         with site._lock:
             queue = site.first_answers.get(self.path)
             route = queue.pop(0) if queue else site.routes.get(self.path, NOT_FOUND)
+        if self.path in site.held:
+            site.released.wait(timeout=120)  # a guard: the test releases them
         time.sleep(route.delay_s)
         self.send_response(route.status)
         if route.content_type:

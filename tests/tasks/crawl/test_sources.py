@@ -135,8 +135,9 @@ def test_common_crawl_wet_conversion_record(warc_dir: Path) -> None:
 
 def test_wat_file_needs_an_explicit_kind_and_has_no_text(warc_dir: Path) -> None:
     wat = warc_dir / "cc_whirlwind.warc.wat.gz"
-    with pytest.raises(SourceError, match=r"cc_whirlwind\.warc\.wat\.gz.*\.warc\.gz"):
+    with pytest.raises(SourceError, match=r"cc_whirlwind\.warc\.wat\.gz: a WAT file holds metadata") as raised:
         read_source(str(wat), SourceConfig(path=str(wat)), print)
+    assert ".warc.gz" in raised.value.fix and ".wet.gz" in raised.value.fix
 
     records, problems, counts = ingest(wat, kind="warc")
     assert (records, problems) == ([], [])
@@ -591,7 +592,7 @@ def test_auto_kind_from_the_name(name: str, kind: str) -> None:
     assert source_kind(name, SourceConfig(path=name)) == kind
 
 
-@pytest.mark.parametrize("name", ["x.warc.wat.gz", "table.csv", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["table.csv", "archive.tar.gz"])
 def test_unknown_kind_is_a_source_error(name: str) -> None:
     with pytest.raises(SourceError, match=rf"{name}.*\.warc\.gz.*\.jsonl\.zst.*\.parquet.*set kind"):
         source_kind(name, SourceConfig(path=name))
@@ -628,3 +629,56 @@ def test_parquet_damaged_row_group_is_reported_and_the_rest_read(tmp_path: Path)
     records = list(read_source(str(path), SourceConfig(path=str(path)), problems.append))
     assert [r["content"].decode() for r in records] == texts[:10] + texts[20:]
     assert len(problems) == 1 and problems[0].offset == 10 and "row group 1" in problems[0].reason
+
+
+# -- known quirks of real archives: read leniently, counted, the record kept ------------------------------------
+
+
+def quirky_record(uri: str, body: bytes, version: str = "WARC/1.0", date: str = "2024-01-01T00:00:00Z", length=True):
+    """A response record written by hand, as old crawlers wrote them (warcio would fix what we want to keep)."""
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + body
+    head = [version, "WARC-Type: response", f"WARC-Target-URI: {uri}", f"WARC-Date: {date}"]
+    head += [f"WARC-Record-ID: <urn:uuid:{uuid.uuid4()}>", "Content-Type: application/http; msgtype=response"]
+    if length:
+        head.append(f"Content-Length: {len(http)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + http + b"\r\n\r\n"
+
+
+def write_warc(path: Path, records: list[bytes], compressed: bool) -> Path:
+    path.write_bytes(b"".join(gzip.compress(r) if compressed else r for r in records))
+    return path
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_a_clueweb_style_bad_warc_date_keeps_the_record(tmp_path: Path, compressed: bool) -> None:
+    path = write_warc(
+        tmp_path / ("c.warc.gz" if compressed else "c.warc"),
+        [
+            quirky_record("http://a.test/1", b"<p>one</p>", "WARC/0.18", date="2008-10-294T05:21:46-0700"),
+            quirky_record("http://a.test/2", b"<p>two</p>", "WARC/0.18", date="2009-03-65T08:43:19-0800"),
+            quirky_record("http://a.test/3", b"<p>three</p>", "WARC/0.18", date="2009-03-05T08:43:19-0800"),
+        ],
+        compressed,
+    )
+    records, problems, counts = ingest(path)
+    assert problems == []
+    assert [r["url"] for r in records] == ["http://a.test/1", "http://a.test/2", "http://a.test/3"]
+    assert records[0]["fetched_at"] == dt.datetime(2008, 10, 29, 12, 21, 46, tzinfo=dt.UTC)
+    assert records[1]["fetched_at"] == dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)  # day 65: file time
+    assert counts.quirks == {"warc_bad_date": 2, "warc_0.x_version": 3}
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_a_record_without_content_length_is_kept_and_does_not_swallow_the_next(tmp_path: Path, compressed) -> None:
+    path = write_warc(
+        tmp_path / ("n.warc.gz" if compressed else "n.warc"),
+        [quirky_record("http://a.test/1", b"<p>one</p>", length=False), quirky_record("http://a.test/2", b"<p>2</p>")],
+        compressed,
+    )
+    records, problems, counts = ingest(path)
+    assert problems == []
+    assert [(r["url"], r["content"]) for r in records] == [
+        ("http://a.test/1", b"<p>one</p>"),
+        ("http://a.test/2", b"<p>2</p>"),
+    ]
+    assert counts.quirks == {"warc_missing_length": 1}
