@@ -1,35 +1,62 @@
-"""Crawl throughput from a local server: fetching alone, and the whole crawl stage (fetch + extraction).
+"""Crawl throughput from a local server: Scrapy fetching alone, our crawler fetching alone, and the whole crawl
+stage (fetch + extraction), on the same site in the same run, with the ratios between them.
 
-    .venv/bin/python benchmarks/crawl_speed.py [--pages 600] [--extractor trafilatura-precision]
+    .venv/bin/pip install -e '.[bench]'                                   # Scrapy
+    .venv/bin/python benchmarks/crawl_speed.py --site docs                # real-size pages (50 KB-2.5 MB)
+    .venv/bin/python benchmarks/crawl_speed.py --site demo --redirects    # half the links redirect
 
-The demo site (installed packages' documentation, real HTML) is built and served on 127.0.0.1 by this process;
-each mode runs in a child process so its peak memory (VmHWM) is its own:
+Sites, built by this process and served on 127.0.0.1 (one host) by a threaded HTTP server in this process:
 
-- fetch:          the async crawler into its SQLite state (robots, politeness, link extraction; no main text)
-- fetch+extract:  the crawl stage as the pipeline runs it (fetch unit, raw shards, extraction in worker
-                  processes with a per-document time limit, documents shards, WARC)
+- docs: the documentation of the installed modules (stdlib and .venv), each module's pydoc page rendered whole,
+        those of 50 KB-2.5 MB kept (pydoc pages link to each other; an index page links to all);
+- demo: the demo site (installed distributions' descriptions and licences, small pages: ~9 KB on average).
 
-The server shares the 2 cores with the crawler, so the figures are a lower bound for a remote site's
-throughput, which is bounded by politeness delays long before this.
+`--redirects` adds a copy of the site where every other internal link goes through a 301 (`/__r/<path>` ->
+`<path>`), so half the links redirect and each target is linked directly too; our fetch-only crawler runs on both
+and the ratio is printed (the scheduler's cost per page must not grow with the redirects).
+
+Each mode runs in a child process; modes alternate over `--rounds` rounds (load from other users of the machine
+then falls on all of them alike) and the median of the rounds is printed. Memory: the peak over the run of the sum
+of the proportional set size (PSS: shared pages split between the processes sharing them) of the child and all its
+descendants (the extraction workers and their forkserver), sampled every 0.2 s; and the child's own VmHWM.
+
+- scrapy:  Scrapy 2.x, 16 requests in flight (CONCURRENT_REQUESTS and _PER_DOMAIN, the site is one host),
+           otherwise default settings; follows every http link on the site, parses nothing else
+- fetch:   our async crawler into its SQLite state (robots, politeness gates, link extraction; no main text)
+- stage:   the crawl stage as the pipeline runs it (fetch unit, raw shards, WARC, extraction in worker processes
+           with the per-page time limit, documents shards), default extractor unless --extractor
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
-from gristmill.tasks.demo_site.serve import serve_directory  # noqa: E402
 
-CHILD = """
+MIN_PAGE_BYTES, MAX_PAGE_BYTES = 50_000, 2_500_000
+REDIRECT_PREFIX = "/__r"
+# Modules whose import opens windows or browsers, starts demos, or takes minutes: not documentation we need.
+SKIP_MODULES = re.compile(r"^(antigravity|this|idlelib|tkinter|turtle|turtledemo|test|lib2to3|pydoc_data|__main__)\b")
+
+STAGE_CHILD = """
 import json, sys, time
 from pathlib import Path
 from gristmill.conf.schema import validate_config
@@ -38,68 +65,346 @@ from gristmill.tasks.crawl.state import CrawlState
 from gristmill.tasks.crawl import stage
 from gristmill.tasks.stage import execute
 
-mode, raw = sys.argv[1], json.loads(sys.argv[2])
-config = validate_config(raw)
-started = time.perf_counter()
-if mode == "fetch":
-    state = CrawlState(Path(config.workspace) / "state.sqlite")
-    Crawler(config.crawl, state).run(config.crawl.seeds)
-    pages = state.stored
-else:
-    summary = execute(config, "crawl", stage.run)
-    pages = summary.count_in
-seconds = time.perf_counter() - started
+
+def main():  # guarded: the extraction pool's forkserver imports __main__
+    mode, raw = sys.argv[1], json.loads(sys.argv[2])
+    config = validate_config(raw)
+    started = time.perf_counter()
+    extract, requests = {}, 0
+    if mode == "fetch":
+        state = CrawlState(Path(config.workspace) / "state.sqlite")
+        Crawler(config.crawl, state).run(config.crawl.seeds)
+        pages = state.stored
+        requests = int(state.totals()["attempts"])  # every request, redirect hops included
+    else:
+        summary = execute(config, "crawl", stage.run)
+        pages = summary.count_in
+        extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
+    seconds = time.perf_counter() - started
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0),
+              "requests": requests}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+SCRAPY_CHILD = """
+import json, sys, time
+import scrapy
+from scrapy.crawler import CrawlerProcess
+from scrapy import signals
+
+base, pages = sys.argv[1], int(sys.argv[2])
+host = base.split("/")[2].split(":")[0]
+clock = {}
+
+class FetchOnly(scrapy.Spider):
+    name = "fetch_only"
+    allowed_domains = [host]
+    start_urls = [base]
+
+    def parse(self, response):
+        if hasattr(response, "css"):  # HTML: follow its http links (text/plain and others are leaves)
+            for href in response.css("a::attr(href)").getall():
+                url = response.urljoin(href)
+                if url.startswith(("http://", "https://")):
+                    yield scrapy.Request(url, callback=self.parse)
+
+process = CrawlerProcess({"CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DOMAIN": 16,
+                          "CLOSESPIDER_PAGECOUNT": pages, "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": False})
+crawler = process.create_crawler(FetchOnly)
+def opened(spider):
+    clock["opened"] = time.perf_counter()
+
+def closed(spider, reason):
+    clock["closed"] = time.perf_counter()
+
+def received(response, request, spider):  # pages fetched (parsing may lag behind and is cut off at the close)
+    clock["pages"] = clock.get("pages", 0) + 1
+
+# Named functions: Scrapy's signals hold their receivers weakly, so a lambda would be gone before it is called.
+crawler.signals.connect(opened, signals.spider_opened)
+crawler.signals.connect(closed, signals.spider_closed)
+crawler.signals.connect(received, signals.response_received)
+process.crawl(crawler)
+process.start()
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(json.dumps({"pages": pages, "seconds": seconds, "peak_mb": hwm / 1024}))
+print(json.dumps({"pages": clock["pages"], "seconds": clock["closed"] - clock["opened"], "hwm_mb": hwm / 1024}))
+"""
+
+RENDER_CHILD = """
+import contextlib, importlib, io, pkgutil, pydoc, re, sys, warnings
+from pathlib import Path
+out, skip, budget = Path(sys.argv[1]), re.compile(sys.argv[2]), int(sys.argv[3])
+lo, hi = int(sys.argv[4]), int(sys.argv[5])
+warnings.filterwarnings("ignore")
+names = sorted(m.name for m in pkgutil.iter_modules() if not m.name.startswith("_") and not skip.match(m.name))
+written = 0
+def render(name):
+    global written
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            module = importlib.import_module(name)
+            page = pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, name))
+    except BaseException:
+        return None
+    data = page.encode("utf-8", "replace")
+    if lo <= len(data) <= hi:
+        (out / f"{name}.html").write_bytes(data)
+        written += 1
+    return module
+for name in names:
+    if written >= budget:
+        break
+    module = render(name)
+    for sub in pkgutil.iter_modules(getattr(module, "__path__", None) or []):
+        if written >= budget:
+            break
+        if not sub.name.startswith("_") and not sub.name.startswith("test"):
+            render(f"{name}.{sub.name}")
+print(written)
 """
 
 
-def run_mode(mode: str, base: str, workspace: Path, args: argparse.Namespace) -> dict[str, float]:
+def build_docs_site(root: Path, pages: int) -> None:
+    """pydoc pages of installed modules (50 KB-2.5 MB), and an index page linking them all. Rendering imports
+    every module (a minute or two on a quiet machine): a folder that already holds pages is used as it is."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not any(root.glob("*.html")):
+        args = [str(root.resolve()), SKIP_MODULES.pattern, str(pages), str(MIN_PAGE_BYTES), str(MAX_PAGE_BYTES)]
+        subprocess.run([sys.executable, "-c", RENDER_CHILD, *args], check=True, capture_output=True)
+    links = "".join(
+        f'<li><a href="{p.name}">{p.stem}</a></li>\n' for p in sorted(root.glob("*.html")) if p.stem != "index"
+    )
+    index = f"<!DOCTYPE html><html><head><title>Module documentation</title></head><body><ul>{links}</ul></body></html>"
+    (root / "index.html").write_text(index, encoding="utf-8")
+
+
+_HREF = re.compile(rb'href="([^"#]*)"')
+
+
+def add_redirects(source: Path, target: Path) -> None:
+    """A copy of the site where every other internal link (per page) goes through a redirect to its target."""
+    for path in source.rglob("*"):
+        if path.is_dir():
+            continue
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        data = path.read_bytes()
+        if path.suffix == ".html":
+            page_path = "/" + path.relative_to(source).as_posix()
+            data = _HREF.sub(functools.partial(_redirected, page_path, iter(range(1 << 30))), data)
+        copy.write_bytes(data)
+
+
+def _redirected(page_path: str, counter: Iterator[int], match: re.Match[bytes]) -> bytes:
+    href = match[1].decode("utf-8", "replace")
+    try:
+        parts = urlsplit(href)
+    except ValueError:  # a malformed link on the page: left as it is
+        return match[0]
+    if parts.scheme or parts.netloc or not href or next(counter) % 2:
+        return match[0]
+    absolute = urljoin(page_path, href)
+    return f'href="{REDIRECT_PREFIX}{absolute}"'.encode()
+
+
+class SiteHandler(SimpleHTTPRequestHandler):
+    """Static files; `/__r/<path>` answers 301 -> `<path>`."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith(REDIRECT_PREFIX + "/"):
+            self.send_response(301)
+            self.send_header("Location", self.path[len(REDIRECT_PREFIX) :])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SiteHandler, directory=str(root)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- memory of a process tree -----------------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(args: list[str]) -> dict[str, float]:
+    """Run a child Python, sampling the PSS of its process tree; its last stdout line is its JSON result."""
+    code, *argv = args
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        script = Path(tmp) / "child.py"  # a file, not -c: Scrapy reads its spiders' source
+        script.write_text(code)
+        # Output to files, not pipes: a chatty child must not stall on a full pipe.
+        process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, stdout=out, stderr=err)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, sum(_pss_mb(pid) for pid in _descendants(process.pid)))
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            raise RuntimeError(f"child failed ({process.returncode}):\n{err.read().decode()[-3000:]}")
+        result = json.loads(out.read().decode().strip().splitlines()[-1])
+    result["peak_pss_mb"] = peak
+    return result
+
+
+def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) -> list[str]:
     config = {
-        "workspace": str(workspace / mode),
+        "workspace": str(workspace),
         "crawl": {
             "seeds": [base],
             "allow_private_networks": ["127.0.0.0/8"],
             "max_pages": args.pages,
             "concurrency": args.concurrency,
             "per_host_concurrency": args.concurrency,
-            "extractor": args.extractor,
-            "extract_workers": args.workers,
             "progress_bar": False,
+            "use_sitemaps": False,  # links only, as Scrapy crawls (a sitemap would queue every page before any link)
+            **({"extractor": args.extractor} if args.extractor else {}),
+            **({"extract_workers": args.workers} if args.workers else {}),
         },
     }
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, json.dumps(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return [STAGE_CHILD, mode, json.dumps(config)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (one host: per-host too)")
-    parser.add_argument("--extractor", default="trafilatura-precision")
-    parser.add_argument("--workers", type=int, default=2, help="extraction processes")
+    parser.add_argument("--site", choices=("docs", "demo"), default="docs")
+    parser.add_argument(
+        "--docs-dir", type=Path, default=None, help="keep the rendered docs site here and reuse it on later runs"
+    )
+    parser.add_argument("--pages", type=int, default=500, help="pages to crawl (docs: pages rendered)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all modes, alternating")
+    parser.add_argument("--redirects", action="store_true", help="also crawl the site with half its links redirected")
+    parser.add_argument(
+        "--modes", nargs="+", default=["scrapy", "fetch", "stage"], choices=["scrapy", "fetch", "stage"]
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight (Scrapy: 16)")
+    parser.add_argument("--extractor", default=None, help="crawl.extractor (default: the config's default)")
+    parser.add_argument("--workers", type=int, default=None, help="crawl.extract_workers (default: the config's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
-        stats = build_demo_site(site)
-        print(f"demo site: {stats.pages} pages, {stats.bytes / 1e6:.1f} MB; crawling up to {args.pages}")
-        with serve_directory(site) as base:
-            print("| mode | pages | seconds | pages/s | peak memory (VmHWM) |")
-            print("|---|---:|---:|---:|---:|")
-            for mode in ("fetch", "fetch+extract"):
-                started = time.perf_counter()
-                result = run_mode(mode, base, Path(tmp), args)
-                rate = result["pages"] / result["seconds"]
-                print(
-                    f"| {mode} | {result['pages']} | {result['seconds']:.1f} | {rate:.1f} | "
-                    f"{result['peak_mb']:.0f} MB |  (child wall {time.perf_counter() - started:.1f} s)"
-                )
+        if args.site == "docs":
+            site = args.docs_dir or site
+            build_docs_site(site, args.pages)
+        else:
+            build_demo_site(site)
+        sizes = sorted(p.stat().st_size for p in site.rglob("*.html"))
+        print(
+            f"site {args.site}: {len(sizes)} pages, median {statistics.median(sizes) / 1e3:.0f} KB, largest "
+            f"{sizes[-1] / 1e6:.2f} MB, {sum(sizes) / 1e6:.1f} MB; crawling up to {args.pages}"
+        )
+        sites = {"plain": site}
+        if args.redirects:
+            add_redirects(site, Path(tmp) / "redirects")
+            sites["redirects"] = Path(tmp) / "redirects"
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for round_ in range(args.rounds):
+            for name, root in sites.items():
+                with serve(root) as base:
+                    for mode in args.modes if name == "plain" else ["fetch"]:
+                        if mode == "scrapy":
+                            child = [SCRAPY_CHILD, base, str(args.pages)]
+                        else:
+                            child = stage_args(mode, base, Path(tmp) / f"ws-{name}-{mode}-{round_}", args)
+                        result = run_child(child)
+                        result["rate"] = result["pages"] / result["seconds"]
+                        runs.setdefault((name, mode), []).append(result)
+                        print(
+                            f"  round {round_ + 1} {name:9s} {mode:6s}: {result['pages']} pages in "
+                            f"{result['seconds']:.1f} s = {result['rate']:.1f} pages/s, peak PSS "
+                            f"{result['peak_pss_mb']:.0f} MB"
+                            + (f", {result['timeouts']} extraction time-outs" if mode == "stage" else "")
+                            + (f", {result['requests']} requests" if mode == "fetch" else ""),
+                            flush=True,
+                        )
+        report(runs)
+
+
+def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
+    median = {key: statistics.median(r["rate"] for r in results) for key, results in runs.items()}
+    print("\n| site | mode | pages | pages/s (median; each round) | peak PSS, all processes | child VmHWM |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (name, mode), results in runs.items():
+        each = ", ".join(f"{r['rate']:.1f}" for r in results)
+        print(
+            f"| {name} | {mode} | {results[0]['pages']} | **{median[name, mode]:.1f}** ({each}) | "
+            f"{max(r['peak_pss_mb'] for r in results):.0f} MB | {max(r['hwm_mb'] for r in results):.0f} MB |"
+        )
+    for key, label in (
+        (("plain", "stage"), "whole stage / Scrapy fetching"),
+        (("plain", "fetch"), "our fetch / Scrapy"),
+    ):
+        if key in median and ("plain", "scrapy") in median:
+            ratios = [a["rate"] / b["rate"] for a, b in zip(runs[key], runs["plain", "scrapy"], strict=True)]
+            print(
+                f"{label}: {median[key] / median['plain', 'scrapy']:.2f}x (per round: "
+                + ", ".join(f"{r:.2f}" for r in ratios)
+                + ")"
+            )
+    if ("redirects", "fetch") in median and ("plain", "fetch") in median:
+        ratios = [
+            a["rate"] / b["rate"] for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
+        ]
+        requests = [
+            (a["requests"] / a["seconds"]) / (b["requests"] / b["seconds"])
+            for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
+        ]
+        print(
+            "fetch, requests/s (each redirect hop a request), half the links redirecting / no redirects: "
+            f"{statistics.median(requests):.2f}x (per round: " + ", ".join(f"{r:.2f}" for r in requests) + ")"
+        )
+        print(
+            "fetch, pages/s, half the links redirecting / no redirects: "
+            f"{median['redirects', 'fetch'] / median['plain', 'fetch']:.2f}x"
+            " (per round: " + ", ".join(f"{r:.2f}" for r in ratios) + ")"
+        )
 
 
 if __name__ == "__main__":

@@ -225,7 +225,15 @@ class CrawlConfig(Section):
     extract_fallback_pages: int = Field(
         3, ge=2, description="Pages of one site sharing one extracted text that make it navigation, not content."
     )
-    extract_timeout_s: float = Field(5.0, gt=0, description="Per-document extraction time limit.")
+    extract_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Per-document extraction time limit (plus extract_timeout_s_per_mb); a page past it is "
+        "extracted with resiliparse instead.",
+    )
+    extract_timeout_s_per_mb: float = Field(
+        4.0, ge=0, description="Extra extraction time allowed per MB of page: long pages take longer."
+    )
     extract_workers: int = Field(
         2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME
     )

@@ -113,9 +113,10 @@ def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = 
 
 def stubborn_document(raw: dict, extractor: str) -> dict:
     """An ExtractionPool worker (module level, so it pickles) that misbehaves on request: the page ".../hang" never
-    finishes, ".../raise" raises, ".../die" kills its process; the rest go through `document_from_raw`."""
+    finishes (".../slow" finishes only with resiliparse), ".../raise" raises, ".../die" kills its process; the rest
+    go through `document_from_raw`."""
     page = raw["url"].rsplit("/", 1)[-1]
-    if page == "hang":
+    if page == "hang" or (page == "slow" and extractor != "resiliparse"):
         time.sleep(600)
     if page == "raise":
         raise ValueError(f"cannot read {raw['url']}")
@@ -126,8 +127,10 @@ def stubborn_document(raw: dict, extractor: str) -> dict:
 
 def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:
     """An ExtractionPool worker that reports, as the document's title, how many dateparser locales its process had
-    loaded before this page: more than 0 in a fresh worker means the forkserver's warm-up reached it."""
+    loaded before this page and after it ("before:after"): equal means the page paid no locale loading inside its
+    time limit (the forkserver's warm-up loaded them, or the extraction did not need them)."""
     from dateparser.languages.loader import default_loader
 
     loaded_before = len(default_loader._loaded_locales)
-    return {**document_from_raw(raw, extractor), "title": str(loaded_before)}
+    document = document_from_raw(raw, extractor)
+    return {**document, "title": f"{loaded_before}:{len(default_loader._loaded_locales)}"}

@@ -275,7 +275,10 @@ class Crawler:
             level = logging.DEBUG if fetch.outcome == "skipped" else logging.WARNING
             logger.log(level, "%s %s: %s", fetch.outcome, url, err)
         finally:
-            self._claimed.difference_update([url, *fetch.redirects])
+            # Every URL this visit claimed: its own, the hops, and the final target of a redirect (fetch.final_url
+            # is only ever a URL this visit claimed). A target left claimed would stay in the set for the rest of
+            # the crawl, and each scheduling pass reads len(claimed) more queued rows.
+            self._claimed.difference_update([url, *fetch.redirects, *([fetch.final_url] if fetch.final_url else [])])
         fetch.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
         if page is not None and response is not None:
             self._archive(response)  # before the commit: a kill in between duplicates a record, loses none

@@ -2,31 +2,27 @@
 follows (links).
 
 `extract` runs one extractor in this process; `document_from_raw` maps one RAW_SCHEMA record to one
-DOCUMENT_SCHEMA record; `ExtractionPool` runs that in worker processes with a per-document time limit, so one
-pathological page cannot stall a shard. Which extractor to use: see docs/benchmarks.md, "Extraction quality".
+DOCUMENT_SCHEMA record (`extraction_pool` runs that in worker processes, each page within a time limit; `charset`
+turns the bytes into text). Which extractor to use: see docs/benchmarks.md, "Extraction quality".
 """
 
 from __future__ import annotations
 
-import codecs
-import concurrent.futures
 import logging
-import multiprocessing
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-import charset_normalizer
 import lxml.html
-import pebble
+from htmldate import find_date
 from lxml.etree import ParserError
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 from trafilatura import bare_extraction
+from trafilatura.metadata import examine_meta, extract_title
+from trafilatura.utils import load_html
 
+from gristmill.tasks.crawl.charset import decode_html
 from gristmill.tasks.crawl.fetch import parse_content_type
 
 logger = logging.getLogger("gristmill.crawl.extract")
@@ -57,20 +53,50 @@ def extract(html: str | bytes, url: str, extractor: str = "trafilatura") -> Extr
     lang = html_lang(html)
     if extractor == "resiliparse":
         return _resiliparse(html, lang)
+    return _trafilatura(html, url, extractor, lang)
+
+
+# trafilatura compares its own result with readability's and, when that looks short or unclean, justext's: a rescue
+# for pages where it found little main text, at about half its time on long pages. On the extraction benchmark's
+# 61 pages with more than this much text, skipping the comparison changed no page's result (F1 identical), and it
+# cost F1 0.018 when skipped on every page; documentation pages of 50 KB-2.5 MB mostly have more (docs/benchmarks.md).
+LONG_PAGE_CHARS = 15_000
+
+
+def _trafilatura(html: str, url: str, extractor: str, lang: str | None) -> Extracted:
+    tree = load_html(html)
+    if tree is None:
+        return Extracted(title=_html_title(html), text=None, lang=lang)
+    # Title and date before extraction, which prunes the tree in place (trafilatura's own order). Not
+    # with_metadata=True: that also looks for authors, site names and categories we do not keep, and searches the
+    # whole text for a date (dateparser); together a third of the time on long pages. The title and date found
+    # here are trafilatura's own on 180 and 179 of the benchmark's 181 pages.
+    title, published = _title(tree), _iso_date(find_date(tree, url=url, original_date=True, extensive_search=False))
     document = bare_extraction(
-        html,
+        tree,
         url=url,
-        with_metadata=True,  # title and date (htmldate, original date) come from trafilatura's metadata
         include_comments=False,
         favor_precision=extractor == "trafilatura-precision",
         favor_recall=extractor == "trafilatura-recall",
+        fast=_text_chars(tree) > LONG_PAGE_CHARS,
     )
-    if document is None:
-        # trafilatura found no main text; the title is still worth having (and cheap to get).
-        return Extracted(title=_html_title(html), text=None, lang=lang)
-    return Extracted(
-        title=_clean(document.title), text=_clean(document.text), published=_iso_date(document.date), lang=lang
-    )
+    text = _clean(document.text) if document is not None else None  # None: trafilatura found no main text
+    return Extracted(title=title, text=text, published=published, lang=lang)
+
+
+def _title(tree: lxml.html.HtmlElement) -> str | None:
+    """The page's title as trafilatura finds it: og/twitter/Dublin Core metadata, else <title>, <h1> heuristics."""
+    return _clean(examine_meta(tree).title or extract_title(tree))
+
+
+def _text_chars(tree: lxml.html.HtmlElement) -> int:
+    """Characters of text in the page, scripts and styles left out (a cheap measure of how long it is)."""
+    chars = 0
+    for element in tree.iter():
+        chars += len(element.tail or "")
+        if element.tag not in ("script", "style") and isinstance(element.tag, str):
+            chars += len(element.text or "")
+    return chars
 
 
 # Where pages state their publication date, most specific first. resiliparse does not look for dates and
@@ -166,81 +192,6 @@ def _lang_code(value: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# charset
-
-_PRESCAN_BYTES = 2048
-_META_CHARSET = re.compile(rb"""<meta\b[^>]*?charset\s*=\s*["']?\s*([-\w.:]+)""", re.IGNORECASE)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml\b[^>]*?encoding\s*=\s*["']([-\w.:]+)""", re.IGNORECASE)
-# Labels that browsers read as a superset (WHATWG Encoding): pages labelled latin-1 are written in cp1252 (curly
-# quotes at 0x91-0x94), pages labelled Shift_JIS in cp932, and so on.
-_SUPERSETS = {
-    "ascii": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso8859-9": "cp1254",
-    "iso8859-11": "cp874",
-    "tis-620": "cp874",
-    "shift_jis": "cp932",
-    "euc_kr": "cp949",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-}
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def decode_html(content: bytes, declared: str | None) -> str:
-    """HTML bytes to text for pages that state the wrong charset or none: a byte-order mark; else the declared
-    charset (the response header), if the bytes decode in it; else a <meta> charset (or XML encoding) in the first
-    2 KB, likewise; else UTF-8; else charset_normalizer's guess; else cp1252 with replacement characters.
-    Unknown charset names are ignored. A multi-byte character cut off at the end (a truncated body) is dropped."""
-    if not content:
-        return ""
-    for bom, codec in _BOMS:
-        if content.startswith(bom):
-            text = _decode_strictly(content, codec)
-            if text is not None:
-                return text
-    candidates = list(_codecs(declared))
-    prefix = content[:_PRESCAN_BYTES]
-    if match := _XML_ENCODING.search(prefix) or _META_CHARSET.search(prefix):
-        # A page readable as ASCII to find its <meta> is not UTF-16/32, whatever the <meta> says (WHATWG: UTF-8).
-        candidates += ["utf-8" if c.startswith(("utf-16", "utf-32")) else c for c in _codecs(match[1].decode("ascii"))]
-    candidates.append("utf-8")
-    for codec in dict.fromkeys(candidates):  # in order, each once
-        text = _decode_strictly(content, codec)
-        if text is not None:
-            return text
-    matches = charset_normalizer.from_bytes(content)
-    best = matches.best()
-    if best is not None:
-        # Among equally good guesses, the web's most common legacy charset: charset_normalizer breaks ties by name,
-        # and cp1250 before cp1252 turns French "è" into "č".
-        for match in matches:
-            if match.encoding == "cp1252" and (match.chaos, match.coherence) == (best.chaos, best.coherence):
-                return str(match)
-        return str(best)
-    return content.decode("cp1252", errors="replace")
-
-
-def _codecs(label: str | None) -> tuple[str, ...]:
-    """Python codecs to try for a charset label: its browser superset first, then itself; none if unknown."""
-    if not label or not label.strip():
-        return ()
-    try:
-        name = codecs.lookup(label.strip().strip("\"'").lower()).name
-    except LookupError:
-        return ()
-    return (_SUPERSETS[name], name) if name in _SUPERSETS else (name,)
-
-
-def _decode_strictly(content: bytes, codec: str) -> str | None:
-    try:
-        # final=False: an incomplete multi-byte sequence at the very end is left out, invalid bytes elsewhere raise.
-        return codecs.getincrementaldecoder(codec)("strict").decode(content, final=False)
-    except (LookupError, ValueError):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # records
 
 
@@ -259,6 +210,11 @@ def document_from_raw(raw: dict, extractor: str) -> dict:
         # The same charset checks as HTML (declared, then detected): plain text lies or says nothing just as often.
         extracted = Extracted(title=None, text=_clean(decode_html(content, raw.get("charset"))))
     return _document(raw, extracted)
+
+
+def document_without_text(raw: dict) -> dict:
+    """The DOCUMENT_SCHEMA record of a page whose extraction failed: kept, with text None."""
+    return _document(raw, Extracted(title=None, text=None, lang=None))
 
 
 def _document(raw: dict, extracted: Extracted) -> dict:
@@ -285,8 +241,9 @@ def _media_type(content_type: str | None, content: bytes) -> str:
     return "text/html" if content.lstrip()[:1] == b"<" else "text/plain"
 
 
-# A page without a visible date: htmldate then hands text to dateparser, which loads its locale data on that
-# first call (~2.5 s here, more on a busy machine).
+# A page without a visible date: htmldate's whole-text search would hand text to dateparser, which loads its locale
+# data on that first call (~2.5 s here, more on a busy machine). `extract` no longer runs that search; the page still
+# pays each extractor's other first-call costs (stop lists, parsers) outside any time limit.
 WARM_UP_PAGE = (
     b'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Warm-up</title></head><body><main><article>'
     b"<h1>Packages: O</h1><ul><li><a href='/p/oauthlib/'>oauthlib</a> 4.0.1 &mdash; A generic implementation of the"
@@ -299,93 +256,6 @@ def warm_up() -> None:
     """Pay each extractor's one-time lazy loading now, outside any per-document time limit."""
     for extractor in EXTRACTORS:
         extract(WARM_UP_PAGE, "http://warm.up/", extractor)
-
-
-class ExtractionPool:
-    """Worker processes that turn RAW_SCHEMA records into DOCUMENT_SCHEMA records, each within a time limit.
-
-    A page that takes longer (or crashes its worker) is still yielded, with text None and the reason, and its
-    worker is killed and replaced (pebble). Processes come from a forkserver, never fork(): the caller may run in
-    a Prefect worker thread, and forking a threaded process can copy held locks into the child.
-    """
-
-    def __init__(self, workers: int = 1) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, not {workers}")
-        self.workers = workers
-        self._pool: pebble.ProcessPool | None = None
-        self._in_flight: set[concurrent.futures.Future] = set()
-
-    def __enter__(self) -> ExtractionPool:
-        context = multiprocessing.get_context("forkserver")
-        # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
-        # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
-        # only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
-        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for future in self._in_flight:  # a map() its consumer left unfinished: do not wait for its pages
-            future.cancel()
-        self._in_flight.clear()
-        if exc_type is None:
-            pool.close()
-        else:
-            pool.stop()
-        pool.join()
-
-    def map(
-        self,
-        raws: Iterable[dict],
-        extractor: str,
-        timeout_s: float,
-        worker: Callable[[dict, str], dict] = document_from_raw,
-    ) -> Iterator[tuple[dict, str | None]]:
-        """(document, problem) for each raw record, in input order; problem is None, or why the document has no
-        text ("extraction timed out after 5.0 s", "extraction failed: ValueError: ..."). `worker` must be a
-        module-level function (it is pickled by reference). At most 4 x workers records are in flight."""
-        if self._pool is None:
-            raise RuntimeError("ExtractionPool.map needs the pool entered: use `with ExtractionPool(n) as pool:`")
-        if extractor not in EXTRACTORS:
-            raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
-        window: deque[tuple[dict, concurrent.futures.Future]] = deque()
-        records = iter(raws)
-        try:
-            while True:
-                while len(window) < 4 * self.workers:
-                    raw = next(records, None)
-                    if raw is None:
-                        break
-                    future = self._pool.schedule(worker, args=(raw, extractor), timeout=timeout_s)
-                    self._in_flight.add(future)
-                    window.append((raw, future))
-                if not window:
-                    return
-                raw, future = window.popleft()
-                outcome = self._outcome(raw, future, timeout_s)
-                self._in_flight.discard(future)
-                yield outcome
-        finally:
-            for _, future in window:  # the consumer stopped early: do not leave work running
-                future.cancel()
-                self._in_flight.discard(future)
-
-    @staticmethod
-    def _outcome(raw: dict, future: concurrent.futures.Future, timeout_s: float) -> tuple[dict, str | None]:
-        try:
-            return future.result(), None
-        except concurrent.futures.TimeoutError:  # pebble's: the task ran past `timeout`, its worker was killed
-            problem = f"extraction timed out after {timeout_s:.1f} s"
-        except Exception as error:  # an extractor error, or pebble.ProcessExpired when the worker died
-            problem = f"extraction failed: {type(error).__name__}: {error}"
-        logger.debug("%s: %s", raw["url"], problem)
-        return _document(raw, Extracted(title=None, text=None, lang=None)), problem
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gristmill.conf.schema import CrawlConfig
-from gristmill.tasks.crawl.extract import HTML_TYPES, ExtractionPool
+from gristmill.tasks.crawl.extract import HTML_TYPES
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.shards import iter_batches
 from gristmill.tasks.text.languages import normalize_code
 
@@ -61,14 +62,18 @@ def refine(
     """Replace, in place, the documents the other extractor does better; count what it tried and what it kept."""
     for document in documents:  # language codes from one place: <html lang="en-US">, Content-Language: eng -> en
         document["lang_hint"] = normalize_code(document.get("lang_hint"))
-        document["extractor"] = cfg.extractor
+        document["extractor"] = (
+            document.get("extractor") or cfg.extractor
+        )  # the pool's time-limit fallback names its own
     if not cfg.extract_fallback:
         return
     why = needs_fallback(documents, is_html, cfg.extract_fallback_pages)
     if not why:
         return
     other = other_extractor(cfg.extractor)
-    results = pool.map(raw_rows(raw_shard, set(why)), other, cfg.extract_timeout_s)  # a failure: no text, kept
+    results = pool.map(  # a failure: no text, kept
+        raw_rows(raw_shard, set(why)), other, cfg.extract_timeout_s, timeout_s_per_mb=cfg.extract_timeout_s_per_mb
+    )
     retried = {row: document for row, (document, _problem) in zip(why, results, strict=True)}
     candidates = [*documents]
     for row, document in retried.items():

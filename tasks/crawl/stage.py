@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.extract import ExtractionPool
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
@@ -274,7 +274,9 @@ def document_batches(
                 yield raw
 
     documents: list[dict[str, Any]] = []
-    for document, problem in pool.map(raws(), cfg.extractor, cfg.extract_timeout_s):
+    for document, problem in pool.map(
+        raws(), cfg.extractor, cfg.extract_timeout_s, timeout_s_per_mb=cfg.extract_timeout_s_per_mb
+    ):
         location = where.popleft()
         counts["records"] += 1
         if problem:

@@ -2,8 +2,9 @@
 starts warm.
 
 Without it a worker's first page pays the extractors' lazy loading inside its time limit: trafilatura's date
-search (htmldate) hands undated text to dateparser, which loads its locale data on that first call - 2.4 s
-alone, over 5 s on a busy 2-core machine, so the first page of each new worker timed out in the demo.
+search (htmldate) handed undated text to dateparser, which loads its locale data on that first call - 2.4 s
+alone, over 5 s on a busy 2-core machine, so the first page of each new worker timed out in the demo. (`extract`
+no longer runs that whole-text search; the other first-call costs remain.)
 """
 
 from gristmill.tasks.crawl.extract import warm_up

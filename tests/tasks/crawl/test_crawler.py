@@ -523,6 +523,27 @@ def test_a_redirect_target_that_is_also_linked_is_fetched_once(site, tmp_path) -
     assert len(urls) == len(set(urls)) and base + "c" in urls
 
 
+def test_redirect_targets_that_are_also_linked_are_stored_once_and_released(site, tmp_path) -> None:
+    """Half the links redirect: /r{i} -> /t{i}, and every target also links to itself and the next target, so a
+    target is often linked while a redirect holds its claim. Each is fetched and stored exactly once, and every
+    claim (the redirect's final target included) is released: a leaked claim makes each scheduling pass read one
+    more queued row for the rest of the crawl."""
+    hand_made, base = site
+    count = 30
+    hand_made.page("/", "Home.", [f"/r{i}" for i in range(count)])
+    for i in range(count):
+        hand_made.routes[f"/r{i}"] = Route(b"", 302, headers={"Location": f"/t{i}"})
+        hand_made.page(f"/t{i}", f"Target {i}.", [f"/t{i}", f"/t{(i + 1) % count}"])
+    done = crawl(tmp_path, [base], concurrency=8, per_host_concurrency=8, use_sitemaps=False)
+    targets = {f"/t{i}" for i in range(count)}
+    assert set(done.pages) == {"/"} | targets
+    urls = [p.url for p in done.state.iter_pages()]
+    assert len(urls) == len(set(urls)) == count + 1
+    assert all(hand_made.paths.count(t) == 1 for t in targets)
+    assert done.crawler._claimed == set()
+    assert done.state.queued_count() == 0
+
+
 def test_robots_429_means_disallow_all(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.")

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.charset import decode_html
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.extract import decode_html
 from gristmill.tasks.crawl.state import CrawlState
 from tests.hostile_site import MAX_HANDLER_S, HostileSite, hostile_site
 

@@ -1,0 +1,141 @@
+"""Extraction in worker processes, each page within a time limit that grows with its size, in input order.
+
+One pathological page cannot stall a shard: a page that runs past its limit has its worker killed and replaced,
+and is extracted again with resiliparse (a few milliseconds where trafilatura takes seconds), so it still has text.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+
+import pebble
+
+from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
+
+logger = logging.getLogger("gristmill.crawl.extract")
+
+FALLBACK_EXTRACTOR = "resiliparse"
+
+
+def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
+    """The seconds a page may take: the base limit, plus an allowance per MB of body (extraction time grows with
+    the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load)."""
+    return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6
+
+
+class ExtractionPool:
+    """Worker processes that turn RAW_SCHEMA records into DOCUMENT_SCHEMA records, each within a time limit.
+
+    A page that takes longer is extracted again with resiliparse and yielded with that text and the reason; a page
+    that crashes its worker is yielded with text None and the reason. The worker is killed and replaced (pebble).
+    Processes come from a forkserver, never fork(): the caller may run in a Prefect worker thread, and forking a
+    threaded process can copy held locks into the child.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
+        self._pool: pebble.ProcessPool | None = None
+        self._in_flight: set[concurrent.futures.Future] = set()
+
+    def __enter__(self) -> ExtractionPool:
+        context = multiprocessing.get_context("forkserver")
+        # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
+        # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
+        # only if this process has not started its forkserver yet; harmless otherwise.
+        context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
+        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for future in self._in_flight:  # a map() its consumer left unfinished: do not wait for its pages
+            future.cancel()
+        self._in_flight.clear()
+        if exc_type is None:
+            pool.close()
+        else:
+            pool.stop()
+        pool.join()
+
+    def map(
+        self,
+        raws: Iterable[dict],
+        extractor: str,
+        timeout_s: float,
+        worker: Callable[[dict, str], dict] = document_from_raw,
+        timeout_s_per_mb: float = 0.0,
+    ) -> Iterator[tuple[dict, str | None]]:
+        """(document, problem) for each raw record, in input order; problem is None, or what went wrong
+        ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
+        `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
+        flight."""
+        if self._pool is None:
+            raise RuntimeError("ExtractionPool.map needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        if extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+        window: deque[tuple[dict, float, concurrent.futures.Future]] = deque()
+        records = iter(raws)
+        try:
+            while True:
+                while len(window) < 4 * self.workers:
+                    raw = next(records, None)
+                    if raw is None:
+                        break
+                    limit = time_limit(raw, timeout_s, timeout_s_per_mb)
+                    window.append((raw, limit, self._schedule(worker, raw, extractor, limit)))
+                if not window:
+                    return
+                raw, limit, future = window.popleft()
+                outcome = self._outcome(raw, future, limit)
+                if (
+                    outcome[1] is not None
+                    and outcome[1].startswith("extraction timed out")
+                    and (extractor != FALLBACK_EXTRACTOR)
+                ):
+                    outcome = self._fallback(worker, raw, limit, outcome[1])
+                yield outcome
+        finally:
+            for _, _, future in window:  # the consumer stopped early: do not leave work running
+                future.cancel()
+                self._in_flight.discard(future)
+
+    def _schedule(
+        self, worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit: float
+    ) -> concurrent.futures.Future:
+        assert self._pool is not None
+        future = self._pool.schedule(worker, args=(raw, extractor), timeout=limit)
+        self._in_flight.add(future)
+        return future
+
+    def _fallback(
+        self, worker: Callable[[dict, str], dict], raw: dict, limit: float, problem: str
+    ) -> tuple[dict, str | None]:
+        """The page again with resiliparse: its text, rather than none, with the first attempt's problem."""
+        future = self._schedule(worker, raw, FALLBACK_EXTRACTOR, limit)
+        document, second = self._outcome(raw, future, limit)
+        if second is not None:
+            return document, f"{problem}; {FALLBACK_EXTRACTOR} too: {second}"
+        return {**document, "extractor": FALLBACK_EXTRACTOR}, f"{problem}; {FALLBACK_EXTRACTOR}'s text kept"
+
+    def _outcome(self, raw: dict, future: concurrent.futures.Future, limit: float) -> tuple[dict, str | None]:
+        try:
+            return future.result(), None
+        except concurrent.futures.TimeoutError:  # pebble's: the task ran past `timeout`, its worker was killed
+            problem = f"extraction timed out after {limit:.1f} s"
+        except Exception as error:  # an extractor error, or pebble.ProcessExpired when the worker died
+            problem = f"extraction failed: {type(error).__name__}: {error}"
+        finally:
+            self._in_flight.discard(future)
+        logger.debug("%s: %s", raw["url"], problem)
+        return document_without_text(raw), problem
