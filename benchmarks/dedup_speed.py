@@ -1,8 +1,13 @@
-"""MinHash signature speed, memory and accuracy: datasketch plain vs gristmill vectorised vs rensa (Rust).
+"""Dedup speed: the whole stage against datasketch, and MinHash signatures alone against datasketch and rensa.
 
-    .venv/bin/python benchmarks/dedup_speed.py [--docs 20000] [--plain-docs 4000]
+    .venv/bin/python benchmarks/dedup_speed.py [--docs 20000] [--plain-docs 4000] [--rounds 3] [--stage-only]
 
-Speed: documents/s at 128 permutations, Python shingling included for datasketch and rensa (they take strings),
+The stage (`execute(config, "dedup", run)` at the defaults: signature shards with exact hash, numpy band candidates,
+verification, clusters, the kept documents written) runs interleaved with datasketch as a user writes the same
+dedup (Python shingling, `MinHash.update_batch`, exact hash, `MinHashLSH` query-then-insert, union-find, Parquet
+out) and with datasketch signatures alone; each round times all three, and the ratios come from the same round.
+
+Signatures: documents/s at 128 permutations, Python shingling included for datasketch and rensa (they take strings),
 Arrow/numpy shingling included for gristmill. Memory: tracemalloc peak during a separate 2,000-document pass
 (Python and numpy allocations; rensa's Rust heap is not traced, so its figure is a lower bound).
 Accuracy: mean absolute error of the Jaccard estimate against the exact Jaccard of the 5-gram shingle sets.
@@ -11,8 +16,11 @@ Accuracy: mean absolute error of the Jaccard estimate against the exact Jaccard 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
+import shutil
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -20,18 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHash
+import pyarrow.parquet as pq
+from datasketch import MinHash, MinHashLSH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dedup_common import articles, corpus, python_shingles  # noqa: E402
+from dedup_common import _NON_WORD, articles, corpus, python_shingles  # noqa: E402
 
 from gristmill.tasks.dedup.minhash import MinHasher, Shingler  # noqa: E402
-from gristmill.tasks.dedup.stage import hasher  # noqa: E402
 
 NUM_PERM = 128
 BATCH = 1024
+SHARD_DOCS = 2000
 
 
 def datasketch_plain(texts: list[str]) -> list[np.ndarray]:
@@ -71,25 +80,106 @@ def rensa_hash_only(shingled: list[list[str]]) -> list[list[int]]:
     return out
 
 
-def stage_pass(texts: list[str]) -> None:
-    """The stage's whole dedup work on these texts: signature rows (exact hash, MinHash), then the LSH pass."""
-    import tempfile
+def datasketch_end_to_end(texts: list[str], out: Path | None = None) -> list[str]:
+    """The whole dedup as a datasketch user writes it: Python shingling, `MinHash.update_batch`, an exact hash of
+    the normalised text, `MinHashLSH` query-then-insert at the same threshold, union-find, the kept texts written
+    to Parquet. Returns the kept texts."""
+    lsh = MinHashLSH(threshold=0.8, num_perm=NUM_PERM)
+    first_by_hash: dict[bytes, int] = {}
+    parent: dict[int, int] = {}
 
-    from gristmill.conf.schema import DedupConfig
-    from gristmill.tasks.dedup.stage import Deduplicator, sign_batch, signature_schema
-    from gristmill.tasks.shards import write_shard
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
 
-    cfg = DedupConfig()
-    minhasher = hasher(cfg)
-    batches = []
-    for i in range(0, len(texts), BATCH):
-        chunk = texts[i : i + BATCH]
-        batch = pa.record_batch({"text": chunk, "url": [f"http://b/{i + j}" for j in range(len(chunk))]})
-        batches.append(sign_batch(batch, cfg, minhasher, i))
+    for i, text in enumerate(texts):
+        shingled = python_shingles(text)
+        digest = hashlib.blake2b(" ".join(_NON_WORD.sub(" ", text.lower()).split()).encode(), digest_size=8).digest()
+        first = first_by_hash.setdefault(digest, i)
+        if first != i:
+            parent[i] = find(first)
+            continue
+        sketch = MinHash(num_perm=NUM_PERM, seed=1)
+        sketch.update_batch([s.encode() for s in shingled])
+        for other in lsh.query(sketch):
+            a, b = sorted((find(other), find(i)))
+            if a != b:
+                parent[b] = a
+        lsh.insert(i, sketch)
+    kept = [t for i, t in enumerate(texts) if find(i) == i]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "part-00000.parquet"
-        write_shard(path, iter(batches), signature_schema(cfg.num_perm))
-        Deduplicator(cfg).run([path])
+        pq.write_table(pa.table({"text": kept}), out or Path(tmp) / "kept.parquet", compression="zstd")
+    return kept
+
+
+class StageWorkspace:
+    """The corpus as a finished crawl stage (shards of 2,000 documents), so that a run times the dedup stage alone:
+    signature shards, exact hash, candidates, verification, clusters, the kept documents written, the manifest."""
+
+    def __init__(self, texts: list[str], root: Path) -> None:
+        from tests.helpers import document, write_documents_stage
+
+        self.root, self.docs = root, len(texts)
+        shards = [
+            [document(f"http://bench/{i}", t) for i, t in enumerate(texts[s : s + SHARD_DOCS], s)]
+            for s in range(0, len(texts), SHARD_DOCS)
+        ]
+        write_documents_stage(root, "crawl", shards)
+
+    def run(self, **options) -> dict:
+        from gristmill.conf.schema import PipelineConfig
+        from gristmill.tasks.dedup.stage import run
+        from gristmill.tasks.shards import StageOutput
+        from gristmill.tasks.stage import execute
+
+        shutil.rmtree(self.root / "dedup", ignore_errors=True)
+        config = PipelineConfig(workspace=str(self.root), crawl={"seeds": ["http://bench/"]}, dedup=options)
+        execute(config, "dedup", run)
+        return StageOutput(self.root, "dedup").read_manifest().stats
+
+
+def end_to_end(texts: list[str], plain_docs: int, rounds: int) -> None:
+    """The stage against datasketch, interleaved: each round times datasketch (signatures only, and end to end) on
+    the first `plain_docs` documents, then the stage on all of them, so a change of load hits both sides. Wall time
+    and the process's CPU time are both reported: on a shared machine the CPU-time ratio is the steadier one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = StageWorkspace(texts, Path(tmp))
+        stats = workspace.run()  # warm-up: imports, permutations, the powers table
+        sample = texts[:plain_docs]
+        rows = []
+        for _ in range(rounds):
+            sig = clocked(datasketch_plain, sample)
+            plain = clocked(datasketch_end_to_end, sample)
+            stage = clocked(lambda _: workspace.run(), texts)
+            rows.append((sig, plain, stage))
+    print(f"\n## The whole stage vs datasketch, {rounds} interleaved rounds\n")
+    print(f"stage result: {stats['removed']}, near pairs {stats['near_pairs']}, clusters {stats['clusters']['count']}")
+    print(
+        "| round | datasketch signatures docs/s | datasketch end to end docs/s | stage docs/s | "
+        "stage / datasketch end to end | stage / datasketch signatures | same, CPU time | same, CPU time |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for i, (sig, plain, stage) in enumerate(rows, 1):
+        print(
+            f"| {i} | {sig[0]:,.0f} | {plain[0]:,.0f} | {stage[0]:,.0f} | {stage[0] / plain[0]:.1f}x | "
+            f"{stage[0] / sig[0]:.1f}x | {stage[1] / plain[1]:.1f}x | {stage[1] / sig[1]:.1f}x |"
+        )
+    for clock, at in (("wall", 0), ("CPU", 1)):
+        e2e = sorted(stage[at] / plain[at] for _, plain, stage in rows)
+        alone = sorted(stage[at] / sig[at] for sig, _, stage in rows)
+        print(
+            f"\n{clock} time: median stage / datasketch end to end {np.median(e2e):.1f}x "
+            f"(range {e2e[0]:.1f}-{e2e[-1]:.1f}); stage / datasketch signatures alone {np.median(alone):.1f}x "
+            f"(range {alone[0]:.1f}-{alone[-1]:.1f})"
+        )
+
+
+def clocked(fn: Callable[[list[str]], object], texts: list[str]) -> tuple[float, float]:
+    """Documents per second of wall time and of this process's CPU time."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(texts)
+    return len(texts) / (time.perf_counter() - wall), len(texts) / (time.process_time() - cpu)
 
 
 def timed(fn: Callable[[list[str]], object], texts: list[str]) -> float:
@@ -164,15 +254,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--plain-docs", type=int, default=4_000, help="datasketch is slow: time it on a subset")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the stage against datasketch")
+    parser.add_argument("--stage-only", action="store_true", help="skip the signature-only table")
     args = parser.parse_args()
     texts = corpus(args.docs)
     words = np.mean([len(t.split()) for t in texts[:1000]])
-    print(f"corpus: {len(texts)} documents, {words:.0f} words each on average, {NUM_PERM} permutations\n")
+    print(f"corpus: {len(texts)} documents, {words:.0f} words each on average, {NUM_PERM} permutations")
+    end_to_end(texts, args.plain_docs, args.rounds)
+    if not args.stage_only:
+        signatures_only(texts, args.plain_docs)
+
+
+def signatures_only(texts: list[str], plain_docs: int) -> None:
+    print("\n## MinHash signatures alone\n")
     # name -> (function, its input, accuracy key or None)
     methods: dict[str, tuple[Callable, list, str | None]] = {
-        "datasketch plain": (datasketch_plain, texts[: args.plain_docs], "datasketch"),
+        "datasketch plain": (datasketch_plain, texts[:plain_docs], "datasketch"),
         "gristmill vectorised": (gristmill, texts, "gristmill"),
-        "gristmill stage pass (signature rows + exact + LSH)": (stage_pass, texts, None),
     }
     if has_rensa():
         methods["rensa RMinHash"] = (rensa_plain, texts, "rensa")

@@ -276,9 +276,27 @@ class DedupConfig(Section):
     url: bool = Field(False, description="Drop documents whose normalised URL was seen before (merged crawls).")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate.")
-    bands: int | None = Field(None, ge=1, description="LSH bands; with `rows` overrides the threshold-derived split.")
+    bands: int | None = Field(
+        None,
+        ge=1,
+        description="LSH bands; with `rows` overrides the split derived from the threshold (with `verify`: the "
+        "most rows per band that still makes 99.5% of pairs at the threshold candidates; without: datasketch's).",
+    )
     rows: int | None = Field(None, ge=1, description="LSH rows per band (FineWeb: 14 bands x 8 rows).")
-    verify: bool = Field(False, description="Merge an LSH candidate only if its estimated Jaccard >= threshold.")
+    verify: bool = Field(True, description="Merge an LSH candidate pair only if its Jaccard >= threshold.")
+    verify_by: Literal["shingles", "signature"] = Field(
+        "shingles",
+        description="How `verify` measures a pair's Jaccard: `shingles` exactly, from the two texts' shingle sets, "
+        "wherever the MinHash estimate is within 4.5 standard deviations of the threshold (pairs with documents "
+        "kept by earlier runs, whose text is gone, use the estimate); `signature` always uses the estimate "
+        "(less exact: F1 0.92 vs 1.00 in docs/benchmarks.md).",
+    )
+    candidates: Literal["numpy", "datasketch"] = Field(
+        "numpy",
+        description="How LSH candidate pairs are found within a run: `numpy` sorts band keys of whole arrays; "
+        "`datasketch` queries then inserts each document in a MinHashLSH (the reference; same result, slower).",
+        json_schema_extra={"runtime": True},
+    )
     shingle: Literal["word", "char"] = Field("word", description="Shingle unit: word or character n-grams.")
     shingle_words: int = Field(5, ge=1, le=32, description="Word n-gram size of the shingles.")
     shingle_chars: int = Field(24, ge=1, le=128, description="Character n-gram size (shingle = char).")
@@ -292,12 +310,15 @@ class DedupConfig(Section):
         False, description="Also dedup against documents kept by earlier runs (index in <workspace>/dedup_index)."
     )
     storage: Literal["memory", "redis"] = Field(
-        "memory", description="Where the LSH index lives during a run.", json_schema_extra=RUNTIME
+        "memory",
+        description="Where datasketch's MinHashLSH lives during a run: the index of documents kept by earlier runs "
+        "(`incremental`), and with `candidates: datasketch` every document's.",
+        json_schema_extra={"runtime": True},
     )
-    redis_host: str = Field("127.0.0.1", description="Redis host (storage = redis).", json_schema_extra=RUNTIME)
-    redis_port: int = Field(6379, ge=1, le=65535, description="Redis port.", json_schema_extra=RUNTIME)
+    redis_host: str = Field("127.0.0.1", json_schema_extra={"runtime": True})
+    redis_port: int = Field(6379, ge=1, le=65535, json_schema_extra={"runtime": True})
     redis_basename: str = Field(
-        "gristmill-dedup", description="Key prefix; each run adds a unique suffix.", json_schema_extra=RUNTIME
+        "gristmill-dedup", description="Key prefix; each run adds a unique suffix.", json_schema_extra={"runtime": True}
     )
     seed: int = 1
 

@@ -154,11 +154,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_shard(path: Path, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema) -> ShardInfo:
-    """Write one Parquet shard atomically and return its size and checksum."""
+def write_shard(
+    path: Path,
+    batches: Iterable[pa.RecordBatch] | pa.Table,
+    schema: pa.Schema,
+    use_dictionary: bool | list[str] = True,
+) -> ShardInfo:
+    """Write one Parquet shard atomically and return its size and checksum. `use_dictionary` names the columns
+    worth dictionary-encoding when not all are: on columns of hash values it only costs time."""
     rows = 0
     with temporary_for(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=use_dictionary) as writer:
             for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
                 rows += batch.num_rows

@@ -1,5 +1,6 @@
 """The benchmark scripts that can run in seconds on a CPU are kept runnable (their figures live in docs)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,17 @@ def test_gpu_check_runs_on_cpu_with_a_tiny_model():
     # both loops side by side, and their ratio from the same run
     assert "bare PyTorch loop : tokens/s:" in done.stdout and "gristmill stage   : tokens/s:" in done.stdout
     assert "ratio stage/bare  :" in done.stdout and "2 timed blocks of 2 steps" in done.stdout
+
+
+def test_dedup_speed_runs_the_stage_against_datasketch_on_a_small_corpus(shared_data):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dedup_speed.py"), "--docs", "1000", "--plain-docs", "100"]
+        + ["--rounds", "1", "--stage-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "GRISTMILL_SHARED_DATA": str(shared_data)},
+    )
+    assert "CPU time: median stage / datasketch end to end" in done.stdout
+    assert "| 1 |" in done.stdout

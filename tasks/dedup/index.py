@@ -13,22 +13,25 @@ import pyarrow as pa
 from datasketch import MinHashLSH
 
 from gristmill.conf.schema import DedupConfig
-from gristmill.tasks.dedup.minhash import estimated_jaccard, lean
+from gristmill.tasks.dedup.candidates import layout, query_in_bulk
+from gristmill.tasks.dedup.minhash import lean
 from gristmill.tasks.shards import iter_batches, write_shard
 
 
 class NearIndex:
-    """Query-then-insert over MinHash LSH; with `verify`, a candidate counts only if its estimated Jaccard passes."""
+    """datasketch's MinHashLSH (in memory or in Redis) over signatures, keyed by the documents' row numbers.
+
+    It holds the documents kept by earlier runs (queried a batch at a time) and, with `candidates: datasketch`,
+    every document of the run (query-then-insert, one at a time: the reference the numpy path is tested against).
+    It returns raw candidates; verification happens on all pairs at once (`Deduplicator`)."""
 
     def __init__(self, cfg: DedupConfig) -> None:
         self.cfg = cfg
         self.basename = f"{cfg.redis_basename}-{uuid.uuid4().hex[:12]}".encode()
-        params = (cfg.bands, cfg.rows) if cfg.bands is not None else None
         self.lsh = MinHashLSH(
-            threshold=cfg.threshold, num_perm=cfg.num_perm, params=params, storage_config=self._storage()
+            threshold=cfg.threshold, num_perm=cfg.num_perm, params=layout(cfg), storage_config=self._storage()
         )
-        # Signatures of indexed documents: needed to verify candidates and to report the Jaccard of removed pairs.
-        self.signatures: dict[int, np.ndarray] = {}
+        self.size = 0
 
     def _storage(self) -> dict:
         if self.cfg.storage == "redis":
@@ -36,14 +39,25 @@ class NearIndex:
             return {"type": "redis", "basename": self.basename, "redis": redis}
         return {"type": "dict"}
 
-    def match(self, doc: int, sig: np.ndarray) -> list[int]:
-        """Indexed documents similar to `doc`; then index `doc` itself."""
+    def insert_many(self, first_row: int, signatures: np.ndarray) -> None:
+        """Index rows first_row, first_row + 1, ... in one insertion session (buffered: a Redis pipeline)."""
+        with self.lsh.insertion_session() as session:
+            for row, sig in enumerate(signatures, first_row):
+                session.insert(row, lean(sig, self.cfg.seed), check_duplication=False)
+        self.size += len(signatures)
+
+    def query_many(self, signatures: np.ndarray) -> list[set[int]]:
+        """Indexed rows sharing a band with each signature (nothing is inserted)."""
+        if not self.size:
+            return [set() for _ in signatures]
+        return query_in_bulk(self.lsh, signatures)
+
+    def match(self, row: int, sig: np.ndarray) -> list[int]:
+        """Indexed rows sharing a band with `sig`; then index `row` itself."""
         sketch = lean(sig, self.cfg.seed)
         found = sorted(self.lsh.query(sketch))
-        if self.cfg.verify:
-            found = [o for o in found if estimated_jaccard(self.signatures[o], sig) >= self.cfg.threshold]
-        self.lsh.insert(doc, sketch, check_duplication=False)
-        self.signatures[doc] = sig
+        self.lsh.insert(row, sketch, check_duplication=False)
+        self.size += 1
         return found
 
     def close(self) -> None:

@@ -93,21 +93,31 @@ def redis_port(tmp_path) -> Iterator[int]:
         server.wait(timeout=10)
 
 
-def test_redis_storage_gives_the_same_result_as_memory(tmp_path, sources, redis_port):
+@pytest.mark.parametrize("candidates", ["numpy", "datasketch"])
+def test_redis_storage_gives_the_same_result_as_memory(tmp_path, sources, redis_port, candidates):
+    """The index of earlier runs lives in Redis (queried in bulk through a pipeline); with `candidates: datasketch`
+    every document of the run does too."""
     shard0 = [document(f"http://src/{i}", t) for i, t in enumerate(sources)]
     shard1 = [document(f"http://near/{i}", lightly_edited(t, 150 + i)) for i, t in enumerate(sources)]
     shard1 += [document(f"http://exact/{i}", t.lower()) for i, t in enumerate(sources[:2])]
-    in_memory = dedup_once(tmp_path / "memory", [shard0, shard1])
-    in_redis = dedup_once(tmp_path / "redis", [shard0, shard1], storage="redis", redis_port=redis_port)
+    later = [document(f"http://later/{i}", lightly_edited(t, 120 + i)) for i, t in enumerate(sources[:3])]
+    results = {}
+    for storage in ("memory", "redis"):
+        options = {"storage": storage, "redis_port": redis_port, "candidates": candidates, "incremental": True}
+        first = dedup_once(tmp_path / storage, [shard0, shard1], **options)
+        results[storage] = first, dedup_once(tmp_path / storage, [later], **options)
+    (in_memory, memory_later), (in_redis, redis_later) = results["memory"], results["redis"]
     assert in_redis[0] == in_memory[0] == [f"http://src/{i}" for i in range(5)]
-    for key in ("docs_in", "removed", "clusters"):
+    for key in ("docs_in", "removed", "clusters", "near_pairs"):  # the same order of pairs: the same work too
         assert in_redis[1][key] == in_memory[1][key]
+        assert redis_later[1][key] == memory_later[1][key]
     assert in_redis[1]["removed"] == {"empty": 0, "exact": 2, "near": 5}
+    assert redis_later[0] == [] and redis_later[1]["removed"]["near"] == 3 and redis_later[1]["prior_docs"] == 5
 
 
 def test_a_new_document_linking_two_kept_ones_removes_only_itself(tmp_path, sources):
     # The first run keeps a text and its edited copy (a strict threshold); the second run's document is near both.
-    first = [document("http://old/a", sources[4]), document("http://old/b", lightly_edited(sources[4], 40))]
+    first = [document("http://old/a", sources[4]), document("http://old/b", lightly_edited(sources[4], 100))]
     kept, _ = dedup_once(tmp_path, [first], incremental=True, threshold=0.95, verify=True)
     assert kept == ["http://old/a", "http://old/b"]
     second = [document("http://new/c", lightly_edited(sources[4], 300)), document("http://new/d", sources[0])]

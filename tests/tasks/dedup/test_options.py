@@ -42,10 +42,12 @@ def test_bands_and_rows_go_to_the_lsh_and_are_validated():
 def test_verify_rejects_lsh_candidates_below_the_threshold(tmp_path, sources):
     # 10% of words substituted: 5-gram Jaccard about 0.45, far below 0.8, yet a 32 x 2 LSH makes it a candidate.
     docs = [document("http://x/a", sources[2]), document("http://x/b", substituted(sources[2], 0.1, 1))]
-    loose, stats = dedup(tmp_path / "loose", [docs], bands=32, rows=2)
+    loose, stats = dedup(tmp_path / "loose", [docs], bands=32, rows=2, verify=False)
     assert loose == ["http://x/a"] and stats["removed"]["near"] == 1
-    verified, stats = dedup(tmp_path / "verified", [docs], bands=32, rows=2, verify=True)
-    assert verified == ["http://x/a", "http://x/b"] and stats["removed"]["near"] == 0
+    for by in ("shingles", "signature"):
+        verified, stats = dedup(tmp_path / by, [docs], bands=32, rows=2, verify_by=by)
+        assert verified == ["http://x/a", "http://x/b"] and stats["removed"]["near"] == 0
+        assert stats["near_pairs"] == {"candidates": 1, "verified": 0}
 
 
 def test_survivor_longest_keeps_the_longest_and_breaks_ties_by_position(tmp_path, sources):
