@@ -165,7 +165,14 @@ def test_a_scheduled_refresh_trains_on_what_changed_and_a_run_without_change_doe
     # Training continued from the first model: it starts where the first training ended, not at random.
     second_train = StageOutput(workspace, "train").read_manifest().stats
     assert second_train["continued"] and second_train["generation"] == 1
-    assert second_train["val_loss_first"] < first_train["val_loss_first"] - 0.5
+    start, first_start, first_end = (
+        second_train["val_loss_first"],
+        first_train["val_loss_first"],
+        first_train["val_loss_last"],
+    )
+    assert (
+        start < first_start - 0.2 and start < first_end + 0.2
+    )  # where the first training ended (val set grew a little)
     registered = versions(pipeline_config(workspace, seed, "1d"))
     assert [int(v.version) for v in registered] == [1, 2]
     assert registered[1].tags["gristmill.corpus_generations"] == "0,1"
