@@ -518,6 +518,10 @@ class TokenizeConfig(Section):
         description="Use this tokenizer.json instead of training one (it must have <|endoftext|>).",
         json_schema_extra=CONFIG_FILE,
     )
+    # A setting (not only a code change) so that token shards packed without BOS are out of date and repacked.
+    start_with_bos: bool = Field(
+        True, description="Start every document with <|startoftext|>: the BOS the export declares and lm-eval uses."
+    )
 
 
 class TrainConfig(Section):
@@ -579,21 +583,110 @@ class TrainConfig(Section):
         return self
 
 
+class BiasCheckConfig(Section):
+    """One bias benchmark, read from its file as published; checked when the config is validated."""
+
+    kind: Literal["crows_pairs", "stereoset", "bold", "winobias", "honest", "pairs"] = Field(
+        description="crows_pairs: CSV; stereoset: dev.json; bold: one domain's prompt JSON; winobias: the data "
+        "directory; honest: template TSV (with `lexicon`); pairs: gristmill's YAML pairs."
+    )
+    path: str = Field(description="The file (a directory for winobias); relative paths also resolve against conf/.")
+    name: str | None = Field(None, description="Key in the report and gate (default: the kind; unique).")
+    lexicon: str | None = Field(None, description="honest: HurtLex TSV (`lemma`, `category`, `level` columns).")
+    split: Literal["dev", "test"] = Field("dev", description="winobias: which files (`*.txt.dev` or `*.txt.test`).")
+    top_k: int = Field(5, ge=1, le=100, description="honest: completions per template.")
+    max_new_tokens: int = Field(20, ge=1, description="bold/honest: tokens generated per prompt (capped to fit).")
+    limit: int | None = Field(None, ge=1, description="Use only the first N items (for a quick look).")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    @property
+    def resolved_path(self) -> Path:
+        if self.kind == "winobias":  # a directory (config_file finds files): the same rule, the loader checks it
+            named = Path(self.path)
+            return named if named.is_absolute() or named.exists() else CONF_DIR / named
+        return config_file(self.path, f"evaluate.bias ({self.kind}) path")
+
+    @property
+    def resolved_lexicon(self) -> Path | None:
+        return config_file(self.lexicon, "evaluate.bias (honest) lexicon") if self.lexicon else None
+
+    @model_validator(mode="after")
+    def _file_is_usable(self) -> BiasCheckConfig:
+        # Read the file now, so a wrong one stops the run before any stage works (lazy import: no cycle).
+        from gristmill.tasks.evaluate.loaders import load_check
+
+        load_check(self)
+        return self
+
+
+class GateConfig(Section):
+    """Thresholds that decide the registry alias: `champion` when every set one passes (and perplexity is not
+    worse than the current champion's beyond the tolerance), otherwise `candidate`. None = not checked."""
+
+    max_perplexity: float | None = Field(None, gt=0, description="Validation perplexity at most this.")
+    max_crows_pairs_deviation: float | None = Field(
+        None, ge=0, le=0.5, description="|pct_stereotype - 0.5| at most this (crows_pairs and pairs checks)."
+    )
+    max_stereoset_ss_deviation: float | None = Field(None, ge=0, le=50, description="|SS - 50| at most this.")
+    min_stereoset_icat: float | None = Field(None, ge=0, le=100, description="StereoSet ICAT at least this.")
+    max_bold_sentiment_gap: float | None = Field(
+        None, ge=0, description="Largest gap between groups' mean VADER compound score at most this."
+    )
+    max_honest_score: float | None = Field(None, ge=0, le=1, description="HONEST score at most this.")
+    perplexity_tolerance: float = Field(
+        0.02, ge=0, description="A new champion's perplexity may exceed the current champion's by this share."
+    )
+
+
 class EvaluateConfig(Section):
     prompts: list[str] = Field(
         default_factory=lambda: ["The Python package", "This library provides", "Licensed under the"]
     )
-    max_new_tokens: int = Field(40, ge=1)
+    max_new_tokens: int = Field(40, ge=1, description="Capped so prompt + new tokens fit the model's context.")
     temperature: float = Field(0.8, ge=0, description="0 = greedy decoding.")
     top_k: int = Field(50, ge=0)
     ppl_batches: int = Field(50, ge=1, description="Validation batches used for perplexity.")
-    bias_pairs: str = Field(
-        "bias_pairs.yaml",
-        description="Pairs file; relative paths resolve against conf/.",
-        json_schema_extra=CONFIG_FILE,
+    texts: list[str] = Field(default_factory=list, description="Text files to report perplexity and bits/byte on.")
+    bias: list[BiasCheckConfig] = Field(
+        default_factory=lambda: [BiasCheckConfig(kind="pairs", path="bias_pairs.yaml")],
+        description="Bias benchmarks to run, each from its published file.",
     )
+    score_batch_tokens: int = Field(
+        8192, ge=64, description="Tokens per batch when scoring sentences.", json_schema_extra={"runtime": True}
+    )
+    gate: GateConfig = Field(default_factory=GateConfig)
     register_model: bool = True
     seed: int = 0
+
+    @field_validator("bias")
+    @classmethod
+    def _unique_names(cls, checks: list[BiasCheckConfig]) -> list[BiasCheckConfig]:
+        labels = [c.label for c in checks]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"two bias checks are called {', '.join(repeated)}: give each a distinct `name`")
+        return checks
+
+    @field_validator("texts")
+    @classmethod
+    def _texts_exist(cls, texts: list[str]) -> list[str]:
+        for text in texts:
+            config_file(text, "evaluate.texts")
+        return texts
+
+    def fingerprint(self, key: str = "") -> str:
+        """The settings plus the CONTENT of every file they name: an edited bias file reruns the stage."""
+        from gristmill.tasks.evaluate.loaders import check_files
+
+        files = [f for check in self.bias for f in check_files(check)] + [
+            config_file(t, "evaluate.texts") for t in self.texts
+        ]
+        digests = {str(f): _content_digest(f) for f in files}
+        payload = json.dumps({"settings": super().fingerprint(key), "files": digests}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class TrackingConfig(Section):
@@ -646,6 +739,16 @@ class PipelineConfig(Section):
 
 
 CONF_DIR = Path(__file__).resolve().parent
+
+
+def _content_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (tasks/shards.py has the same for shards; importing it here would
+    make an import circle: shards imports this module)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def config_file(path: str | Path, key: str) -> Path:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from gristmill.conf.schema import PipelineConfig
-from gristmill.flows.common import run_stage
+from gristmill.flows.common import artifact_key, run_stage
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
@@ -47,8 +51,17 @@ def train_flow(config: PipelineConfig, parent_run_id: str | None = None) -> Stag
 
 @flow(name="evaluate")
 def evaluate_flow(config: PipelineConfig, parent_run_id: str | None = None) -> StageSummary:
-    """Perplexity, generations and a bias probe; export to Hugging Face format and register the model."""
-    return run_stage(config, "evaluate", evaluate.run, parent_run_id)
+    """Perplexity, generations and the bias benchmarks; export to Hugging Face format and register the model under
+    the alias the promotion gate decides."""
+    summary = run_stage(config, "evaluate", evaluate.run, parent_run_id)
+    registry = json.loads((Path(config.workspace) / "evaluate" / "report.json").read_text()).get("registry")
+    if registry:  # the new model beside the current champion, check by check
+        create_markdown_artifact(
+            markdown=evaluate.gate_markdown(registry["alias"], registry["reasons"], registry["checks"]),
+            key=artifact_key(config.name, "evaluate", "gate"),
+            description=f"evaluate: registered as {registry['alias']}",
+        )
+    return summary
 
 
 STAGE_FLOWS = {

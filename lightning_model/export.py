@@ -53,7 +53,10 @@ def export_hf(model: Llama, model_config: ModelConfig, tokenizer_dir: Path, out_
     # Strict: every tensor has the same name on both sides (a tied head appears under both names in both), and
     # the rotary tables are non-persistent buffers on both sides.
     hf_model.load_state_dict(model.state_dict(), strict=True)
+    # max_length = the context: a caller who names no length generates only what fits (prompt + new tokens),
+    # instead of transformers' default 20 tokens and a warning, or running past the positions the model knows.
     hf_model.generation_config = GenerationConfig(
+        max_length=model_config.max_position_embeddings,
         bos_token_id=model_config.bos_token_id,
         eos_token_id=model_config.eos_token_id,
         pad_token_id=model_config.pad_token_id,

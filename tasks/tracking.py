@@ -202,6 +202,68 @@ class Tracker:
         )
         return int(version.version)
 
+    def log_transformers_model(self, run_id: str, export_dir: Path, artifact_path: str, max_new_tokens: int) -> None:
+        """Log a Hugging Face export with MLflow's transformers flavor (an MLmodel file beside the weights), so
+        `mlflow.transformers.load_model` and `mlflow.pyfunc.load_model` load what the registry points at."""
+        import tempfile
+
+        import mlflow.transformers
+        from mlflow.models import infer_signature
+        from transformers import pipeline
+
+        # From a pipeline object: MLflow 3.17's path for a checkpoint directory breaks on transformers 5
+        # (`check_task` returns the class name, not the class).
+        generator = pipeline("text-generation", model=str(export_dir), device="cpu")
+        params = {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": 1.0, "top_k": 50}
+        signature = infer_signature(["a prompt"], ["a prompt and its continuation"], params=params)
+        with tempfile.TemporaryDirectory() as scratch:
+            saved = Path(scratch) / artifact_path
+            mlflow.transformers.save_model(
+                transformers_model=generator,
+                path=str(saved),
+                task="text-generation",
+                signature=signature,
+                # Naming the requirements skips MLflow's inference, which loads the model in a subprocess.
+                pip_requirements=[f"transformers=={_version('transformers')}", f"torch=={_version('torch')}"],
+            )
+            self.client.log_artifacts(run_id, str(saved), artifact_path)
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str, context: str = "training") -> None:
+        """Record a dataset the run read (MLflow dataset inputs): lineage from a model back to its corpus."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(name=name, digest=digest[:36], source_type="local", source=json.dumps({"uri": source}))
+        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+    def last_pipeline_run(self, pipeline: str) -> str | None:
+        """The latest pipeline (parent) run of this pipeline, for a stage run on its own to link to."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`gristmill.pipeline` = '{pipeline}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def version_by_alias(self, name: str, alias: str) -> Any | None:
+        """The model version holding `alias`, or None (no such model or alias yet)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package).split("+")[0]
+
 
 class TrackingUnavailable(UserError):
     """The MLflow tracking store stopped answering (a server that went down, a network that went away)."""

@@ -34,3 +34,15 @@ def test_dedup_speed_runs_the_stage_against_datasketch_on_a_small_corpus(shared_
     )
     assert "CPU time: median stage / datasketch end to end" in done.stdout
     assert "| 1 |" in done.stdout
+
+
+def test_bias_scoring_speed_runs_on_a_few_pairs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bias_scoring_speed.py"), "--pairs", "20", "--peer-pairs", "4",
+         "--workspace", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )  # fmt: skip
+    assert "20 pairs = 40 sentences" in done.stdout and "speed-up:" in done.stdout

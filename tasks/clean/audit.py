@@ -79,12 +79,7 @@ def summarize(counts: dict[str, Any], groups: list[str], cfg: AuditConfig) -> tu
                     "filter": step,
                     "share_before": round(counts["before"].get(group, 0) / docs_in, 4) if docs_in else 0.0,
                     "share_after": round(counts["after"].get(group, 0) / docs_out, 4) if docs_out else 0.0,
-                    "docs_entering": n_in,
-                    "docs_removed": n_out,
-                    "removal_rate": round(rate, 4),
-                    "overall_removal_rate": round(overall, 4),
-                    "disparity": round(ratio, 3) if ratio != float("inf") else None,
-                    "warning": flagged,
+                    **_disparity_columns(n_in, n_out, rate, overall, ratio, flagged),
                 }
             )
             if flagged:
@@ -115,12 +110,7 @@ def summarize_languages(
                 {
                     "language": lang,
                     "filter": step,
-                    "docs_entering": n_in,
-                    "docs_removed": n_out,
-                    "removal_rate": round(rate, 4),
-                    "overall_removal_rate": round(overall, 4),
-                    "disparity": round(ratio, 3) if ratio != float("inf") else None,
-                    "warning": flagged,
+                    **_disparity_columns(n_in, n_out, rate, overall, ratio, flagged),
                 }
             )
             if flagged:
@@ -129,3 +119,15 @@ def summarize_languages(
                     f"(ratio {ratio:.2f} > {cfg.max_disparity})"
                 )
     return rows, warnings
+
+
+def _disparity_columns(n_in: int, n_out: int, rate: float, overall: float, ratio: float, flagged: bool) -> dict:
+    """The columns every disparity row has, by group or by language."""
+    return {
+        "docs_entering": n_in,
+        "docs_removed": n_out,
+        "removal_rate": round(rate, 4),
+        "overall_removal_rate": round(overall, 4),
+        "disparity": round(ratio, 3) if ratio != float("inf") else None,
+        "warning": flagged,
+    }

@@ -11,7 +11,7 @@ from gristmill.conf.schema import ConfigError
 
 EOS_TOKEN = "<|endoftext|>"  # ends every document in the packed stream (id 0)
 PAD_TOKEN = "<|pad|>"  # id 1
-BOS_TOKEN = "<|startoftext|>"  # id 2; for callers that mark a beginning (HF's bos_token)
+BOS_TOKEN = "<|startoftext|>"  # id 2; starts every document in the packed stream (HF's bos_token)
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, BOS_TOKEN]
 
 

@@ -1,4 +1,4 @@
-"""Encode documents, end each with the end-of-text token, and pack the stream into fixed-length rows."""
+"""Encode documents (BOS first, end-of-text last) and pack the stream into fixed-length rows."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class LengthHistogram:
     def figure(self) -> Any:
         figure, axis = new_figure(8, 4)
         axis.bar(list(self.counts), list(self.counts.values()))
-        axis.set_xlabel("document length (tokens, incl. end-of-text)")
+        axis.set_xlabel("document length (tokens, incl. BOS and end-of-text)")
         axis.set_ylabel("documents")
         axis.tick_params(axis="x", rotation=45)
         return figure

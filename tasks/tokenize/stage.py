@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from gristmill.conf.schema import ConfigError
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
-from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
+from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, load_given, load_tokenizer, save_for_hf, train_bpe
 from gristmill.tasks.tokenize.pack import LengthHistogram, Packer, is_validation, rows_to_batch, tokens_schema
 
 ENCODE_BATCH = 1024  # documents per encode call: the Rust side spreads a batch over all cores
@@ -50,6 +50,8 @@ def run(ctx: StageContext) -> StageResult:
 
     # One tokenizer for every unit: loading one per shard grew the process by ~10 MB a shard (its caches).
     tokenizer = load_tokenizer(tokenizer_dir)
+    # Every document starts with BOS (the token the export declares and lm-eval puts first) and ends with EOS.
+    start = [tokenizer.token_to_id(BOS_TOKEN)] if cfg.start_with_bos else []
     eos = tokenizer.token_to_id(EOS_TOKEN)
 
     def encode_shard(path: Path) -> UnitRecord:
@@ -64,8 +66,8 @@ def run(ctx: StageContext) -> StageResult:
                 encodings = tokenizer.encode_batch_fast(texts)  # ids only: no offsets to track
                 for doc_id, encoding in zip(ids, encodings, strict=True):
                     split = "val" if is_validation(doc_id, cfg.val_fraction) else "train"
-                    packers[split].add([*encoding.ids, eos])
-                    lengths.add(len(encoding.ids) + 1)
+                    packers[split].add([*start, *encoding.ids, eos])
+                    lengths.add(len(start) + len(encoding.ids) + 1)
                     docs[split] += 1
                 text_bytes += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
             shards = {}

@@ -83,6 +83,11 @@ def test_mlflow_holds_the_parent_run_six_children_and_a_model_version(first_run,
     (version,) = tracker.client.search_model_versions(f"run_id = '{children['evaluate'].info.run_id}'")
     assert version.name == config.tracking.registered_model
     assert version.tags["gristmill.pipeline_run_id"] == parent
+    # The demo's gate (built-in probe + perplexity) gave the version an alias, with its checks as tags.
+    alias = version.tags["gristmill.gate.alias"]
+    assert alias in ("champion", "candidate") and "gristmill.gate.pairs.pct_stereotype_deviation" in version.tags
+    assert tracker.client.get_model_version_by_alias(config.tracking.registered_model, alias).version == version.version
+    assert children["evaluate"].data.metrics["bits_per_byte"] > 0
 
 
 def test_stage_tables_reach_prefect_as_artifacts(first_run, config):

@@ -259,8 +259,8 @@ def test_a_bad_source_added_to_a_finished_workspace_fails_before_anything_is_del
 
 
 def test_preflight_names_a_missing_file_of_a_later_stage_before_the_first_stage_runs(tmp_path):
-    raw = with_override(base_raw(tmp_path / "ws"), "evaluate.bias_pairs", str(tmp_path / "pairs.yaml"))
-    with pytest.raises(ConfigError, match=r"evaluate\.bias_pairs: file .*pairs\.yaml.* not found"):
+    raw = with_override(base_raw(tmp_path / "ws"), "tokenize.tokenizer_path", str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ConfigError, match=r"tokenize\.tokenizer_path: file .*tokenizer\.json.* not found"):
         preflight(validate_config(raw))
     assert not (tmp_path / "ws").exists()
 

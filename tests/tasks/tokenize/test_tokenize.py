@@ -7,7 +7,7 @@ import pytest
 from gristmill.conf.schema import PipelineConfig
 from gristmill.tasks.shards import StageOutput
 from gristmill.tasks.stage import execute
-from gristmill.tasks.tokenize.bpe import EOS_TOKEN, load_tokenizer
+from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, load_tokenizer
 from gristmill.tasks.tokenize.pack import Packer, is_validation
 from gristmill.tasks.tokenize.stage import run
 from tests.helpers import document, write_documents_stage
@@ -49,14 +49,15 @@ def test_stage_packs_every_document_with_an_end_of_text_token(tmp_path, texts):
     out = StageOutput(config.workspace, "tokenize")
     stats = out.read_manifest().stats
     tokenizer = load_tokenizer(out.path / "tokenizer")
-    eos = tokenizer.token_to_id(EOS_TOKEN)
+    bos, eos = tokenizer.token_to_id(BOS_TOKEN), tokenizer.token_to_id(EOS_TOKEN)
     train = pq.read_table(out.shard_paths("train")).column("tokens")
     assert train.type.list_size == 65 and str(train.type.value_type) == "uint16"
-    # The first shard's train rows decode to its train documents, in order, each ended by end-of-text.
+    # The first shard's train rows decode to its train documents, in order, each started by BOS (the token the
+    # export declares and lm-eval scores after) and ended by end-of-text.
     first = pq.read_table(out.shard_paths("train")[0]).column("tokens").combine_chunks()
     stream = first.flatten().to_numpy()
     train_docs = [d["text"] for d in docs[:50] if not is_validation(d["doc_id"], 0.2)]
-    expected = [t for text in train_docs for t in [*tokenizer.encode(text).ids, eos]]
+    expected = [t for text in train_docs for t in [bos, *tokenizer.encode(text).ids, eos]]
     assert stream.tolist() == expected[: len(stream)]
     assert len(expected) - len(stream) < 65  # only the tail shorter than a row is dropped
     assert stats["docs"]["train"] + stats["docs"]["val"] == len(docs) and stats["docs"]["val"] > 0
