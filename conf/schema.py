@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from gristmill.tasks.text.languages import LID176_LANGUAGES, normalize_code
 
@@ -40,12 +41,47 @@ class ConfigError(UserError, ValueError):
     """A configuration that cannot run; the message names the key and what is allowed."""
 
 
+# Two kinds of settings. A field declared with json_schema_extra=RUNTIME changes only HOW a stage runs (progress
+# bars, concurrency, workers, devices, strategy, logging): it is left out of the stage's hash, so changing it never
+# invalidates output. A field declared with CONFIG_FILE names a file whose *contents* are hashed, so
+# an edited lexicon or tokenizer reruns its stage. Everything else is "produced" and hashed as it is.
+RUNTIME: dict[str, Any] = {"runtime": True}
+CONFIG_FILE: dict[str, Any] = {"config_file": True}
+
+
+def is_runtime(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("runtime"))
+
+
+def names_a_file(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("config_file"))
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    def fingerprint(self) -> str:
-        """Stable hash of this section: the part of a manifest that says which config produced a stage."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+    def produced(self, key: str = "") -> dict[str, Any]:
+        """The settings that decide what the stage produces: runtime fields left out, nested sections likewise,
+        and every file named in config replaced by its path and content digest (ConfigError if it is missing).
+        `key` is this section's dotted name, for error messages."""
+        dumped = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if is_runtime(field):
+                del dumped[name]
+            elif isinstance(value, Section):
+                dumped[name] = value.produced(f"{key}{name}.")
+            elif isinstance(value, list) and value and all(isinstance(v, Section) for v in value):
+                dumped[name] = [v.produced(f"{key}{name}[{i}].") for i, v in enumerate(value)]
+            elif names_a_file(field) and value:
+                dumped[name] = {"path": value, "sha256": config_file_digest(value, f"{key}{name}")}
+        return dumped
+
+    def fingerprint(self, key: str = "") -> str:
+        """Stable hash of what this section produces: the part of a stage's key that comes from config."""
+        payload = json.dumps(self.produced(key), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -76,12 +112,48 @@ class SourceConfig(Section):
     )
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float:
+    """`90s`, `15m`, `12h`, `1d`, `2w` (or a bare number of seconds) in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 1d or 2w")
+    return float(match[1]) * DURATION_UNITS[match[2] or "s"]
+
+
+class RefreshConfig(Section):
+    """Scheduled runs: when the crawl revisits what it knows (conditional requests; a 304 keeps the stored page)."""
+
+    recrawl_after: str | None = Field(
+        None,
+        description="Revisit known URLs when the last crawl is older than this (30m, 12h, 1d; 0s = every run). "
+        "None: never; the crawl is up to date once done.",
+        json_schema_extra=RUNTIME,
+    )
+
+    @field_validator("recrawl_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    def due(self, last_crawl_at: float | None, now: float) -> bool:
+        """Whether a crawl that finished at `last_crawl_at` (epoch seconds) is to be refreshed at `now`."""
+        if self.recrawl_after is None or last_crawl_at is None:
+            return False
+        return now - last_crawl_at >= duration_seconds(self.recrawl_after)
+
+
 class CrawlConfig(Section):
     """Polite asynchronous crawl from seeds plus ingestion of existing corpora, then main-text extraction."""
 
     seeds: list[str] = Field(default_factory=list, description="Seed URLs (http or https).")
     sources: list[SourceConfig] = Field(default_factory=list, description="Corpora to ingest: WARC, WET, JSONL, ...")
     demo_site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     use_sitemaps: bool = Field(True, description="Seed from robots.txt sitemaps, else /sitemap.xml, per host.")
     # scope
     max_pages: int = Field(200, ge=1, description="Stop after storing this many pages.")
@@ -101,14 +173,24 @@ class CrawlConfig(Section):
     # politeness
     respect_robots: bool = Field(True, description="Obey robots.txt (Disallow and Crawl-delay).")
     user_agent: str = "gristmill/0.1 (+https://github.com/gristmill/gristmill)"
-    concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight across all hosts.")
-    per_host_concurrency: int = Field(2, ge=1, le=64, description="Requests in flight to one host.")
-    min_delay_s: float = Field(0.0, ge=0, description="Minimum delay between two requests to one host.")
-    max_crawl_delay_s: float = Field(30.0, ge=0, description="A robots.txt Crawl-delay above this is capped.")
+    concurrency: int = Field(
+        16, ge=1, le=1024, description="Requests in flight across all hosts.", json_schema_extra=RUNTIME
+    )
+    per_host_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests in flight to one host.", json_schema_extra=RUNTIME
+    )
+    min_delay_s: float = Field(
+        0.0, ge=0, description="Minimum delay between two requests to one host.", json_schema_extra=RUNTIME
+    )
+    max_crawl_delay_s: float = Field(
+        30.0, ge=0, description="A robots.txt Crawl-delay above this is capped.", json_schema_extra=RUNTIME
+    )
     # retries
     max_retries: int = Field(3, ge=0, le=20, description="Retries after timeouts, connection errors, 429 and 5xx.")
-    backoff_base_s: float = Field(0.5, ge=0, description="First retry delay; doubles per attempt, with full jitter.")
-    backoff_max_s: float = Field(30.0, ge=0, description="Cap on one backoff delay.")
+    backoff_base_s: float = Field(
+        0.5, ge=0, description="First retry delay; doubles per attempt, with full jitter.", json_schema_extra=RUNTIME
+    )
+    backoff_max_s: float = Field(30.0, ge=0, description="Cap on one backoff delay.", json_schema_extra=RUNTIME)
     max_retry_after_s: float = Field(
         120.0, ge=0, description="A Retry-After longer than this is not waited for: the URL fails instead."
     )
@@ -129,7 +211,7 @@ class CrawlConfig(Section):
     )
     # outputs
     warc: bool = Field(True, description="Also write raw responses as WARC files (warc/*.warc.gz).")
-    progress_bar: bool = Field(True, description="Show a progress bar on a terminal.")
+    progress_bar: bool = Field(True, description="Show a progress bar on a terminal.", json_schema_extra=RUNTIME)
     # extraction
     extractor: Literal["trafilatura", "trafilatura-precision", "trafilatura-recall", "resiliparse"] = Field(
         "trafilatura-precision",
@@ -152,7 +234,9 @@ class CrawlConfig(Section):
     extract_timeout_s_per_mb: float = Field(
         4.0, ge=0, description="Extra extraction time allowed per MB of page: long pages take longer."
     )
-    extract_workers: int = Field(2, ge=1, le=256, description="Extraction processes per shard.")
+    extract_workers: int = Field(
+        2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME
+    )
     shard_rows: int = Field(1000, ge=1, description="Documents per output shard.")
 
     @field_validator("seeds")
@@ -315,7 +399,11 @@ class PIIConfig(Section):
 
 class AuditConfig(Section):
     enabled: bool = True
-    lexicon: str = Field("demographic_terms.yaml", description="Terms by group; relative paths resolve against conf/.")
+    lexicon: str = Field(
+        "demographic_terms.yaml",
+        description="Terms by group; relative paths resolve against conf/.",
+        json_schema_extra=CONFIG_FILE,
+    )
     max_disparity: float = Field(2.0, gt=1, description="Warn when a group's removal rate exceeds overall x this.")
     min_docs: int = Field(5, ge=1, description="Judge a group's rate only when this many of its docs entered.")
     samples_per_rule: int = Field(5, ge=0, description="Example removals per rule in the MLflow table.")
@@ -398,8 +486,12 @@ class CleanConfig(Section):
     c4: C4Config = Field(default_factory=C4Config)
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     pii: PIIConfig = Field(default_factory=PIIConfig)
-    url_blocklist: str | None = Field(None, description="File of blocked domains, one a line (subdomains too).")
-    badwords: str | None = Field(None, description="File of words; a document containing one is removed.")
+    url_blocklist: str | None = Field(
+        None, description="File of blocked domains, one a line (subdomains too).", json_schema_extra=CONFIG_FILE
+    )
+    badwords: str | None = Field(
+        None, description="File of words; a document containing one is removed.", json_schema_extra=CONFIG_FILE
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
     per_language: dict[str, LanguageRow] = Field(
         default_factory=dict,
@@ -422,7 +514,9 @@ class TokenizeConfig(Section):
     seq_len: int = Field(256, ge=8, description="Tokens per training example (rows hold seq_len + 1).")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of documents held out, by hash.")
     tokenizer_path: str | None = Field(
-        None, description="Use this tokenizer.json instead of training one (it must have <|endoftext|>)."
+        None,
+        description="Use this tokenizer.json instead of training one (it must have <|endoftext|>).",
+        json_schema_extra=CONFIG_FILE,
     )
     # A setting (not only a code change) so that token shards packed without BOS are out of date and repacked.
     start_with_bos: bool = Field(
@@ -449,17 +543,28 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0)
     val_every_steps: int = Field(100, ge=1)
     val_batches: int = Field(20, ge=1)
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="Where training runs (a run moved to GPU resumes its checkpoint).",
+        json_schema_extra=RUNTIME,
+    )
+    devices: int | Literal["auto"] = Field("auto", description="Devices per node.", json_schema_extra=RUNTIME)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto = bf16-mixed on GPU, 32-true on CPU."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.", json_schema_extra=RUNTIME)
     accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    strategy: Literal["auto", "ddp", "fsdp"] = Field("auto", description="Lightning's multi-device strategy.")
-    num_nodes: int = Field(1, ge=1)
-    compile: bool = Field(False, description="torch.compile the model (GPU runs).")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="Lightning's multi-device strategy.", json_schema_extra=RUNTIME
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines training together.", json_schema_extra=RUNTIME)
+    compile: bool = Field(False, description="torch.compile the model (GPU runs).", json_schema_extra=RUNTIME)
     seed: int = 1337
+    mode: Literal["continue", "scratch"] = Field(
+        "continue",
+        description="When the corpus gains a generation: continue: train on from the last model, on the new "
+        "generation's data; scratch: train a new model on the whole corpus.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TrainConfig:
@@ -572,7 +677,7 @@ class EvaluateConfig(Section):
             config_file(text, "evaluate.texts")
         return texts
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, key: str = "") -> str:
         """The settings plus the CONTENT of every file they name: an edited bias file reruns the stage."""
         from gristmill.tasks.evaluate.loaders import check_files
 
@@ -580,7 +685,7 @@ class EvaluateConfig(Section):
             config_file(t, "evaluate.texts") for t in self.texts
         ]
         digests = {str(f): _content_digest(f) for f in files}
-        payload = json.dumps({"settings": super().fingerprint(), "files": digests}, sort_keys=True)
+        payload = json.dumps({"settings": super().fingerprint(key), "files": digests}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -762,6 +867,16 @@ def config_file(path: str | Path, key: str) -> Path:
             return candidate
     looked = str(named) if named.is_absolute() else f"{Path.cwd() / named} or {CONF_DIR / named}"
     raise ConfigError(f"{key}: file {str(path)!r} not found (looked for {looked})")
+
+
+def config_file_digest(path: str | Path, key: str = "file") -> str:
+    """sha256 of a file named in config (found by `config_file`), so a stage's key follows the file's contents,
+    not its name. A missing file is a ConfigError naming the key."""
+    digest = hashlib.sha256()
+    with open(config_file(path, key), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

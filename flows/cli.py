@@ -148,6 +148,50 @@ def ui(config: ConfigArg, overrides: OverridesArg = None, port: int = 5000) -> N
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
 
 
+@app.command()
+def history(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """List the workspace's corpus generations, stage runs and registered model versions."""
+    from gristmill.tasks.lifecycle import history as read_history
+
+    with user_errors():
+        cfg = load_config(config, overrides)
+        for title, rows in read_history(cfg).items():
+            print_rows(title, rows)
+
+
+@app.command()
+def gc(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    keep: Annotated[int, typer.Option(help="Keep the checkpoints of this many newest generations.")] = 1,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
+) -> None:
+    """Remove old training checkpoints and files no manifest lists; say what was freed."""
+    from gristmill.tasks.lifecycle import collect_garbage
+
+    with user_errors():
+        cfg = load_config(config, overrides)
+        freed = collect_garbage(cfg, keep, dry_run)
+    root = Path(cfg.workspace)
+    rows = [{"path": str(f.path.relative_to(root)), "MB": f"{f.bytes / 1e6:.2f}", "why": f.why} for f in freed]
+    print_rows("would free" if dry_run else "freed", rows)
+    console.print(
+        f"{'would free' if dry_run else 'freed'} {sum(f.bytes for f in freed) / 1e6:.1f} MB in {len(freed)} paths"
+    )
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
 @app.command("config")
 def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Validate a config and print it resolved, as JSON (the form Prefect's parameters take)."""

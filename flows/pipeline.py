@@ -17,7 +17,7 @@ from gristmill.conf.schema import STAGES, PipelineConfig
 from gristmill.flows.common import local_config, resolve_config, tracker_for, workspace_slot
 from gristmill.flows.stages import STAGE_FLOWS
 from gristmill.tasks.stage import StageSummary
-from gristmill.tasks.workspace import hold_workspace
+from gristmill.tasks.workspace import hold_workspace, preflight
 
 log = logging.getLogger("gristmill.flows")
 
@@ -29,6 +29,7 @@ def run_chain(config: PipelineConfig, stages: tuple[str, ...], name: str) -> lis
     """Run `stages` in order under one MLflow parent run, holding the workspace: the Prefect slot across
     deployments, and the workspace's own lock for every way in (`gristmill run` holds it already; a scheduled or
     ad-hoc deployment run takes it here, before its MLflow run, so recovering a killed run never touches it)."""
+    preflight(local_config(config))  # a missing file, a mistyped source or a seed out of scope fails before any stage
     with workspace_slot(config), hold_workspace(local_config(config), f"{name} flow run {flow_run.id or ''}"):
         return _tracked_chain(config, stages, name)
 

@@ -54,6 +54,16 @@ class UnitRecord(BaseModel):
     unit: str
     shards: dict[str, list[ShardInfo]] = Field(default_factory=dict)
     stats: dict[str, Any] = Field(default_factory=dict)
+    inputs: str | None = Field(None, description="Digest of what the unit read: it is reused only for the same.")
+
+
+class Generation(BaseModel):
+    """The shards one run added to a stage (a refresh's new and changed pages, and what later stages made of
+    them). Earlier generations stay beside it; a shard rewritten by a later run moves to that run's generation."""
+
+    number: int
+    created_at: str
+    shards: dict[str, list[ShardInfo]]
 
 
 class Manifest(BaseModel):
@@ -70,6 +80,33 @@ class Manifest(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     mlflow_run_id: str | None = None
     created_at: str
+    digest: str | None = Field(
+        None, description="Content digest of the output (shard checksums, files): the next stage's input hash."
+    )
+    generations: list[Generation] = Field(default_factory=list, description="The runs that added shards, oldest first.")
+
+
+def content_digest(stage: str, shards: dict[str, list[ShardInfo]], files: dict[str, str], stage_dir: Path) -> str:
+    """What a stage produced, by content only: shard names, rows and checksums, and the bytes of its other files.
+    Not timings, run ids or dates, so a rebuild that writes identical shards has the same digest and nothing after
+    it reruns."""
+    digest = hashlib.sha256(stage.encode())
+    for dataset in sorted(shards):
+        for shard in shards[dataset]:
+            digest.update(f"\n{dataset}/{shard.name} {shard.rows} {shard.sha256}".encode())
+    for name in sorted(files):
+        digest.update(f"\n{name} {path_sha256(stage_dir / files[name])}".encode())
+    return digest.hexdigest()[:16]
+
+
+def path_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and bytes, in sorted order)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)} {file_sha256(file)}\n".encode())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- atomic files
@@ -332,13 +369,26 @@ class StageOutput:
             raise ShardError(f"{self.manifest_path}: unreadable manifest: {err}") from err
 
     def input_hash(self) -> str:
-        """Identity of this stage's output as an input to the next: the hash of its manifest's bytes."""
-        if not self.manifest_path.is_file():
+        """Identity of this stage's output as an input to the next: its manifest's content digest."""
+        manifest = self.read_manifest()
+        if manifest is None:
             raise ShardError(
                 f"stage {self.stage!r} has no output at {self.path} (no {MANIFEST_NAME}); run it first",
                 fix=f"run the whole pipeline, or `--stage {self.stage}` first",
             )
-        return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
+        if manifest.digest is None:  # written before manifests carried a digest
+            return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()[:16]
+        return manifest.digest
+
+    def shard_checksum(self, path: Path) -> str:
+        """The sha256 the manifest records for one of this stage's shards."""
+        if not hasattr(self, "_checksums"):
+            manifest = self.read_manifest()
+            shards = manifest.shards.items() if manifest else []
+            self._checksums = {self.dataset_dir(d) / s.name: s.sha256 for d, infos in shards for s in infos}
+        if path not in self._checksums:
+            raise ShardError(f"{path}: not a shard in {self.manifest_path}")
+        return self._checksums[path]
 
     def up_to_date(self, config_hash: str, input_hash: str | None) -> Manifest | None:
         """The manifest if the stage finished with this config and input and all its files are intact."""
@@ -377,22 +427,97 @@ class StageOutput:
                 problems.append(f"{self.stage}/{rel}: missing")
         return problems
 
-    def begin(self, config_hash: str, input_hash: str | None) -> None:
-        """Start (or resume) work: keep finished units only if they were made with this config and input."""
-        key = {"config_hash": config_hash, "input_hash": input_hash}
+    def begin(self, config_hash: str, input_hash: str | None, incremental: bool = False) -> None:
+        """Start (or resume) work: keep finished units only if they were made with this config and input. An
+        `incremental` stage keeps them for another input too: each finished unit is then reused only when what it
+        read is unchanged (`UnitRecord.inputs`), so only what changed is redone; other settings still wipe it."""
         key_path = self._progress / "_key.json"
-        if key_path.is_file() and json.loads(key_path.read_text()) == key:
-            self.manifest_path.unlink(missing_ok=True)
-            return
-        if self.path.exists():
+        old = json.loads(key_path.read_text()) if key_path.is_file() else {}
+        same_input = incremental or old.get("input_hash") == input_hash
+        kept = old.get("config_hash") == config_hash and same_input
+        if not kept and self.path.exists():
             shutil.rmtree(self.path)
-        atomic_write_json(key_path, key)
+        previous = self.read_manifest() if kept else None
+        if previous is not None:  # kept until commit, also across a crash: the new generation is what differs
+            atomic_write_json(self._generations_path, [g.model_dump(mode="json") for g in previous.generations])
+        self.manifest_path.unlink(missing_ok=True)
+        atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
 
-    def finished_unit(self, unit: str) -> UnitRecord | None:
+    @property
+    def _generations_path(self) -> Path:
+        return self._progress / "_generations.json"
+
+    def forget_shards(self, dataset: str, names: set[str]) -> None:
+        """Drop shards of one dataset from the manifest (their files were removed by `gristmill gc`). The digest
+        stays: what the next stage reads is unchanged, so it stays up to date."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return
+        kept = [s for s in manifest.shards.get(dataset, []) if s.name not in names]
+        shards = (
+            {**manifest.shards, dataset: kept} if kept else {d: v for d, v in manifest.shards.items() if d != dataset}
+        )
+        generations = []
+        for generation in manifest.generations:
+            still = [s for s in generation.shards.get(dataset, []) if s.name not in names]
+            other = {d: v for d, v in generation.shards.items() if d != dataset}
+            generations.append(
+                generation.model_copy(update={"shards": {**other, **({dataset: still} if still else {})}})
+            )
+        updated = manifest.model_copy(
+            update={
+                "shards": shards,
+                "rows": {d: sum(s.rows for s in infos) for d, infos in shards.items()},
+                "bytes": sum(s.bytes for infos in shards.values() for s in infos),
+                "generations": generations,
+            }
+        )
+        atomic_write_json(self.manifest_path, updated.model_dump(mode="json"))
+
+    def committed_unit(self, unit: str, inputs: str | None) -> UnitRecord | None:
+        """A finished unit whose shards an earlier, completed run of this stage committed (not just a unit of an
+        interrupted run): what an incremental stage may leave as it was."""
+        record = self.finished_unit(unit, inputs)
+        if record is None or not self._generations_path.is_file():
+            return None
+        earlier = {
+            (d, s["name"], s["sha256"])
+            for g in json.loads(self._generations_path.read_text())
+            for d, infos in g["shards"].items()
+            for s in infos
+        }
+        mine = {(d, s.name, s.sha256) for d, infos in record.shards.items() for s in infos}
+        return record if mine and mine <= earlier else None
+
+    def _generations(self, shards: dict[str, list[ShardInfo]]) -> list[Generation]:
+        """The earlier generations, less shards no longer listed, and a new one of the shards none of them has."""
+        earlier: list[Generation] = []
+        if self._generations_path.is_file():
+            earlier = [Generation.model_validate(g) for g in json.loads(self._generations_path.read_text())]
+        listed = {(d, s.name, s.sha256) for d, infos in shards.items() for s in infos}
+        seen: set[tuple[str, str, str]] = set()
+        kept = []
+        for generation in earlier:
+            still = {d: [s for s in infos if (d, s.name, s.sha256) in listed] for d, infos in generation.shards.items()}
+            still = {d: infos for d, infos in still.items() if infos}
+            seen |= {(d, s.name, s.sha256) for d, infos in still.items() for s in infos}
+            if still:
+                kept.append(generation.model_copy(update={"shards": still}))
+        new = {d: [s for s in infos if (d, s.name, s.sha256) not in seen] for d, infos in shards.items()}
+        new = {d: infos for d, infos in new.items() if infos}
+        if new or not kept:
+            number = max((g.number for g in earlier), default=-1) + 1
+            kept.append(Generation(number=number, created_at=datetime.now(UTC).isoformat(), shards=new))
+        return kept
+
+    def finished_unit(self, unit: str, inputs: str | None = None) -> UnitRecord | None:
+        """The unit's record if it finished on these inputs and its shards are intact."""
         path = self._progress / f"{unit}.json"
         if not path.is_file():
             return None
         record = UnitRecord.model_validate_json(path.read_text())
+        if record.inputs != inputs:
+            return None
         return None if self.damaged_shards(record.shards) else record
 
     def finish_unit(self, record: UnitRecord) -> UnitRecord:
@@ -420,6 +545,7 @@ class StageOutput:
         for record in sorted(units, key=lambda r: r.unit):
             for dataset, infos in record.shards.items():
                 shards.setdefault(dataset, []).extend(infos)
+        files = files or {}
         manifest = Manifest(
             stage=self.stage,
             config_hash=config_hash,
@@ -428,11 +554,13 @@ class StageOutput:
             shards=shards,
             rows={dataset: sum(s.rows for s in infos) for dataset, infos in shards.items()},
             bytes=sum(s.bytes for infos in shards.values() for s in infos),
-            files=files or {},
+            files=files,
             stats=stats,
             timings={"wall_s": round(time.time() - self._started, 3), **(timings or {})},
             mlflow_run_id=mlflow_run_id,
             created_at=datetime.now(UTC).isoformat(),
+            digest=content_digest(self.stage, shards, files, self.path),
+            generations=self._generations(shards),
         )
         atomic_write_json(self.manifest_path, manifest.model_dump(mode="json"))
         return manifest

@@ -29,6 +29,9 @@ Publisher = Callable[[str, list[dict[str, Any]]], None]  # (table name, rows): t
 ProgressPublisher = Callable[[str, float, str], None]  # (name, fraction done, description): a Prefect artifact
 
 UPSTREAM: dict[str, str | None] = {stage: (STAGES[i - 1] if i else None) for i, stage in enumerate(STAGES)}
+# Stages whose units say what they read (`ctx.unit(..., inputs=...)`): new input redoes only the units whose input
+# changed. The others redo everything when their input changes.
+INCREMENTAL = frozenset({"crawl", "dedup", "clean", "tokenize"})
 
 
 def serial_map(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
@@ -64,6 +67,7 @@ class StageContext:
     map: Mapper = serial_map
     publish: Publisher | None = None
     publish_progress: ProgressPublisher | None = None
+    input_hash: str | None = None  # the stage's whole input: what a unit that names no inputs depends on
 
     def __getstate__(self) -> dict[str, Any]:
         """What a unit shipped to another process (a process pool, a Dask worker) takes along: the config and the
@@ -89,13 +93,24 @@ class StageContext:
     def workspace(self) -> Path:
         return Path(self.config.workspace)
 
-    def unit(self, name: str, work: Callable[[], UnitRecord]) -> UnitRecord:
-        """Run one unit of work unless an earlier, interrupted run of this stage already finished it."""
-        done = self.output.finished_unit(name)
+    def unit(self, name: str, work: Callable[[], UnitRecord], inputs: str | None = None) -> UnitRecord:
+        """Run one unit of work unless an earlier run of this stage already finished it on the same inputs.
+
+        `inputs` is a digest of what the unit reads (an input shard's checksum, a file's digest); without it the
+        unit depends on the stage's whole input."""
+        inputs = inputs or self.input_hash
+        done = self.output.finished_unit(name, inputs)
         if done is not None:
             log.info("%s: unit %s already done, reusing it", self.output.stage, name)
             return done
-        return self.output.finish_unit(work())
+        record = work()
+        record.inputs = inputs
+        return self.output.finish_unit(record)
+
+    def shard_digest(self, path: Path) -> str:
+        """The recorded checksum of one of the upstream's shards: the `inputs` of a unit that reads only it."""
+        assert self.upstream is not None, f"stage {self.output.stage} has no upstream"
+        return self.upstream.shard_checksum(path)
 
     def input_paths(self, dataset: str = "documents") -> list[Path]:
         assert self.upstream is not None, f"stage {self.output.stage} has no upstream"
@@ -144,9 +159,34 @@ class StageSummary(BaseModel):
         )
 
 
+def incremental(config: PipelineConfig, stage: str) -> bool:
+    """Whether new input keeps the stage's earlier work: training does under `train.mode: continue` (its last
+    model is where the next generation's training starts)."""
+    return stage in INCREMENTAL or (stage == "train" and config.train.mode == "continue")
+
+
+def corpus_generations(workspace: str | Path) -> list[int]:
+    """The crawl generations the corpus is made of now (what a model trained on it has seen), oldest first."""
+    manifest = StageOutput(workspace, "crawl").read_manifest()
+    return [g.number for g in manifest.generations] if manifest else []
+
+
 def stage_fingerprint(config: PipelineConfig, stage: str) -> str:
+    """The config half of a stage's key: its produced settings (runtime ones left out) and the contents of every
+    file they name. Raises ConfigError for a missing file, before any output is touched."""
     section: Section = config.section(stage)
-    return section.fingerprint()
+    return section.fingerprint(f"{stage}.")
+
+
+def stage_input_hash(config: PipelineConfig, stage: str) -> str | None:
+    """The input half of a stage's key: the upstream's content digest; for crawl, the digest of every source file
+    (size, mtime and content). Raises (naming the stage or source) when an input is missing."""
+    upstream_name = UPSTREAM[stage]
+    if upstream_name:
+        return StageOutput(config.workspace, upstream_name).input_hash()
+    from gristmill.tasks.crawl.inputs import input_digest  # crawl's inputs are files and sites, not a stage
+
+    return input_digest(config)
 
 
 def execute(
@@ -164,7 +204,8 @@ def execute(
     output = StageOutput(config.workspace, stage)
     upstream_name = UPSTREAM[stage]
     upstream = StageOutput(config.workspace, upstream_name) if upstream_name else None
-    input_hash = upstream.input_hash() if upstream else None  # fails clearly if the upstream never ran
+    # Both halves of the key are computed, and so every input checked, before anything is written or deleted.
+    input_hash = stage_input_hash(config, stage)  # fails clearly if the upstream never ran
     config_hash = stage_fingerprint(config, stage)
 
     run_id = None
@@ -175,9 +216,9 @@ def execute(
         manifest = output.up_to_date(config_hash, input_hash)
         status = "up to date" if manifest else "ran"
         if manifest is None:
-            output.begin(config_hash, input_hash)
+            output.begin(config_hash, input_hash, incremental=incremental(config, stage))
             ctx = StageContext(
-                config, output, upstream, tracker, run_id, parent_run_id, mapper, publish, publish_progress
+                config, output, upstream, tracker, run_id, parent_run_id, mapper, publish, publish_progress, input_hash
             )
             result = run(ctx)
             stats = {
@@ -193,6 +234,8 @@ def execute(
         log.info("%s: %s", stage, status)
         if tracker and run_id:
             _track(tracker, run_id, manifest, status, output)
+            if upstream and input_hash:
+                tracker.log_dataset_input(run_id, upstream.stage, input_hash, upstream.manifest_path)
     except BaseException:
         if tracker and run_id:
             with contextlib.suppress(TrackingUnavailable):  # the error that stopped the stage matters more

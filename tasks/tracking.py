@@ -12,7 +12,9 @@ import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,53 @@ class Tracker:
 
     def artifact_uri(self, run_id: str, artifact_path: str) -> str:
         return f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+
+    def log_dataset_input(self, run_id: str, name: str, digest: str, path: Path, context: str = "input") -> None:
+        """Name a stage's input in its run as an MLflow dataset whose digest is the input's content digest, so a
+        run (and the model version made by it) says exactly which data it read."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local-file source
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=name, digest=digest)
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+
+    def stage_runs(self) -> list[dict[str, Any]]:
+        """Every stage run of the experiment, oldest first: which pipeline run it belonged to and what it did."""
+        runs = self.client.search_runs([self.experiment_id], "tags.`gristmill.stage` != ''", max_results=50_000)
+        rows = [
+            {
+                "pipeline_run": run.data.tags.get(MLFLOW_PARENT_RUN_ID, ""),
+                "stage": run.data.tags["gristmill.stage"],
+                "status": run.data.tags.get("gristmill.status", run.info.status.lower()),
+                "started": _iso(run.info.start_time),
+            }
+            for run in runs
+        ]
+        return sorted(rows, key=lambda r: r["started"])
+
+    def model_versions(self, name: str) -> list[dict[str, Any]]:
+        """Registered versions of `name`, oldest first, with their aliases and the corpus generations they saw."""
+        versions = self.client.search_model_versions(f"name='{name}'")
+        aliases = {}
+        if versions:
+            for alias, version in self.client.get_registered_model(name).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
+        rows = [
+            {
+                "version": int(v.version),
+                "created": _iso(v.creation_timestamp),
+                "aliases": ",".join(aliases.get(str(v.version), [])),
+                "corpus_generations": v.tags.get("gristmill.corpus_generations", ""),
+                "pipeline_run": v.tags.get("gristmill.pipeline_run_id", "")[:12],
+            }
+            for v in versions
+        ]
+        return sorted(rows, key=lambda r: r["version"])
 
     # ---------------------------------------------------------------------------------------------- registry
 
@@ -308,3 +357,7 @@ def _is_number(value: Any) -> bool:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _iso(millis: int | None) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="seconds") if millis else ""

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gristmill.conf.schema import PipelineConfig, UserError
+from gristmill.conf.schema import STAGES, PipelineConfig, UserError
 
 log = logging.getLogger("gristmill.workspace")
 
@@ -162,16 +162,23 @@ def hold_workspace(config: PipelineConfig, command: str) -> Iterator[None]:
 
 
 def preflight(config: PipelineConfig, stage: str | None = None) -> None:
-    """Check what can be checked before anything is written: the sources a crawl will read, and, for one
-    stage run alone, that its upstream has finished. Raises a `UserError`; the workspace is not touched."""
-    from gristmill.tasks.crawl.sources import check_source_file, expand_source
+    """Check what can be checked before anything is written, so a missing bias file fails in seconds, not after
+    the crawl and training: the files named in config (every stage's, or `stage`'s alone), the seeds' scope, the
+    source globs and files a crawl will read, and, for one stage run alone, that its upstream has finished.
+    Raises a `UserError` naming the key or file; the workspace is not touched."""
+    from gristmill.tasks.crawl.inputs import check_seeds
+    from gristmill.tasks.crawl.sources import check_source_file, expand_source, sources_digest
     from gristmill.tasks.shards import StageOutput
-    from gristmill.tasks.stage import UPSTREAM
+    from gristmill.tasks.stage import UPSTREAM, stage_fingerprint
 
+    for name in STAGES if stage is None else (stage,):
+        stage_fingerprint(config, name)  # reads every file the section names
     if stage in (None, "crawl"):
+        check_seeds(config.crawl)
         for source in config.crawl.sources:
             for url in expand_source(source):
                 check_source_file(url, source)
+        sources_digest(config.crawl.sources)
     upstream = UPSTREAM[stage] if stage else None
     if upstream:
         StageOutput(config.workspace, upstream).input_hash()

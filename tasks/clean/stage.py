@@ -73,7 +73,8 @@ def run(ctx: StageContext) -> StageResult:
         load_lexicon(cfg.audit.lexicon)  # ...or a bad lexicon
 
     def unit(path: Path) -> UnitRecord:
-        return ctx.unit(path.stem, lambda: clean_shard(ctx, path))
+        # A shard cleaned before (same checksum, same settings) is not cleaned again: new input redoes only new shards.
+        return ctx.unit(path.stem, lambda: clean_shard(ctx, path), inputs=ctx.shard_digest(path))
 
     units = ctx.map(unit, ctx.input_paths())
     totals = sum_stats((record.stats for record in units), skip={"samples"})

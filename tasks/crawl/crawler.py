@@ -55,6 +55,7 @@ SKIP_REASONS = frozenset(
      "max_pages_per_host", "private_address"}
 )  # fmt: skip
 PROGRESS_EVERY_S = 1.0
+GONE_STATUSES = frozenset({404, 410})  # a refreshed URL that answers these had its page removed
 ALLOW_ALL = Protego.parse("")
 DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /")
 
@@ -259,11 +260,16 @@ class Crawler:
         started = time.monotonic()
         page, links, response = None, [], None
         try:
-            response = await self._follow(url, depth, fetch)
-            page, links = self._page(response), self._links(response, depth)
-            fetch.outcome, fetch.bytes = "stored", len(response.body)
+            response = await self._follow(url, depth, fetch, self.state.validators(url))
+            if response.status == 304:  # a refresh: the stored page is still current, keep it
+                fetch.outcome = "not_modified"
+            else:
+                page, links = self._page(response), self._links(response, depth)
+                fetch.outcome, fetch.bytes = "stored", len(response.body)
         except FetchError as err:
             fetch.outcome = "skipped" if err.reason in SKIP_REASONS else "failed"
+            if err.status in GONE_STATUSES and self.state.had_page(url):
+                fetch.outcome = "removed"  # it had a page: the site took it down
             fetch.error = err.reason
             fetch.status = err.status if err.status is not None else fetch.status
             level = logging.DEBUG if fetch.outcome == "skipped" else logging.WARNING
@@ -285,14 +291,20 @@ class Crawler:
         if self.warc is not None:
             self.warc.write(response)
 
-    async def _follow(self, url: str, depth: int, fetch: Fetch) -> Response:
-        """The final response for `url`, each redirect hop admitted like a new link."""
+    async def _follow(
+        self, url: str, depth: int, fetch: Fetch, validators: tuple[str | None, str | None] | None = None
+    ) -> Response:
+        """The final response for `url`, each redirect hop admitted like a new link. With the validators of a
+        stored page, the first request is conditional, and a 304 is returned as it is."""
         hop = url
         for _ in range(self.config.max_redirects + 1):
             await self._admit(hop, depth, first=hop == url)
-            response = await self._get(hop, fetch)
+            headers = conditional_headers(validators) if hop == url else {}
+            response = await self._get(hop, fetch, headers=headers)
             fetch.status, fetch.final_url = response.status, hop
             location = response.redirect_location
+            if response.status == 304 and headers:
+                return response
             if location is None:
                 if not 200 <= response.status < 300:
                     raise FetchError(f"http_{response.status}", status=response.status)
@@ -319,7 +331,9 @@ class Crawler:
         if not rules.can_fetch(url, self.config.user_agent):
             raise FetchError("robots", url)
 
-    async def _get(self, url: str, fetch: Fetch | None = None, any_type: bool = False) -> Response:
+    async def _get(
+        self, url: str, fetch: Fetch | None = None, any_type: bool = False, headers: dict[str, str] | None = None
+    ) -> Response:
         """GET with retries: timeouts, connection errors, 429 and 5xx, with backoff or the server's Retry-After."""
         cfg, gate = self.config, self._gate(url)
         for attempt in range(cfg.max_retries + 1):
@@ -327,7 +341,7 @@ class Crawler:
                 fetch.attempts += 1
             try:
                 async with gate.turn():
-                    response = await self._fetcher_for().get(url, any_type=any_type)
+                    response = await self._fetcher_for().get(url, any_type=any_type, headers=headers)
             except FetchError as err:
                 if not err.retryable or attempt == cfg.max_retries:
                     raise
@@ -384,6 +398,8 @@ class Crawler:
             charset=response.charset,
             lang_hint=response.header("content-language"),
             content=response.body,
+            etag=response.header("etag"),
+            last_modified=response.header("last-modified"),
         )
 
     def _links(self, response: Response, depth: int) -> list[tuple[str, int]]:
@@ -498,6 +514,17 @@ class Crawler:
         self._progress_task = asyncio.create_task(asyncio.to_thread(self.on_progress, snapshot))
         if finished:
             await self._progress_task
+
+
+def conditional_headers(validators: tuple[str | None, str | None] | None) -> dict[str, str]:
+    """If-None-Match / If-Modified-Since from a stored page's ETag / Last-Modified (RFC 9110, 13.1)."""
+    etag, last_modified = validators or (None, None)
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
 
 
 def resolve(base: str, reference: str) -> str | None:

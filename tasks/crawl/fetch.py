@@ -130,11 +130,12 @@ class Fetcher:
         self._timeout = total_timeout_s
         self._types = frozenset(t.lower() for t in content_types)
 
-    async def get(self, url: str, any_type: bool = False) -> Response:
-        """The response, with a body only for a 2xx of an allowed type (any type for robots.txt and sitemaps)."""
+    async def get(self, url: str, any_type: bool = False, headers: dict[str, str] | None = None) -> Response:
+        """The response, with a body only for a 2xx of an allowed type (any type for robots.txt and sitemaps).
+        `headers` are added to the request (a refresh's If-None-Match / If-Modified-Since)."""
         try:
             async with asyncio.timeout(self._timeout):  # the whole exchange: a slow drip cannot stall a slot
-                return await self._get(url, any_type)
+                return await self._get(url, any_type, headers or {})
         except TimeoutError as err:
             raise FetchError("timeout", f"no complete response in {self._timeout:g} s", retryable=True) from err
         except httpx.TimeoutException as err:
@@ -144,9 +145,9 @@ class Fetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as err:
             raise FetchError("http_error", f"{type(err).__name__}: {err}") from err
 
-    async def _get(self, url: str, any_type: bool) -> Response:
+    async def _get(self, url: str, any_type: bool, headers: dict[str, str]) -> Response:
         fetched_at = datetime.now(UTC)
-        async with self._client.stream("GET", url) as response:
+        async with self._client.stream("GET", url, headers=headers) as response:
             media_type, charset = parse_content_type(response.headers.get("content-type"))
             body = b""
             if 200 <= response.status_code < 300:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
 import posixpath
@@ -36,9 +37,10 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
-from gristmill.conf.schema import SourceConfig, UserError
+from gristmill.conf.schema import ConfigError, SourceConfig, UserError
 from gristmill.tasks.crawl.fetch import parse_content_type
 from gristmill.tasks.crawl.records import record_id
+from gristmill.tasks.shards import atomic_write_json
 
 MAX_RECORD_BYTES = 20 * 1024 * 1024  # one record's content; a larger one is reported and skipped
 
@@ -129,6 +131,62 @@ def expand_source(source: SourceConfig) -> list[str]:
     if isinstance(fs, LocalFileSystem):
         return sorted(posixpath.normpath(path) for path in paths)  # "a/../b" and "b" are one source
     return sorted(fs.unstrip_protocol(path) for path in paths)
+
+
+_FILE_DIGESTS: dict[tuple[str, int, str], str] = {}  # (url, size, mtime) -> sha256: each file read once a run
+SOURCE_DIGESTS = "crawl_sources.json"  # in the workspace: what each source file's bytes hashed to, by size and mtime
+
+
+def file_digest(url: str, remembered: dict[str, dict[str, Any]] | None = None) -> str:
+    """sha256 of a source file's bytes. The bytes are read once per (size, modification time): within a run from
+    memory, across runs from `remembered` (the workspace's record), so an unchanged file is not read again. A file
+    touched but not changed is read again and keeps its digest, so it is not ingested again either."""
+    fs, path = fsspec.core.url_to_fs(url)
+    size = int(fs.info(path).get("size") or 0)
+    try:
+        mtime = str(fs.modified(path).timestamp())
+    except Exception:  # filesystems without modification times raise NotImplementedError, KeyError, ...
+        mtime = ""
+    key = (url, size, mtime)
+    if key not in _FILE_DIGESTS:
+        known = (remembered or {}).get(url, {})
+        if mtime and (known.get("size"), known.get("mtime")) == (size, mtime):
+            _FILE_DIGESTS[key] = known["sha256"]
+        else:
+            digest = hashlib.sha256()
+            with fs.open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            _FILE_DIGESTS[key] = digest.hexdigest()
+    if remembered is not None:
+        remembered[url] = {"size": size, "mtime": mtime, "sha256": _FILE_DIGESTS[key]}
+    return _FILE_DIGESTS[key]
+
+
+def files_digest(urls: list[str], remembered: dict[str, dict[str, Any]] | None = None) -> str:
+    """One digest for a list of source files (a unit of ingestion): it changes when any of their bytes do."""
+    lines = "\n".join(f"{url} {file_digest(url, remembered)}" for url in urls)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def sources_digest(sources: list[SourceConfig], workspace: str | Path | None = None) -> str | None:
+    """The crawl stage's input: every file every source matches, by content (files whose size and mtime are as
+    `<workspace>/crawl_sources.json` recorded are not read again). A source that matches nothing (a typo) is a
+    ConfigError naming it, raised before the stage touches its output. None without sources."""
+    if not sources:
+        return None
+    urls = []
+    for index, source in enumerate(sources):
+        try:
+            urls += expand_source(source)
+        except (SourceError, OSError) as err:
+            raise ConfigError(f"crawl.sources[{index}].path: {err}") from err
+    record = Path(workspace) / SOURCE_DIGESTS if workspace is not None else None
+    remembered = json.loads(record.read_text()) if record and record.is_file() else {}
+    digest = files_digest(urls, remembered)
+    if record is not None:
+        atomic_write_json(record, {url: remembered[url] for url in urls})
+    return digest
 
 
 def _directory_suffixes(kind: str) -> tuple[str, ...]:

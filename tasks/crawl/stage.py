@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,6 +26,7 @@ from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.crawl.fallback import is_html_record, refine
+from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
@@ -32,6 +34,7 @@ from gristmill.tasks.crawl.sources import (
     IngestProblem,
     SourceError,
     expand_source,
+    files_digest,
     read_source,
     source_kind,
 )
@@ -58,9 +61,9 @@ def run(ctx: StageContext) -> StageResult:
     batches = [(source, urls) for source in cfg.sources for urls in file_batches(source)]
     raw_units: list[UnitRecord] = []
     if cfg.seeds or cfg.demo_site.enabled:
-        raw_units.append(ctx.unit("fetch", partial(fetch_unit, ctx)))
+        raw_units += fetch_units(ctx, fetch_generation(ctx.config))
     raw_units += ctx.map(partial(ingest_unit, ctx), batches)
-    raw_shards = [ctx.output.dataset_dir("raw") / s.name for unit in raw_units for s in unit.shards.get("raw", [])]
+    raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
     stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
@@ -80,11 +83,27 @@ def run(ctx: StageContext) -> StageResult:
 # -- fetch -------------------------------------------------------------------------------------------------------
 
 
-def fetch_unit(ctx: StageContext) -> UnitRecord:
-    """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards."""
+def fetch_unit_name(generation: int) -> str:
+    """`fetch` for the first crawl, `fetch-g<N>` for refresh N; also the prefix of their shards."""
+    return "fetch" if generation == 0 else f"fetch-g{generation:03d}"
+
+
+def fetch_units(ctx: StageContext, generation: int) -> list[UnitRecord]:
+    """The crawl generations before this one as they were (their pages stay in the corpus), then this one.
+    The crawl's inputs are its seeds and scope, which are settings: new source files leave it alone."""
+    earlier = [ctx.output.finished_unit(fetch_unit_name(g), f"seeds@{g}") for g in range(generation)]
+    current = ctx.unit(fetch_unit_name(generation), partial(fetch_unit, ctx, generation), inputs=f"seeds@{generation}")
+    return [unit for unit in earlier if unit is not None] + [current]
+
+
+def fetch_unit(ctx: StageContext, generation: int = 0) -> UnitRecord:
+    """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards. A refresh
+    generation revisits every known URL with a conditional request and writes only new and changed pages."""
     cfg = ctx.config.crawl
-    state = CrawlState(ctx.output.path / "state" / "crawl.sqlite")
+    name = fetch_unit_name(generation)
+    state = CrawlState(state_path(ctx.workspace))
     try:
+        state.start_generation(generation)
         with ExitStack() as stack:
             seeds = list(cfg.seeds)
             if cfg.demo_site.enabled:
@@ -98,11 +117,13 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
             )
             crawler = Crawler(cfg, state, warc=warc, on_progress=reporter)
             crawler.run(seeds)
+        state.set_meta(f"finished_{generation}", str(time.time()))  # a refresh is due recrawl_after from here
         pages = map(raw_record, state.iter_pages())
-        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, "fetch")
+        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, name)
         log_rows = state.iter_fetches()
-        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, "fetch")
+        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, name)
         stats = {
+            "fetch_generation": generation,
             "raw_records": sum(s.rows for s in raw),
             "fetch": state.outcome_counts(),
             "fetch_errors": state.error_counts(),
@@ -111,7 +132,7 @@ def fetch_unit(ctx: StageContext) -> UnitRecord:
         }
         failures = state.iter_fetches(outcome="failed", limit=PROBLEM_ROWS)
         stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
-        return UnitRecord(unit="fetch", shards={"raw": raw, "fetches": fetches}, stats=stats)
+        return UnitRecord(unit=name, shards={"raw": raw, "fetches": fetches}, stats=stats)
     finally:
         state.close()
 
@@ -191,7 +212,7 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
         }
         return UnitRecord(unit=name, shards={"raw": shards}, stats=stats)
 
-    return ctx.unit(name, work)
+    return ctx.unit(name, work, inputs=files_digest(urls))  # an unchanged file is not read again
 
 
 def file_records(
@@ -219,8 +240,9 @@ def file_records(
 # -- extract -----------------------------------------------------------------------------------------------------
 
 
-def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
+def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
     """One raw shard -> one documents shard of the same name; documents with no main text are counted, not kept."""
+    raw_shard = ctx.output.dataset_dir("raw") / raw_info.name
     name = f"extract-{raw_shard.stem}"
     cfg = ctx.config.crawl
 
@@ -233,7 +255,7 @@ def extract_unit(ctx: StageContext, raw_shard: Path) -> UnitRecord:
         stats = {"documents": info.rows, "extract": dict(counts), "problems": problems[:PROBLEM_ROWS]}
         return UnitRecord(unit=name, shards={"documents": [info]}, stats=stats)
 
-    return ctx.unit(name, work)
+    return ctx.unit(name, work, inputs=raw_info.sha256)
 
 
 def document_batches(

@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS pages (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added for refresh crawls (corpus generations); a state file from before them gets them on open.
+ADDED_COLUMNS = {
+    "fetches": {"generation": "INTEGER NOT NULL DEFAULT 0"},
+    "pages": {"generation": "INTEGER NOT NULL DEFAULT 0", "etag": "TEXT", "last_modified": "TEXT"},
+}
+# A fetch-log outcome that means the URL has a live page in this generation (its text is in some generation).
+LIVE_OUTCOMES = ("stored", "not_modified")
+# Outcomes after which a refresh visits a URL again: it had a page, or it failed and may work now.
+REVISIT_OUTCOMES = ("stored", "not_modified", "failed")
 
 
 @dataclass
@@ -73,6 +82,8 @@ class Page:
     charset: str | None
     lang_hint: str | None
     content: bytes
+    etag: str | None = None  # validators for the next refresh's conditional request
+    last_modified: str | None = None
 
 
 class CrawlState:
@@ -84,9 +95,51 @@ class CrawlState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        self.stored_per_host: Counter[str] = Counter(
-            dict(self._db.execute("SELECT host, count(*) FROM fetches WHERE outcome='stored' GROUP BY host"))
+        self._add_columns()
+        self.generation = int(self.get_meta("generation") or 0)
+        self.stored_per_host: Counter[str] = self._live_per_host()
+
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+    def _live_per_host(self) -> Counter[str]:
+        """Pages stored or confirmed unchanged in this generation, per host: what max_pages counts."""
+        marks = ",".join("?" * len(LIVE_OUTCOMES))
+        rows = self._db.execute(
+            f"SELECT host, count(*) FROM fetches WHERE outcome IN ({marks}) AND generation=? GROUP BY host",
+            (*LIVE_OUTCOMES, self.generation),
         )
+        return Counter(dict(rows))
+
+    # -- generations ------------------------------------------------------------------------------------------
+
+    def start_generation(self, generation: int) -> None:
+        """Begin refresh crawl `generation`: every URL that had a page (or failed) is queued again, to be
+        revisited with a conditional request. Idempotent: a refresh that was interrupted continues as it was."""
+        if generation <= self.generation:
+            return
+        marks = ",".join("?" * len(REVISIT_OUTCOMES))
+        with self._transaction():
+            self._db.execute(
+                f"UPDATE urls SET state='queued' WHERE state='done' AND url IN"
+                f" (SELECT url FROM fetches WHERE outcome IN ({marks}))",
+                REVISIT_OUTCOMES,
+            )
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('generation', ?)", (str(generation),))
+        self.generation = generation
+        self.stored_per_host = self._live_per_host()
+
+    def validators(self, url: str) -> tuple[str | None, str | None] | None:
+        """(ETag, Last-Modified) of the URL's latest stored page, or None if it has none: a refresh asks the
+        server whether that page changed."""
+        row = self._db.execute(
+            "SELECT etag, last_modified FROM pages WHERE url=? ORDER BY seq DESC LIMIT 1", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def close(self) -> None:
         self._db.close()
@@ -128,20 +181,20 @@ class CrawlState:
         with self._transaction():
             self._db.execute(
                 "INSERT INTO fetches(url, final_url, depth, fetched_at, status, outcome, error, attempts, bytes,"
-                " elapsed_ms, redirects, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " elapsed_ms, redirects, host, generation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     fetch.url, fetch.final_url, fetch.depth, fetch.fetched_at.timestamp(), fetch.status,
                     fetch.outcome, fetch.error, fetch.attempts, fetch.bytes, fetch.elapsed_ms,
-                    json.dumps(fetch.redirects), host_of(fetch.final_url or fetch.url),
+                    json.dumps(fetch.redirects), host_of(fetch.final_url or fetch.url), self.generation,
                 ),
             )  # fmt: skip
             if page is not None:
                 self._db.execute(
-                    "INSERT INTO pages(url, fetched_at, status, content_type, charset, lang_hint, content)"
-                    " VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO pages(url, fetched_at, status, content_type, charset, lang_hint, content,"
+                    " generation, etag, last_modified) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         page.url, page.fetched_at.timestamp(), page.status, page.content_type, page.charset,
-                        page.lang_hint, page.content,
+                        page.lang_hint, page.content, self.generation, page.etag, page.last_modified,
                     ),
                 )  # fmt: skip
             # A redirect's hops and target are done too: a link to them later must not fetch them again.
@@ -152,38 +205,52 @@ class CrawlState:
                 [(u, host_of(u), fetch.depth) for u in dict.fromkeys(done)],
             )
             self._enqueue(links)
-        if fetch.outcome == "stored":
+        if fetch.outcome in LIVE_OUTCOMES:
             self.stored_per_host[host_of(fetch.final_url or fetch.url)] += 1
 
     @property
     def stored(self) -> int:
         return sum(self.stored_per_host.values())
 
+    def had_page(self, url: str) -> bool:
+        return self._db.execute("SELECT 1 FROM pages WHERE url=? LIMIT 1", (url,)).fetchone() is not None
+
     def outcome_counts(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT outcome, count(*) FROM fetches GROUP BY outcome"))
+        rows = self._db.execute(
+            "SELECT outcome, count(*) FROM fetches WHERE generation=? GROUP BY outcome", (self.generation,)
+        )
+        return dict(rows)
 
     def error_counts(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT error, count(*) FROM fetches WHERE error IS NOT NULL GROUP BY error")
+        rows = self._db.execute(
+            "SELECT error, count(*) FROM fetches WHERE error IS NOT NULL AND generation=? GROUP BY error",
+            (self.generation,),
+        )
         return dict(sorted(rows, key=lambda r: -r[1]))
 
     def totals(self) -> dict[str, float]:
-        attempts, body_bytes = self._db.execute("SELECT sum(attempts), sum(bytes) FROM fetches").fetchone()
+        attempts, body_bytes = self._db.execute(
+            "SELECT sum(attempts), sum(bytes) FROM fetches WHERE generation=?", (self.generation,)
+        ).fetchone()
         return {"attempts": attempts or 0, "bytes": body_bytes or 0}
 
     def iter_pages(self) -> Iterator[Page]:
-        """Stored pages in the order they were stored, streamed from disk."""
+        """This generation's stored pages (new or changed) in the order they were stored, streamed from disk."""
         cursor = self._db.execute(
-            "SELECT url, fetched_at, status, content_type, charset, lang_hint, content FROM pages ORDER BY seq"
+            "SELECT url, fetched_at, status, content_type, charset, lang_hint, content, etag, last_modified"
+            " FROM pages WHERE generation=? ORDER BY seq",
+            (self.generation,),
         )
-        for url, fetched_at, status, content_type, charset, lang_hint, content in cursor:
-            yield Page(url, _utc(fetched_at), status, content_type, charset, lang_hint, content)
+        for url, fetched_at, status, content_type, charset, lang_hint, content, etag, modified in cursor:
+            yield Page(url, _utc(fetched_at), status, content_type, charset, lang_hint, content, etag, modified)
 
     def iter_fetches(self, outcome: str | None = None, limit: int = -1) -> Iterator[dict[str, Any]]:
-        """The fetch log as FETCH_SCHEMA records, in order; only one outcome's, and at most `limit`, if given."""
+        """This generation's fetch log as FETCH_SCHEMA records, in order; only one outcome's, and at most
+        `limit`, if given."""
         cursor = self._db.execute(
             "SELECT url, final_url, depth, fetched_at, status, outcome, error, attempts, bytes, elapsed_ms,"
-            " redirects FROM fetches WHERE ? IS NULL OR outcome = ? ORDER BY seq LIMIT ?",
-            (outcome, outcome, limit),
+            " redirects FROM fetches WHERE (? IS NULL OR outcome = ?) AND generation=? ORDER BY seq LIMIT ?",
+            (outcome, outcome, self.generation, limit),
         )
         names = [d[0] for d in cursor.description]
         for row in cursor:

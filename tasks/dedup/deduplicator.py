@@ -61,6 +61,7 @@ class Deduplicator:
         self.quality: dict[int, float] = {}
         self.urls: dict[int, str] = {}
         self.sigs: dict[int, np.ndarray] = {}  # of exact/URL duplicates, for the removed-pairs report
+        self.copy_of: dict[int, int] = {}  # exact/URL duplicate -> the first document it copies
         self.prior_shards = 0
         self.prior_docs = 0
         # Documents in the near-duplicate search, by row (documents kept by earlier runs first): key, MinHash
@@ -177,6 +178,7 @@ class Deduplicator:
     def _duplicate(self, doc: int, first: int, reason: str, sig: np.ndarray) -> None:
         self.reasons[doc] = reason
         self.sigs[doc] = sig.copy()  # a row of the batch's buffer would keep the whole batch alive
+        self.copy_of[doc] = first
         self.clusters.union(first, doc)
 
     def _append(self, docs: np.ndarray, sigs: np.ndarray) -> int:
@@ -279,12 +281,23 @@ class Deduplicator:
         counts = np.concatenate([np.diff(p.offsets) for p in parts])
         return Shingles(hashes, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
 
+    def _spare(self, survivor: int) -> None:
+        """The survivor stays even when it was found as an exact/URL copy (`longest` or `quality` can pick a later
+        copy): it loses its removal reason and the document it copied, if not already removed, takes it over."""
+        reason = self.reasons.pop(survivor, None)
+        first = self.copy_of.get(survivor)
+        if reason is not None and first is not None and first != survivor:
+            self.reasons.setdefault(first, reason)
+            if survivor in self.sigs:
+                self.sigs.setdefault(first, self.sigs[survivor])
+
     def _assign_near(self, groups: dict[int, list[int]], keep: dict[int, int]) -> list[dict[str, Any]]:
         """Every cluster member but the survivor goes; those not already exact/URL copies go as near-duplicates."""
         pairs = []
         indexed = self._indexed_signatures
         for root, members in groups.items():
             survivor = keep[root]
+            self._spare(survivor)
             for doc in sorted(members):
                 if doc == survivor or self._pinned(doc):  # a new document can link two old ones: both stay
                     continue

@@ -47,21 +47,33 @@ def run(ctx: StageContext) -> StageResult:
             seconds = time.perf_counter() - started
             return UnitRecord(unit=f"sign-{path.stem}", shards={"signatures": [info]}, stats={"sign_s": seconds})
 
-        return ctx.unit(f"sign-{path.stem}", work)
+        return ctx.unit(f"sign-{path.stem}", work, inputs=ctx.shard_digest(path))  # new shards signed alone
 
     signed = ctx.map(sign, inputs)
     sig_paths = [sig_dir / u.shards["signatures"][0].name for u in signed]
     kept_index = KeptIndex(ctx.workspace, cfg)
     current_input = ctx.upstream.input_hash() if ctx.upstream else "none"
     prior = kept_index.parts(current_input) if cfg.incremental else []
+    # Incremental: shards an earlier run deduplicated stay as they were (what it kept is in the index, and earlier
+    # documents always win), so a new corpus generation is compared against everything kept before, not itself.
+    done: dict[int, UnitRecord] = {}
+    if cfg.incremental:
+        for index, path in enumerate(inputs):
+            record = ctx.output.committed_unit(f"keep-{path.stem}", ctx.shard_digest(path))
+            if record is not None:
+                done[index] = record
+    fresh = [i for i in range(len(inputs)) if i not in done]
     dedup = Deduplicator(cfg)
     for path in prior:
         dedup.add_prior(kept_index.read(path))
-    removed, stats, sizes, pairs = dedup.run(sig_paths, inputs)
+    removed_fresh, stats, sizes, pairs = dedup.run([sig_paths[i] for i in fresh], [inputs[i] for i in fresh])
+    removed = {fresh[position]: rows for position, rows in removed_fresh.items()}
     report.track(ctx, sizes, pairs)
 
     def keep(item: tuple[int, Path]) -> UnitRecord:
         index, path = item
+        if index in done:
+            return done[index]
 
         def work() -> UnitRecord:
             drop = removed.get(index, set())
@@ -69,11 +81,12 @@ def run(ctx: StageContext) -> StageResult:
             info = write_shard(ctx.output.dataset_dir("documents") / path.name, batches, DOCUMENT_SCHEMA)
             return UnitRecord(unit=f"keep-{path.stem}", shards={"documents": [info]})
 
-        return ctx.unit(f"keep-{path.stem}", work)
+        return ctx.unit(f"keep-{path.stem}", work, inputs=ctx.shard_digest(path) if cfg.incremental else None)
 
     kept = ctx.map(keep, list(enumerate(inputs)))
     if cfg.incremental:
-        kept_index.write(current_input, _kept_signatures(sig_paths, removed, cfg.num_perm))
+        fresh_removed = {position: removed.get(i, set()) for position, i in enumerate(fresh)}
+        kept_index.write(current_input, _kept_signatures([sig_paths[i] for i in fresh], fresh_removed, cfg.num_perm))
     docs_out = sum(s.rows for u in kept for s in u.shards["documents"])
     stats["sign_s"] = round(sum(u.stats.get("sign_s", 0.0) for u in signed), 3)
     stats["peak_rss_mb"] = report.peak_rss_mb()

@@ -23,7 +23,7 @@ from gristmill.tasks.evaluate.generate import generate_samples
 from gristmill.tasks.evaluate.perplexity import perplexity
 from gristmill.tasks.evaluate.scoring import SentenceScorer, token_byte_lengths
 from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
-from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.stage import StageContext, StageResult, corpus_generations
 from gristmill.tasks.tokenize.bpe import load_tokenizer
 
 EXPORT_TOLERANCE = 1e-4
@@ -174,6 +174,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     tags = {
         "gristmill.pipeline": ctx.config.name,
         "gristmill.pipeline_run_id": pipeline_run,
+        "gristmill.corpus_generations": ",".join(str(g) for g in corpus_generations(ctx.workspace)),
         f"{GATE_TAG}.alias": decision.alias,
         **{f"{GATE_TAG}.{c.name}": f"{c.value:.6g}" for c in checks},
         **{f"{GATE_TAG}.{c.name}.verdict": c.verdict for c in checks},

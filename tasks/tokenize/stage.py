@@ -1,7 +1,8 @@
 """The tokenize stage: train BPE on the cleaned text, then encode, pack and split every shard.
 
 Units: `tokenizer` (trained once on a sample of documents), then one per input shard, which writes a train and a
-validation shard of packed rows. Documents go to validation by a hash of their id, so the split is stable.
+validation shard of packed rows. Documents go to validation by a hash of their id, so the split is stable. A new
+corpus generation encodes only its new shards, with the tokenizer trained on the first.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def run(ctx: StageContext) -> StageResult:
         scratch.rename(tokenizer_dir)
         return UnitRecord(unit="tokenizer", stats={"vocab_size": tokenizer.get_vocab_size()})
 
-    vocab_size = ctx.unit("tokenizer", train_tokenizer).stats["vocab_size"]
+    # Trained once per workspace and settings: a later corpus generation is encoded with the same vocabulary, so
+    # a model can go on training on it (train.mode: continue).
+    vocab_size = ctx.unit("tokenizer", train_tokenizer, inputs="first-generation").stats["vocab_size"]
     schema = tokens_schema(cfg.seq_len, vocab_size)
 
     # One tokenizer for every unit: loading one per shard grew the process by ~10 MB a shard (its caches).
@@ -81,7 +84,7 @@ def run(ctx: StageContext) -> StageResult:
             }
             return UnitRecord(unit=path.stem, shards=shards, stats=stats)
 
-        return ctx.unit(path.stem, work)
+        return ctx.unit(path.stem, work, inputs=ctx.shard_digest(path))  # a shard encoded before is not again
 
     units = ctx.map(encode_shard, inputs)
     tokens = {s: sum(u.stats["tokens"][s] for u in units) for s in ("train", "val")}

@@ -48,6 +48,7 @@ class TrainJob:
     tracking_uri: str | None
     mlflow_run_id: str | None
     result_path: str
+    init_weights: str | None = None  # continued training: the last model's weights
 
 
 def processes_per_node(cfg: TrainConfig) -> int:
@@ -90,10 +91,11 @@ def launch(
     weights_dir: Path,
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
+    init_weights: Path | None = None,
     template: str | None = None,
 ) -> dict[str, Any]:
     """`train_model` on every rank under a launcher (torchrun here, or `template`); rank 0's stats."""
-    stage_dir = Path(checkpoint_dir).parent
+    stage_dir = Path(weights_dir).parent
     job = TrainJob(
         train=cfg.model_dump(mode="json"),
         train_paths=[str(p) for p in train_paths],
@@ -104,6 +106,7 @@ def launch(
         tracking_uri=tracking_uri,
         mlflow_run_id=mlflow_run_id,
         result_path=str(stage_dir / RESULT_FILE),
+        init_weights=str(init_weights) if init_weights else None,
     )
     job_path = stage_dir / JOB_FILE
     result_path = Path(job.result_path)

@@ -30,6 +30,7 @@ def run_rank(job: TrainJob) -> dict[str, Any]:
         tracking_uri=job.tracking_uri,
         mlflow_run_id=job.mlflow_run_id,
         weights_dir=Path(job.weights_dir),
+        init_weights=Path(job.init_weights) if job.init_weights else None,
     )
     if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
         scratch = Path(job.result_path).with_suffix(".tmp")

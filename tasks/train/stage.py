@@ -26,7 +26,7 @@ from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
-from gristmill.lightning_model.weights import save_model
+from gristmill.lightning_model.weights import WEIGHTS_FILE, save_model
 from gristmill.tasks.shards import UnitRecord, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
@@ -66,10 +66,12 @@ def train_model(
     mlflow_run_id: str | None = None,
     weights_dir: Path | None = None,
     callbacks: list[Callback] | None = None,
+    init_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) and write `model.pt` + `model_config.json` into `weights_dir` (default:
     `final/` beside `checkpoint_dir`). Returns steps, tokens_seen, train/val loss first and last, parameters,
-    tokens_per_s; val_loss_first is measured at step 0, before any update."""
+    tokens_per_s; val_loss_first is measured at step 0, before any update. A fresh run (no last.ckpt) starts from
+    the weights in `init_weights` (a `model.pt`) when given: training continued on new data."""
     checkpoint_dir = Path(checkpoint_dir)
     weights_dir = Path(weights_dir) if weights_dir is not None else checkpoint_dir.parent / FINAL_DIR
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +118,11 @@ def train_model(
 
     last = checkpoint_dir / LAST_CHECKPOINT
     resume = last if last.is_file() else None
+    if resume is None and init_weights is not None:
+        log.info("continuing training from the weights in %s", init_weights)
+        module.model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
     if resume is None:
-        # The untrained model's validation loss: the baseline every later validation is compared against.
+        # The starting model's validation loss: the baseline every later validation is compared against.
         trainer.validate(module, datamodule=datamodule, verbose=False)
     else:
         log.info("resuming training from %s", resume)
@@ -168,25 +173,40 @@ def run(ctx: StageContext) -> StageResult:
         pad_token_id=pad,
     )
 
+    previous = ctx.output.path / FINAL_DIR / WEIGHTS_FILE
+    continuing = cfg.mode == "continue" and previous.is_file()
+    generation = tokenized.read_manifest().generations[-1] if continuing else None
+    new_train = (
+        [tokenized.dataset_dir("train") / s.name for s in generation.shards.get("train", [])] if generation else []
+    )
+
     def train() -> UnitRecord:
+        # Continuing: the last model trains on the new generation's sequences (all of them if it has none), in a
+        # checkpoint directory of its own, so an interrupted continuation resumes itself and not the last run.
+        checkpoint_dir = ctx.output.path / CHECKPOINTS_DIR
+        if generation is not None:
+            checkpoint_dir = checkpoint_dir / f"g{generation.number:03d}"
         # More than one process (devices > 1, nodes > 1): a launcher starts `train_model` alone on every rank, so
         # the pipeline around this stage runs once (Lightning's own launcher would re-run the whole command).
         fit = partial(launch, template=ctx.config.runner.launch_command) if needs_launcher(cfg) else train_model
         stats = fit(
             cfg,
-            verified(tokenized.shard_paths("train")),  # the loader reads shards itself, every epoch: check once
+            verified(new_train or tokenized.shard_paths("train")),  # the loader reads shards itself: check once
             verified(tokenized.shard_paths("val")),
             model_config,
-            checkpoint_dir=ctx.output.path / CHECKPOINTS_DIR,
+            checkpoint_dir=checkpoint_dir,
             tracking_uri=ctx.tracker.uri if ctx.tracker else None,
             mlflow_run_id=ctx.run_id if ctx.tracker else None,
             weights_dir=ctx.output.path / FINAL_DIR,
+            init_weights=previous if continuing else None,
         )
+        stats["continued"] = continuing
+        stats["generation"] = generation.number if generation else 0
         if ctx.tracker and ctx.run_id:
             ctx.tracker.log_params(ctx.run_id, {"model": model_config.to_dict()})
             log_loss_curve(ctx.tracker, ctx.run_id)
             # The final checkpoint (weights, optimizer and data position): a run can resume from the artifact.
-            ctx.tracker.log_artifact(ctx.run_id, ctx.output.path / CHECKPOINTS_DIR / LAST_CHECKPOINT, "checkpoints")
+            ctx.tracker.log_artifact(ctx.run_id, checkpoint_dir / LAST_CHECKPOINT, "checkpoints")
         return UnitRecord(unit="train", stats={k: v for k, v in stats.items() if _is_finite(v)})
 
     unit = ctx.unit("train", train)

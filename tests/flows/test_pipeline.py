@@ -128,17 +128,16 @@ def test_rerun_is_up_to_date(first_run, config):
     assert sum(s.seconds for s in again) < sum(s.seconds for s in first_run) / 4
 
 
-def test_deleting_a_stage_output_reruns_it_and_only_the_stages_after_it(first_run, config):
+def test_deleting_a_stage_output_reruns_it_and_an_identical_rebuild_reruns_nothing_after_it(first_run, config):
     from gristmill.flows.pipeline import pipeline
 
     tracker = Tracker(config.workspace, None, config.tracking.experiment)
-    versions = f"name = '{config.tracking.registered_model}'"
-    before = {v.version for v in tracker.client.search_model_versions(versions)}
+    versions = len(tracker.client.search_model_versions(f"name='{config.tracking.registered_model}'"))
     shutil.rmtree(Path(config.workspace) / "clean")
     again = pipeline(config)
-    assert [s.status for s in again] == ["up to date", "up to date", "ran", "ran", "ran", "ran"]
-    (new,) = [v for v in tracker.client.search_model_versions(versions) if v.version not in before]
-    assert new.run_id == again[-1].mlflow_run_id  # the rerun's evaluate registered one more version
+    # clean is rebuilt; its shards come out byte-identical, so its digest is the same and training is not redone.
+    assert [s.status for s in again] == ["up to date", "up to date", "ran", "up to date", "up to date", "up to date"]
+    assert len(tracker.client.search_model_versions(f"name='{config.tracking.registered_model}'")) == versions
 
 
 def test_cli_runs_one_stage_against_the_workspace(first_run, config):

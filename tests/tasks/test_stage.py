@@ -91,6 +91,8 @@ def test_stage_runs_are_tracked_as_mlflow_children(tmp_path):
     assert run.info.status == "FINISHED"
     assert "manifest.json" in [a.path for a in tracker.client.list_artifacts(run.info.run_id)]
     assert tracker.uri.startswith("sqlite:///") and Path(config.workspace, "mlflow", "mlflow.db").is_file()
+    (dataset,) = [i.dataset for i in run.inputs.dataset_inputs]  # what it read, by content digest
+    assert (dataset.name, dataset.digest) == ("crawl", StageOutput(config.workspace, "crawl").input_hash())
 
 
 def test_warnings_in_a_stage_stats_reach_its_summary_also_when_up_to_date(tmp_path):

@@ -127,3 +127,28 @@ def test_run_reports_clusters_peak_memory_and_logs_figure_and_pairs(tmp_path, so
     pairs = {tuple(r[:3]): r[3] for r in rows["data"]}
     assert pairs[("http://x/1", "http://x/0", "exact")] == 1.0
     assert 0.8 < pairs[("http://x/src1", "http://x/near", "near")] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("rule", "survivor"),
+    [("earliest", "first"), ("longest", "exact copy"), ("quality", "url copy")],
+)
+def test_each_survivor_rule_keeps_exactly_one_of_a_cluster_of_exact_url_and_near_copies(
+    tmp_path, sources, rule, survivor
+):
+    # One cluster: an exact copy (longest: trailing marks are not words), a URL copy (the same page without its
+    # numbers: the most prose) and a near copy. Whichever the rule picks stays, and only it.
+    base = sources[0] + " 1990 2001 2024 42"
+    members = {
+        "first": document("http://x/a", base),
+        "exact copy": document("http://x/b", base + " !!!" * 40),
+        "url copy": document("http://x/a", sources[0]),
+        "near copy": document("http://x/d", substituted(base, 0.01, 3) + " # # # #"),
+    }
+    other = document("http://x/e", sources[1])
+    dedup(tmp_path, [[*members.values(), other]], survivor=rule, url=True)
+    out = StageOutput(tmp_path, "dedup")
+    kept = [r["text"] for r in iter_records(out.shard_paths("documents"))]
+    assert kept == [members[survivor]["text"], other["text"]]
+    removed = out.read_manifest().stats["removed"]
+    assert sum(removed.values()) == 3 and removed["url"] >= 1 and removed["exact"] + removed["near"] >= 2

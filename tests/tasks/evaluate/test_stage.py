@@ -74,7 +74,8 @@ def test_five_kinds_gate_aliases_and_the_registered_model_loads_through_mlflow(w
     assert "crows_pairs.pct_stereotype_deviation" in version.description
     run = tracker.client.get_run(summary.mlflow_run_id)
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert sorted(inputs) == ["clean", "tokenize"]  # this workspace starts at clean
+    # this workspace starts at clean; "train" is the direct upstream every stage run names (tasks/stage.py)
+    assert sorted(inputs) == ["clean", "tokenize", "train"]
     assert inputs["tokenize"].dataset.digest == StageOutput(config.workspace, "tokenize").input_hash()[:36]
     assert [t.value for t in inputs["tokenize"].tags] == ["training"]
 
