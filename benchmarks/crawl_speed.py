@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
+from gristmill.tasks.demo_site.serve import serve_in_thread  # noqa: E402
 
 MIN_PAGE_BYTES, MAX_PAGE_BYTES = 50_000, 2_500_000
 REDIRECT_PREFIX = "/__r"
@@ -231,14 +231,8 @@ class SiteHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def serve(root: Path) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SiteHandler, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_in_thread(server, "crawl-speed-site") as base:
+        yield base
 
 
 # -- memory of a process tree -----------------------------------------------------------------------------------
