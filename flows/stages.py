@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from gristmill.conf.schema import PipelineConfig
-from gristmill.flows.common import artifact_key, resolve_config, run_stage
+from gristmill.flows.common import artifact_key, local_config, resolve_config, run_stage
 from gristmill.tasks.clean import stage as clean
 from gristmill.tasks.crawl import stage as crawl
 from gristmill.tasks.dedup import stage as dedup
@@ -72,7 +72,8 @@ def evaluate_flow(
     the alias the promotion gate decides."""
     config = resolve_config(config, overrides)
     summary = run_stage(config, "evaluate", evaluate.run, parent_run_id)
-    registry = json.loads((Path(config.workspace) / "evaluate" / "report.json").read_text()).get("registry")
+    report = Path(local_config(config).workspace) / "evaluate" / "report.json"  # the mirror, for s3:// workspaces
+    registry = json.loads(report.read_text()).get("registry")
     if registry:  # the new model beside the current champion, check by check
         create_markdown_artifact(
             markdown=evaluate.gate_markdown(registry["alias"], registry["reasons"], registry["checks"]),
