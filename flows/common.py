@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
 from gristmill.conf.schema import STAGES, PipelineConfig, apply_override, deep_merge, validate_config
-from gristmill.flows.runners import stage_task_runner
+from gristmill.flows.runners import stage_runner
 from gristmill.tasks.remote import RemoteWorkspace, default_cache, is_remote
 from gristmill.tasks.stage import (
     Mapper,
@@ -91,7 +91,7 @@ def _run_in_workspace(
     try:
         # The stage's own task runner (threads, processes, dask: `config.runner`), whatever the flow's: a served
         # deployment loads the flow from its entrypoint, where no one could have chosen one for it.
-        with stage_task_runner(config, stage) as runner:
+        with stage_runner(config, stage) as runner:
             return execute(
                 local_config(config),
                 stage,

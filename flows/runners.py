@@ -3,25 +3,35 @@
 Units are pure functions of their shard (what they need travels with them, see `StageContext.__getstate__`), so
 the same stage code runs on any of them and writes the same shards. Ray (`prefect-ray`'s RayTaskRunner) takes
 the same units; it is documented in docs/operations.md, not shipped.
+
+Worker processes started here report to the Prefect API of the process that starts them. Without
+`PREFECT_API_URL`, Prefect gives each process that needs an API an ephemeral server of its own: every pool or
+LocalCluster worker would start one (seconds of CPU each, paid again at every stage, and stopped at pool
+shut-down) on top of the flow's own. That start-up, not the units, cost the runners most of their speed-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from gristmill.conf.schema import PipelineConfig, RunnerSettings
 
 
-def task_runner(settings: RunnerSettings) -> TaskRunner:
-    """A fresh task runner for one flow run (a runner holds its pool or cluster for the run's duration)."""
+def task_runner(settings: RunnerSettings, api_url: str | None = None) -> TaskRunner:
+    """A fresh task runner for one flow run (a runner holds its pool or cluster for the run's duration);
+    `api_url`: the Prefect API the local workers it starts report to."""
     if settings.kind == "processes":
         return ProcessPoolTaskRunner(max_workers=settings.workers)
     if settings.kind == "dask":
-        return dask_runner(settings)
+        return dask_runner(settings, api_url)
     return ThreadPoolTaskRunner(max_workers=settings.workers)
 
 
-def dask_runner(settings: RunnerSettings) -> TaskRunner:
+def dask_runner(settings: RunnerSettings, api_url: str | None = None) -> TaskRunner:
     from prefect_dask import DaskTaskRunner  # only installs that use Dask pay for importing it
 
     if settings.address:
@@ -32,10 +42,40 @@ def dask_runner(settings: RunnerSettings) -> TaskRunner:
         "host": "127.0.0.1",
         "dashboard_address": None,  # no fixed port 8787: several pipelines (and tests) share one machine
     }
+    if api_url:  # the workers' own threads (events, logs) read it from their environment
+        cluster_kwargs["env"] = {"PREFECT_API_URL": api_url}
     if settings.workers:
         cluster_kwargs["n_workers"] = settings.workers
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster_kwargs)
 
 
-def stage_task_runner(config: PipelineConfig, stage: str) -> TaskRunner:
-    return task_runner(config.runner.for_stage(stage))
+def starts_local_workers(settings: RunnerSettings) -> bool:
+    """Whether the runner starts worker processes on this machine (a pool, a LocalCluster), not threads here
+    or an existing Dask cluster's workers, which have an API configured where they run."""
+    return settings.kind == "processes" or (settings.kind == "dask" and not settings.address)
+
+
+def ephemeral_api_url() -> str:
+    """The URL of the ephemeral Prefect server this process's flow runs report to (started if none runs yet)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+
+@contextmanager
+def started_runner(settings: RunnerSettings) -> Iterator[TaskRunner]:
+    """The runner, entered; local worker processes it starts share this process's Prefect API (see the module's
+    docstring). The setting travels in the settings Prefect serialises with each task and, for a process pool,
+    in the environment it gives each task."""
+    if not starts_local_workers(settings) or PREFECT_API_URL.value():
+        with task_runner(settings) as runner:
+            yield runner
+        return
+    api_url = ephemeral_api_url()
+    with temporary_settings({PREFECT_API_URL: api_url}), task_runner(settings, api_url) as runner:
+        yield runner
+
+
+def stage_runner(config: PipelineConfig, stage: str) -> AbstractContextManager[TaskRunner]:
+    return started_runner(config.runner.for_stage(stage))

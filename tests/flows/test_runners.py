@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -84,3 +87,45 @@ def test_a_runner_setting_is_checked_and_inherited_per_stage():
         load_config(DEMO, ["runner.stages.cleen.kind=dask"])
     with pytest.raises(ConfigError, match="needs kind: dask"):
         load_config(DEMO, ["runner.kind=processes", "runner.address=tcp://10.0.0.5:8786"])
+
+
+WORKERS_REPORT_HERE = """
+import json, os
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from gristmill.conf.schema import RunnerSettings
+from gristmill.flows.runners import started_runner
+
+def api_url():
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+@task
+def where(_):
+    return os.getpid(), api_url()
+
+@flow
+def probe(kind):
+    with started_runner(RunnerSettings(kind=kind, workers=2)) as runner:
+        units = [future.result() for future in runner.map(where, {"_": [0, 1, 2, 3]})]
+    return {"flow": api_url(), "pid": os.getpid(), "units": units}
+
+print("RESULT", json.dumps([probe("processes"), probe("dask")]))
+"""
+
+
+@pytest.mark.slow
+def test_local_workers_report_to_the_flows_ephemeral_api_and_start_no_server_of_their_own(tmp_path):
+    """A user's first run has no PREFECT_API_URL: Prefect would give every worker process an ephemeral server of
+    its own (seconds of CPU each, paid at every stage); the workers use the flow's instead."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKERS_REPORT_HERE], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    runs = json.loads(done.stdout.split("RESULT", 1)[1])
+    for run in runs:
+        assert {url for _, url in run["units"]} == {run["flow"]}
+        assert run["pid"] not in {pid for pid, _ in run["units"]}  # the units ran in other processes
+    assert (done.stdout + done.stderr).count("Starting temporary server") == 1  # the flow's, and only it
