@@ -1,13 +1,21 @@
 """The clean stage as a Prefect flow on each task runner (threads, a process pool, a Dask LocalCluster), same input.
 
-    .venv/bin/python benchmarks/clean_corpus.py --out /tmp/bench/clean_docs.jsonl --docs 2400
-    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 12 --workers 2 --rounds 2
-    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 12 --workers 2 --plain
+    .venv/bin/python benchmarks/clean_corpus.py --out /tmp/bench/clean_docs.jsonl --docs 7200
+    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 24 --workers 2 --rounds 5
+    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 24 --workers 2 --plain
 
-Each round runs the three runners one after another (interleaved, so load from other processes hits them alike)
-into fresh workspaces; the time is the whole flow call: pool or cluster start (worker processes import Prefect and
-gristmill), units, manifest, MLflow logging; the MLflow store is created before the clock starts.
-Prints each runner's median, its speed-up over threads from the same rounds, and checks the outputs are equal.
+Each round runs the runners one after another into fresh workspaces, in an order rotated every round (so load
+from other processes, and whatever the first run of a round pays, hits them alike). The time is the whole flow
+call: pool or cluster start (worker processes import Prefect and gristmill), units, manifest, MLflow logging.
+Outside the clock: the MLflow store of each workspace, and a warm-up clean flow on threads (the Prefect API's
+ephemeral server, imports and models of this process: what a `gristmill run` has by its clean stage). Without the
+warm-up the first runner measured pays the Prefect server's start (10-20 s), which made single rounds disagree.
+
+Each run is split, from Prefect's own task-run records, into start-up (flow call to the first unit's start: the
+pool or cluster), units (first unit start to last unit end: the throughput part) and after (last unit end to the
+flow's return: totals, audit, figures, manifest, MLflow, shutting the pool or cluster down). Prints per round,
+then per runner the median wall time, the speed-up over threads (median of the per-round ratios, their spread,
+and the ratio of the medians), the same for the units phase alone, and the load average at start and end.
 
 `--plain` is the ceiling without Prefect: the clean stage's unit function (`clean_shard`) on the same shards, one
 after another in this process, then on a plain `concurrent.futures` pool of spawned processes, interleaved; it
@@ -20,10 +28,13 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -70,17 +81,45 @@ def _document(d: dict) -> dict:
     }
 
 
-def run_clean(workspace: Path, kind: str, workers: int) -> float:
+@dataclass
+class Timing:
+    """One flow call, split at its first unit's start and its last unit's end (Prefect's task-run records)."""
+
+    wall: float
+    startup: float
+    units: float
+    after: float
+
+
+def run_clean(workspace: Path, kind: str, workers: int) -> Timing:
     from gristmill.flows.common import tracker_for
     from gristmill.flows.stages import STAGE_FLOWS
 
     config = load_config(DEMO, [f"workspace={workspace}", f"runner.kind={kind}", f"runner.workers={workers}"])
     tracker_for(config)  # create the MLflow store first: its sqlite migrations are not the clean stage's time
-    started = time.perf_counter()
-    summary = STAGE_FLOWS["clean"](config)
-    seconds = time.perf_counter() - started
-    assert summary.status == "ran"
-    return seconds
+    called = time.time()
+    state = STAGE_FLOWS["clean"](config, return_state=True)
+    returned = time.time()
+    assert state.is_completed() and state.result().status == "ran", state
+    first_start, last_end = unit_span(state.state_details.flow_run_id)
+    return Timing(returned - called, first_start - called, last_end - first_start, returned - last_end)
+
+
+def unit_span(flow_run_id: UUID) -> tuple[float, float]:
+    """When the flow run's first unit started and its last one ended (epoch seconds, the API's records)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return min(r.start_time.timestamp() for r in runs), max(r.end_time.timestamp() for r in runs)
+
+
+def warm_up(docs: list[dict], workers: int) -> None:
+    """One small clean flow on threads: the Prefect API's ephemeral server and this process's imports and models."""
+    with tempfile.TemporaryDirectory(prefix="runner-bench-warm-") as tmp:
+        write_dedup_stage(Path(tmp), docs[:40], 2)
+        run_clean(Path(tmp), "threads", workers)
 
 
 def kept_rows(workspace: Path) -> list[dict]:
@@ -125,36 +164,66 @@ def plain(docs: list[dict], shards: int, workers: int, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("docs", type=Path)
-    parser.add_argument("--shards", type=int, default=12)
+    parser.add_argument("--shards", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="runners to compare (threads is the baseline)")
     parser.add_argument("--plain", action="store_true", help="clean_shard serially vs a plain process pool")
     args = parser.parse_args()
     docs = [json.loads(line) for line in args.docs.read_text().splitlines()]
+    load_start = os.getloadavg()
+    print(f"load average at start (1/5/15 min): {_load(load_start)}; {os.cpu_count()} cores", flush=True)
     if args.plain:
         plain(docs, args.shards, args.workers, args.rounds)
+        print(f"load average at end: {_load(os.getloadavg())}")
         return
-    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    kinds = ["threads", *(k for k in args.kinds.split(",") if k != "threads")]
+    warm_up(docs, args.workers)
+    timings: dict[str, list[Timing]] = {kind: [] for kind in kinds}
     outputs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         for round_ in range(args.rounds):
-            for kind in KINDS:
+            order = kinds[round_ % len(kinds) :] + kinds[: round_ % len(kinds)]
+            for kind in order:
                 workspace = Path(tmp) / f"{kind}-{round_}"
                 write_dedup_stage(workspace, docs, args.shards)
-                times[kind].append(run_clean(workspace, kind, args.workers))
+                t = run_clean(workspace, kind, args.workers)
+                timings[kind].append(t)
                 outputs.setdefault(kind, kept_rows(workspace))
-                print(f"round {round_ + 1} {kind:9s} {times[kind][-1]:6.1f} s", flush=True)
-    same = all(outputs[kind] == outputs["threads"] for kind in KINDS)
-    base = statistics.median(times["threads"])
-    print(f"\n{len(docs)} documents in {args.shards} shards, {args.workers} workers, {os.cpu_count()} cores")
-    for kind in KINDS:
-        median = statistics.median(times[kind])
-        ratios = [t / o for t, o in zip(times["threads"], times[kind], strict=True)]
-        print(
-            f"{kind:9s} median {median:6.1f} s  {len(docs) / median:6.1f} docs/s  "
-            f"{base / median:4.2f}x threads (per round: {', '.join(f'{r:.2f}' for r in ratios)})"
-        )
-    print(f"outputs identical across runners: {same}; load average now {os.getloadavg()[0]:.1f}")
+                shutil.rmtree(workspace)
+                print(
+                    f"round {round_ + 1} {kind:9s} wall {t.wall:6.1f} s = start-up {t.startup:5.1f} + units "
+                    f"{t.units:6.1f} + after {t.after:5.1f}  (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    same = all(outputs[kind] == outputs["threads"] for kind in kinds)
+    print(f"\n{len(docs)} documents in {args.shards} shards, {args.workers} workers, {args.rounds} rounds")
+    for kind in kinds:
+        report(kind, timings[kind], timings["threads"], len(docs))
+    print(f"outputs identical across runners: {same}")
+    print(f"load average at start {_load(load_start)}, at end {_load(os.getloadavg())}")
+
+
+def report(kind: str, mine: list[Timing], threads: list[Timing], docs: int) -> None:
+    wall = statistics.median(t.wall for t in mine)
+    ratios = [b.wall / t.wall for b, t in zip(threads, mine, strict=True)]
+    unit_ratios = [b.units / t.units for b, t in zip(threads, mine, strict=True)]
+    print(
+        f"{kind:9s} wall median {wall:6.1f} s ({docs / wall:5.1f} docs/s)  vs threads: median {_spread(ratios)}, "
+        f"ratio of medians {statistics.median(t.wall for t in threads) / wall:.2f}x\n"
+        f"{'':9s} start-up median {statistics.median(t.startup for t in mine):5.1f} s, after the units "
+        f"{statistics.median(t.after for t in mine):5.1f} s; units phase vs threads: median {_spread(unit_ratios)}\n"
+        f"{'':9s} per round: {', '.join(f'{r:.2f}' for r in ratios)} (units phase: "
+        f"{', '.join(f'{r:.2f}' for r in unit_ratios)})"
+    )
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})"
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in load)
 
 
 if __name__ == "__main__":
