@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 
 from gristmill.conf.schema import STAGES, PipelineConfig
 from gristmill.flows.common import local_config, resolve_config, tracker_for, workspace_slot
+from gristmill.flows.runners import chain_runners
 from gristmill.flows.stages import STAGE_FLOWS
 from gristmill.tasks.stage import StageSummary
 from gristmill.tasks.workspace import hold_workspace, preflight
@@ -30,7 +31,9 @@ def run_chain(config: PipelineConfig, stages: tuple[str, ...], name: str) -> lis
     deployments, and the workspace's own lock for every way in (`gristmill run` holds it already; a scheduled or
     ad-hoc deployment run takes it here, before its MLflow run, so recovering a killed run never touches it)."""
     preflight(local_config(config))  # a missing file, a mistyped source or a seed out of scope fails before any stage
-    with workspace_slot(config), hold_workspace(local_config(config), f"{name} flow run {flow_run.id or ''}"):
+    holder = f"{name} flow run {flow_run.id or ''}"
+    # chain_runners: each pool or LocalCluster started once, its warm workers shared by the stages that use it
+    with workspace_slot(config), hold_workspace(local_config(config), holder), chain_runners(config, stages):
         return _tracked_chain(config, stages, name)
 
 

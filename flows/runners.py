@@ -12,8 +12,9 @@ shut-down) on top of the flow's own. That start-up, not the units, cost the runn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
@@ -77,5 +78,36 @@ def started_runner(settings: RunnerSettings) -> Iterator[TaskRunner]:
         yield runner
 
 
-def stage_runner(config: PipelineConfig, stage: str) -> AbstractContextManager[TaskRunner]:
-    return started_runner(config.runner.for_stage(stage))
+# The runners a chain of stages (`flows/pipeline.py`) started for all its stages, by settings; None outside a chain.
+_chain_runners: ContextVar[dict[str, TaskRunner] | None] = ContextVar("gristmill_chain_runners", default=None)
+
+
+@contextmanager
+def chain_runners(config: PipelineConfig, stages: Iterable[str]) -> Iterator[None]:
+    """Start each distinct pool or LocalCluster the chain's stages use once, for the whole chain: a stage that
+    shares another's settings reuses its warm workers (imports done, models loaded) instead of paying worker
+    start-up and shut-down again. Entered here, in the chain's own context, and closed when the chain ends."""
+    runners: dict[str, TaskRunner] = {}
+    with ExitStack() as stack:
+        for stage in stages:
+            settings = config.runner.for_stage(stage)
+            key = settings.model_dump_json()
+            if starts_local_workers(settings) and key not in runners:
+                runners[key] = stack.enter_context(started_runner(settings))
+        token = _chain_runners.set(runners)
+        try:
+            yield
+        finally:
+            _chain_runners.reset(token)
+
+
+@contextmanager
+def stage_runner(config: PipelineConfig, stage: str) -> Iterator[TaskRunner]:
+    """The stage's runner: the chain's when it started one with these settings, else one for this stage alone."""
+    settings = config.runner.for_stage(stage)
+    shared = (_chain_runners.get() or {}).get(settings.model_dump_json())
+    if shared is not None:
+        yield shared
+        return
+    with started_runner(settings) as runner:
+        yield runner

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from prefect import flow, task
 
 from gristmill.conf.schema import load_config
 from gristmill.tasks.shards import StageOutput
@@ -31,11 +32,16 @@ def real_documents(shared_data: Path) -> list[list[dict]]:
     return [docs[i::4] for i in range(4)]
 
 
-def run_data_stages(workspace: Path, shards: list[list[dict]], overrides: list[str]) -> None:
+def run_data_stages(workspace: Path, shards: list[list[dict]], overrides: list[str], chain: bool = False) -> None:
+    """Each stage's flow on its own, or (`chain`) the stages as a pipeline chain runs them, sharing its runners."""
+    from gristmill.flows.pipeline import run_chain
     from gristmill.flows.stages import STAGE_FLOWS
 
     config = load_config(DEMO, [f"workspace={workspace}", *SMALL, *overrides])
     write_documents_stage(workspace, "crawl", shards)
+    if chain:
+        run_chain(config, DATA_STAGES, "runner-test")
+        return
     for stage in DATA_STAGES:
         STAGE_FLOWS[stage](config)
 
@@ -73,6 +79,13 @@ def test_a_dask_local_cluster_of_two_processes_writes_the_thread_runners_shards(
 def test_a_process_pool_for_one_stage_writes_the_thread_runners_shards(threads_workspace, shared_data, tmp_path):
     run_data_stages(tmp_path, real_documents(shared_data), ["runner.stages.clean.kind=processes", "runner.workers=2"])
     assert stage_contents(tmp_path, "clean") == stage_contents(threads_workspace, "clean")
+
+
+@pytest.mark.slow
+def test_a_chain_on_one_shared_process_pool_writes_the_thread_runners_shards(threads_workspace, shared_data, tmp_path):
+    run_data_stages(tmp_path, real_documents(shared_data), ["runner.kind=processes", "runner.workers=2"], chain=True)
+    for stage in DATA_STAGES:
+        assert stage_contents(tmp_path, stage) == stage_contents(threads_workspace, stage), stage
 
 
 def test_a_runner_setting_is_checked_and_inherited_per_stage():
@@ -129,3 +142,36 @@ def test_local_workers_report_to_the_flows_ephemeral_api_and_start_no_server_of_
         assert {url for _, url in run["units"]} == {run["flow"]}
         assert run["pid"] not in {pid for pid, _ in run["units"]}  # the units ran in other processes
     assert (done.stdout + done.stderr).count("Starting temporary server") == 1  # the flow's, and only it
+
+
+@task
+def worker_pid(_: int) -> int:
+    return os.getpid()
+
+
+@pytest.mark.slow
+def test_a_chain_starts_each_pool_once_and_its_stages_share_the_warm_workers(prefect_harness):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from gristmill.flows.runners import chain_runners, stage_runner
+
+    config = load_config(DEMO, ["runner.kind=processes", "runner.workers=2", "runner.stages.crawl.kind=threads"])
+
+    @flow
+    def chain() -> dict:
+        with chain_runners(config, ("crawl", "dedup", "clean")):
+            with stage_runner(config, "dedup") as dedup:
+                first = [future.result() for future in dedup.map(worker_pid, {"_": list(range(4))})]
+            with stage_runner(config, "clean") as clean, stage_runner(config, "crawl") as crawl:
+                second = [future.result() for future in clean.map(worker_pid, {"_": list(range(4))})]
+                return {
+                    "same": clean is dedup,
+                    "crawl_threads": isinstance(crawl, ThreadPoolTaskRunner),
+                    "first": first,
+                    "second": second,
+                }
+
+    seen = chain()
+    assert seen["same"] and seen["crawl_threads"]
+    assert set(seen["second"]) <= set(seen["first"])  # the second stage ran on the first one's workers
+    assert len(set(seen["first"])) <= 2 and os.getpid() not in seen["first"]
