@@ -25,9 +25,11 @@ prints the wall time and the sum of the units' own times, so a machine that cann
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -45,13 +47,14 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="runner-bench-pref
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from gristmill.conf.schema import load_config  # noqa: E402
+from gristmill.conf.schema import PipelineConfig, load_config  # noqa: E402
 from gristmill.tasks.crawl.records import doc_id  # noqa: E402
 from gristmill.tasks.documents import DOCUMENT_SCHEMA  # noqa: E402
 from gristmill.tasks.shards import StageOutput, UnitRecord, write_shard  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
 KINDS = ("threads", "processes", "dask")
+WARM_UP_DOCS: list[dict] = []
 
 
 def write_dedup_stage(workspace: Path, docs: list[dict], shards: int) -> None:
@@ -89,20 +92,38 @@ class Timing:
     startup: float
     units: float
     after: float
+    cpu: float  # CPU seconds of this process and of the worker processes (and what they started) it closed
 
 
 def run_clean(workspace: Path, kind: str, workers: int) -> Timing:
+    """`kind` is a runner kind, or `processes:warm` / `dask:warm`: the stage as a chain runs it after an earlier
+    stage on the same runner (`chain_runners`), its workers started and warm before the clock starts."""
     from gristmill.flows.common import tracker_for
     from gristmill.flows.stages import STAGE_FLOWS
 
-    config = load_config(DEMO, [f"workspace={workspace}", f"runner.kind={kind}", f"runner.workers={workers}"])
+    runner, _, warm = kind.partition(":")
+    config = load_config(DEMO, [f"workspace={workspace}", f"runner.kind={runner}", f"runner.workers={workers}"])
     tracker_for(config)  # create the MLflow store first: its sqlite migrations are not the clean stage's time
-    called = time.time()
-    state = STAGE_FLOWS["clean"](config, return_state=True)
-    returned = time.time()
+    with contextlib.ExitStack() as stack:
+        if warm:
+            from gristmill.flows.runners import chain_runners
+
+            stack.enter_context(chain_runners(config, ["clean"]))
+            warm_up(config, workspace.with_name(f"{workspace.name}-warm"))
+        called, cpu = time.time(), cpu_seconds()
+        state = STAGE_FLOWS["clean"](config, return_state=True)
+        returned = time.time()
+    cpu = cpu_seconds() - cpu  # after the pool or cluster closed: its workers' time counts
     assert state.is_completed() and state.result().status == "ran", state
     first_start, last_end = unit_span(state.state_details.flow_run_id)
-    return Timing(returned - called, first_start - called, last_end - first_start, returned - last_end)
+    return Timing(returned - called, first_start - called, last_end - first_start, returned - last_end, cpu)
+
+
+def cpu_seconds() -> float:
+    """User and system time of this process and of its children that ended. The Prefect API's ephemeral server, a
+    child that runs on, is not in it."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def unit_span(flow_run_id: UUID) -> tuple[float, float]:
@@ -115,11 +136,13 @@ def unit_span(flow_run_id: UUID) -> tuple[float, float]:
     return min(r.start_time.timestamp() for r in runs), max(r.end_time.timestamp() for r in runs)
 
 
-def warm_up(docs: list[dict], workers: int) -> None:
-    """One small clean flow on threads: the Prefect API's ephemeral server and this process's imports and models."""
-    with tempfile.TemporaryDirectory(prefix="runner-bench-warm-") as tmp:
-        write_dedup_stage(Path(tmp), docs[:40], 2)
-        run_clean(Path(tmp), "threads", workers)
+def warm_up(config: PipelineConfig, workspace: Path) -> None:
+    """A small clean flow outside the clock, with `config`'s runner: it starts the Prefect API's ephemeral server
+    and loads what the process (and, in a chain, its workers) keep: imports, models."""
+    from gristmill.flows.stages import STAGE_FLOWS
+
+    write_dedup_stage(workspace, WARM_UP_DOCS, 2)
+    STAGE_FLOWS["clean"](config.model_copy(update={"workspace": str(workspace)}))
 
 
 def kept_rows(workspace: Path) -> list[dict]:
@@ -167,7 +190,11 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--kinds", default=",".join(KINDS), help="runners to compare (threads is the baseline)")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="runners to compare, threads the baseline; processes:warm, dask:warm: a chain's later stage",
+    )
     parser.add_argument("--plain", action="store_true", help="clean_shard serially vs a plain process pool")
     args = parser.parse_args()
     docs = [json.loads(line) for line in args.docs.read_text().splitlines()]
@@ -178,7 +205,9 @@ def main() -> None:
         print(f"load average at end: {_load(os.getloadavg())}")
         return
     kinds = ["threads", *(k for k in args.kinds.split(",") if k != "threads")]
-    warm_up(docs, args.workers)
+    WARM_UP_DOCS[:] = docs[:40]
+    with tempfile.TemporaryDirectory(prefix="runner-bench-warm-") as tmp:
+        warm_up(load_config(DEMO, [f"workspace={tmp}"]), Path(tmp) / "warm")
     timings: dict[str, list[Timing]] = {kind: [] for kind in kinds}
     outputs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
@@ -192,8 +221,8 @@ def main() -> None:
                 outputs.setdefault(kind, kept_rows(workspace))
                 shutil.rmtree(workspace)
                 print(
-                    f"round {round_ + 1} {kind:9s} wall {t.wall:6.1f} s = start-up {t.startup:5.1f} + units "
-                    f"{t.units:6.1f} + after {t.after:5.1f}  (load {os.getloadavg()[0]:.1f})",
+                    f"round {round_ + 1} {kind:14s} wall {t.wall:6.1f} s = start-up {t.startup:5.1f} + units "
+                    f"{t.units:6.1f} + after {t.after:5.1f}; CPU {t.cpu:6.1f} s  (load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
     same = all(outputs[kind] == outputs["threads"] for kind in kinds)
@@ -209,11 +238,12 @@ def report(kind: str, mine: list[Timing], threads: list[Timing], docs: int) -> N
     ratios = [b.wall / t.wall for b, t in zip(threads, mine, strict=True)]
     unit_ratios = [b.units / t.units for b, t in zip(threads, mine, strict=True)]
     print(
-        f"{kind:9s} wall median {wall:6.1f} s ({docs / wall:5.1f} docs/s)  vs threads: median {_spread(ratios)}, "
+        f"{kind:14s} wall median {wall:6.1f} s ({docs / wall:5.1f} docs/s)  vs threads: median {_spread(ratios)}, "
         f"ratio of medians {statistics.median(t.wall for t in threads) / wall:.2f}x\n"
-        f"{'':9s} start-up median {statistics.median(t.startup for t in mine):5.1f} s, after the units "
-        f"{statistics.median(t.after for t in mine):5.1f} s; units phase vs threads: median {_spread(unit_ratios)}\n"
-        f"{'':9s} per round: {', '.join(f'{r:.2f}' for r in ratios)} (units phase: "
+        f"{'':14s} start-up median {statistics.median(t.startup for t in mine):5.1f} s, after the units "
+        f"{statistics.median(t.after for t in mine):5.1f} s, CPU {statistics.median(t.cpu for t in mine):6.1f} s; "
+        f"units phase vs threads: median {_spread(unit_ratios)}\n"
+        f"{'':14s} per round: {', '.join(f'{r:.2f}' for r in ratios)} (units phase: "
         f"{', '.join(f'{r:.2f}' for r in unit_ratios)})"
     )
 
