@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -26,7 +26,9 @@ from gristmill.tasks.stage import (
     StageSummary,
     execute,
 )
-from gristmill.tasks.tracking import Tracker
+
+if TYPE_CHECKING:  # MLflow: not imported by the worker processes that run units (see tracker_for)
+    from gristmill.tasks.tracking import Tracker
 
 
 @task(cache_policy=NO_CACHE)
@@ -48,6 +50,8 @@ def prefect_mapper(stage: str, runner: TaskRunner) -> Mapper:
 
 
 def tracker_for(config: PipelineConfig) -> Tracker:
+    from gristmill.tasks.tracking import Tracker  # not at import: stage units' worker processes import this module
+
     return Tracker(local_config(config).workspace, config.tracking.uri, config.tracking.experiment)
 
 

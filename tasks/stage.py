@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from gristmill.conf.schema import STAGES, PipelineConfig, Section
 from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord
-from gristmill.tasks.tracking import Tracker, TrackingUnavailable
+
+if TYPE_CHECKING:  # MLflow is the flow's business: a unit's worker process never imports it (seconds each)
+    from gristmill.tasks.tracking import Tracker
 
 log = logging.getLogger("gristmill.stage")
 
@@ -238,6 +240,8 @@ def execute(
                 tracker.log_dataset_input(run_id, upstream.stage, input_hash, upstream.manifest_path)
     except BaseException:
         if tracker and run_id:
+            from gristmill.tasks.tracking import TrackingUnavailable
+
             with contextlib.suppress(TrackingUnavailable):  # the error that stopped the stage matters more
                 tracker.end_run(run_id, ok=False)
         raise
