@@ -1,7 +1,8 @@
 """The clean stage as a Prefect flow on each task runner (threads, a process pool, a Dask LocalCluster), same input.
 
     .venv/bin/python benchmarks/clean_corpus.py --out /tmp/bench/clean_docs.jsonl --docs 7200
-    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 24 --workers 2 --rounds 5
+    .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 24 --workers 2 --rounds 5 \
+        --kinds threads,processes,dask,processes:warm
     .venv/bin/python benchmarks/runner_speed.py /tmp/bench/clean_docs.jsonl --shards 24 --workers 2 --plain
 
 Each round runs the runners one after another into fresh workspaces, in an order rotated every round (so load
