@@ -24,8 +24,9 @@ Then why the shares differ, page by page (`--explain`): every page English loses
 rule, English's value and bound, the translation's value for the same rule and its bound; "threshold" where the
 translation's value would break English's bound too (the language's row, FineWeb-2's values, keeps it), "content"
 where it would not (the translation measures differently: shorter, fewer repeats, a clearer language-id score). And
-the share each language keeps when its row's repetition and FineWeb line/character bounds are replaced by English's
-(stop words, sentence marks, word-length and newline-per-word bounds stay the language's own: they are in its units).
+the share each language keeps when its row's repetition bounds and FineWeb line-punctuation and duplicated-line bounds
+are replaced by English's (stop words, sentence marks, word-length, newline-per-word and short-line bounds stay the
+language's own: they are in its units of words or characters, and FineWeb-2 turns the short-line rule off).
 """
 
 from __future__ import annotations
@@ -318,10 +319,10 @@ def dedup_texts(workspace: Path) -> dict[tuple[str, str], str]:
 
 
 def english_bounds(root: Path, workspace: Path) -> dict[str, dict]:
-    """Each translated language's row with its repetition and FineWeb line/character bounds replaced by English's
-    (the clean section's): a `clean.per_language` override."""
+    """Each translated language's row with its repetition, FineWeb line-punctuation and duplicated-line bounds
+    replaced by English's (the clean section's): a `clean.per_language` override."""
     clean = pipeline_config(root, workspace).clean
-    fineweb = clean.fineweb.model_dump(include={"line_punct_thr", "short_line_thr", "char_duplicates_ratio"})
+    fineweb = clean.fineweb.model_dump(include={"line_punct_thr", "char_duplicates_ratio"})
     return {lang: {"repetition": clean.repetition.model_dump(), "fineweb": fineweb} for lang in LANGUAGES}
 
 
@@ -379,7 +380,7 @@ def main() -> None:
                 print(f"  {p['page']:28} {p['rule']:26} en {p['en_value']:.3f} (bound {p['en_bound']}) | "
                       f"{lang} {value} (bound {p['bound']}) -> {p['cause']}")  # fmt: skip
         bounded = kept_with_english_bounds(names, rows, root, workspace)
-        print("\nwith English's repetition and FineWeb line/character bounds in every language's row:")
+        print("\nwith English's repetition, line-punctuation and duplicated-line bounds in every language's row:")
         for lang, r in bounded.items():
             points = 100 * (r["share"] - results[lang]["share_en"])
             print(f"  {lang}: {r['kept']} / {r['docs']} = {r['share']:.1%} ({points:+.1f} points from English)")
