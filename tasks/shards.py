@@ -128,10 +128,13 @@ def temporary_for(path: Path) -> Iterator[Path]:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in DISK_FULL:
+            room = (
+                "raise the file size limit (`ulimit -f`) or write smaller shards (the stage's shard_rows)"
+                if err.errno == errno.EFBIG
+                else f"free space on the filesystem of {path.parent} (or move the workspace)"
+            )
             raise ShardError(
-                f"cannot write {path}: {os.strerror(err.errno)}",
-                fix=f"free space on the filesystem of {path.parent} (or move the workspace) and run again: "
-                "finished units are kept",
+                f"cannot write {path}: {os.strerror(err.errno)}", fix=f"{room} and run again: finished units are kept"
             ) from err
         raise
     os.replace(tmp, path)
