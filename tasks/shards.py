@@ -487,6 +487,11 @@ class StageOutput:
         self.manifest_path.unlink(missing_ok=True)
         atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
 
+    def earlier_run_committed(self) -> bool:
+        """Whether a finished (committed) run of this stage came before the work begun now: `begin` keeps its
+        generations aside. Files an interrupted attempt left (a train stage's final weights) do not count."""
+        return self._generations_path.is_file()
+
     @property
     def _generations_path(self) -> Path:
         return self._progress / "_generations.json"

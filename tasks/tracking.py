@@ -265,6 +265,16 @@ class Tracker:
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    def versions_tagged(self, name: str, key: str, value: str) -> list[Any]:
+        """The versions of `name` whose tag `key` is `value` (none when the model is not registered yet)."""
+        return [v for v in self.client.search_model_versions(f"name='{name}'") if v.tags.get(key) == value]
+
+    def run_finished(self, run_id: str) -> bool:
+        return self.client.get_run(run_id).info.status == "FINISHED"
+
+    def delete_version(self, name: str, version: int) -> None:
+        self.client.delete_model_version(name, str(version))
+
 
 def _version(package: str) -> str:
     from importlib.metadata import version
