@@ -208,6 +208,17 @@ def crawl_outcome(workspace: str | Path) -> dict[str, Any]:
     }
 
 
+def warc_responses(workspace: str | Path) -> set[str]:
+    """The URLs of the response records in the crawl's WARC files (every session's, the killed one's included)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    urls = set()
+    for path in sorted((Path(workspace) / "crawl" / "warc").glob("*.warc.gz")):
+        with path.open("rb") as fh:
+            urls |= {r.rec_headers["WARC-Target-URI"] for r in ArchiveIterator(fh) if r.rec_type == "response"}
+    return urls
+
+
 def run_crawl(site: Site, config: PipelineConfig, kill_at: int = 0) -> tuple[int, int]:
     """(exit code, page requests it made)."""
     with site.lock:
@@ -241,6 +252,7 @@ def test_a_crawl_killed_while_fetching_reruns_to_the_same_pages(site, whole_craw
     code, after_kill = run_crawl(site, config)
     assert code == 0
     assert crawl_outcome(config.workspace) == whole_crawl
+    assert warc_responses(config.workspace) >= set(whole_crawl["raw"])  # every stored page's record is kept
     # What was stored before the kill is not fetched again: only the requests in flight when it came.
     assert kill_at + after_kill <= PAGES + config.crawl.per_host_concurrency
     assert temporary_files(config.workspace) == [] and runs_left_running(config) == []
