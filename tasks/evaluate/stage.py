@@ -163,7 +163,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     name = ctx.config.tracking.registered_model
     evaluation = f"{stage_fingerprint(ctx.config, 'evaluate')}-{ctx.input_hash}"
     if cfg.register_model:
-        _drop_unfinished_attempts(ctx, name, evaluation)  # before the gate reads the champion
+        drop_unfinished_attempts(ctx, name, evaluation)  # before the gate reads the champion
     champion = tracker.version_by_alias(name, CHAMPION) if cfg.register_model else None
     champion_values = _gate_values(champion.tags) if champion else {}
     decision = decide(checks, champion_values.get("perplexity"), cfg.gate.perplexity_tolerance)
@@ -197,7 +197,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
     return {"version": version, "alias": decision.alias, "reasons": decision.reasons, "checks": rows}
 
 
-def _drop_unfinished_attempts(ctx: StageContext, name: str, evaluation: str) -> None:
+def drop_unfinished_attempts(ctx: StageContext, name: str, evaluation: str) -> None:
     """Delete the versions an earlier attempt of this same evaluation registered and never finished (killed, or
     failed after registering: its run is not FINISHED and its unit was never recorded), giving back the alias it
     took, so that the evaluation now redone registers exactly one version and its gate sees the champion the
@@ -207,10 +207,10 @@ def _drop_unfinished_attempts(ctx: StageContext, name: str, evaluation: str) -> 
         if stale.run_id == ctx.run_id or tracker.run_finished(stale.run_id):
             continue
         before = stale.tags.get(ALIAS_BEFORE_TAG, "")
+        held = tracker.aliases_of(name, int(stale.version))
         tracker.delete_version(name, int(stale.version))
-        for alias in stale.aliases:
-            if before:
-                tracker.set_alias(name, alias, int(before))
+        for alias in held if before else ():
+            tracker.set_alias(name, alias, int(before))
         log.warning(
             "deleted model version %s of %s: registered by an evaluation that did not finish (run %s)",
             stale.version,
