@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,13 @@ from gristmill.tasks.shards import MANIFEST_NAME, PROGRESS_DIR, StageOutput
 from gristmill.tasks.tracking import Tracker
 
 CHECKPOINTS = ("train", "checkpoints")
-# Shards a stage keeps only to redo its work faster (recomputed when missing); nothing downstream reads them.
-INTERMEDIATE = {"dedup": "signatures"}
+# Shards of old generations that no later stage reads and no registered model needs (a version's weights live in
+# MLflow; the corpus it was trained on, documents, cleaned text and tokens, is kept): crawl's raw records (the
+# documents extracted from them stay, their units keep them as `collected`) and dedup's signatures (recomputed if a
+# later run needs them). The crawl's fetch logs stay: they are small, and they record the removed pages.
+INTERMEDIATE = {"crawl": "raw", "dedup": "signatures"}
+KEPT_BY_UNITS = {"crawl"}
+WARC_DIR = "warc"
 KEPT_DIRS = {"crawl": {"state", "warc"}, "train": {"checkpoints", "final"}, "evaluate": {"export"}}
 
 
@@ -67,11 +73,15 @@ class Freed:
     path: Path
     bytes: int
     why: str
+    files: int = 1  # a directory (a continued training's checkpoints) counts its files
+
+    def stage(self, workspace: str | Path) -> str:
+        return self.path.relative_to(Path(workspace)).parts[0]
 
 
 def collect_garbage(config: PipelineConfig, keep: int, dry_run: bool = False) -> list[Freed]:
-    """Remove old checkpoints (all but the newest `keep` generations') and files no manifest lists; return what
-    was (or, with `dry_run`, would be) freed."""
+    """Remove old checkpoints (all but the newest `keep` generations'), old generations' intermediate shards and
+    raw responses, and files no manifest lists; return what was (or, with `dry_run`, would be) freed."""
     if keep < 1:
         raise ConfigError(
             f"--keep must be at least 1 (the newest generation's checkpoint continues training); got {keep}"
@@ -80,18 +90,36 @@ def collect_garbage(config: PipelineConfig, keep: int, dry_run: bool = False) ->
     for stage in STAGES:
         freed += unlisted_files(StageOutput(config.workspace, stage))
     intermediate = {stage: old_intermediate(StageOutput(config.workspace, stage), keep) for stage in INTERMEDIATE}
+    crawl = StageOutput(config.workspace, "crawl")
+    warc = old_warc(crawl, keep)
     if not dry_run:
-        for item in freed:
+        for item in [*freed, *warc]:
             shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
+        crawl.forget_files({str(item.path.relative_to(crawl.path)) for item in warc})
         for stage, items in intermediate.items():
             for item in items:
                 item.path.unlink()
-            StageOutput(config.workspace, stage).forget_shards(INTERMEDIATE[stage], {i.path.name for i in items})
-    return freed + [item for items in intermediate.values() for item in items]
+            output, names = StageOutput(config.workspace, stage), {i.path.name for i in items}
+            output.forget_shards(INTERMEDIATE[stage], names)
+            if stage in KEPT_BY_UNITS:
+                output.collect_shards(INTERMEDIATE[stage], names)
+    return freed + warc + [item for items in intermediate.values() for item in items]
+
+
+def freed_by_stage(freed: list[Freed], workspace: str | Path) -> list[dict[str, Any]]:
+    """What gc freed, per stage: files and bytes."""
+    totals: dict[str, dict[str, Any]] = {}
+    for item in freed:
+        row = totals.setdefault(item.stage(workspace), {"stage": item.stage(workspace), "files": 0, "bytes": 0})
+        row["files"] += item.files
+        row["bytes"] += item.bytes
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    return sorted(totals.values(), key=lambda row: order.get(row["stage"], len(order)))
 
 
 def old_intermediate(output: StageOutput, keep: int) -> list[Freed]:
-    """The stage's intermediate shards (e.g. dedup signatures) of all but its newest `keep` generations."""
+    """The stage's intermediate shards (crawl's raw records, dedup signatures) of all but its newest `keep`
+    generations."""
     manifest = output.read_manifest()
     if manifest is None:
         return []
@@ -102,6 +130,21 @@ def old_intermediate(output: StageOutput, keep: int) -> list[Freed]:
         for g in old
         for s in g.shards.get(dataset, [])
         if (output.dataset_dir(dataset) / s.name).is_file()
+    ]
+
+
+def old_warc(crawl: StageOutput, keep: int) -> list[Freed]:
+    """The crawl's WARC files (raw responses, one per crawl session) written before its newest `keep` generations:
+    a session's file is last written before the manifest that adds its generation."""
+    manifest = crawl.read_manifest()
+    if manifest is None or len(manifest.generations) <= keep:
+        return []
+    cutoff = datetime.fromisoformat(manifest.generations[-keep - 1].created_at).timestamp()
+    listed = [crawl.path / rel for rel in manifest.files.values() if rel.startswith(f"{WARC_DIR}/")]
+    return [
+        Freed(path, path.stat().st_size, "crawl raw responses (WARC) of an old generation")
+        for path in sorted(listed)
+        if path.is_file() and path.stat().st_mtime <= cutoff
     ]
 
 
@@ -116,7 +159,7 @@ def old_checkpoints(directory: Path, keep: int) -> list[Freed]:
         generations.append((int(sub.name[1:]), [sub]))
     generations.sort()
     old = generations[:-keep] if len(generations) > keep else []
-    return [Freed(p, size(p), f"checkpoint of generation {number}") for number, paths in old for p in paths]
+    return [Freed(p, size(p), f"checkpoint of generation {number}", files(p)) for number, paths in old for p in paths]
 
 
 def unlisted_files(output: StageOutput) -> list[Freed]:
@@ -144,6 +187,10 @@ def unlisted_files(output: StageOutput) -> list[Freed]:
 def _listed(output: StageOutput, record: Any, listed: set[Path]) -> bool:
     shards = [output.dataset_dir(d) / s.name for d, infos in record.shards.items() for s in infos]
     return not shards or all(path in listed for path in shards)
+
+
+def files(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 1
 
 
 def size(path: Path) -> int:

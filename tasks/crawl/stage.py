@@ -63,7 +63,8 @@ def run(ctx: StageContext) -> StageResult:
     if cfg.seeds or cfg.demo_site.enabled:
         raw_units += fetch_units(ctx, fetch_generation(ctx.config))
     raw_units += ctx.map(partial(ingest_unit, ctx), batches)
-    raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
+    # Raw shards `gristmill gc` collected still name the documents extracted from them, which stay.
+    raw_shards = [s for unit in raw_units for s in [*unit.shards.get("raw", []), *unit.collected.get("raw", [])]]
     doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
     report(ctx, raw_units, doc_units)
     stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
