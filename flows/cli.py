@@ -176,7 +176,8 @@ def gc(
     root = Path(cfg.workspace)
     rows = [{"path": str(f.path.relative_to(root)), "MB": f"{f.bytes / 1e6:.2f}", "why": f.why} for f in freed]
     print_rows("would free" if dry_run else "freed", rows)
-    per_stage = [{**row, "MB": f"{row.pop('bytes') / 1e6:.2f}"} for row in freed_by_stage(freed, root)]
+    by_stage = freed_by_stage(freed, root)
+    per_stage = [{"stage": r["stage"], "files": r["files"], "MB": f"{r['bytes'] / 1e6:.2f}"} for r in by_stage]
     print_rows("per stage", per_stage)
     console.print(
         f"{'would free' if dry_run else 'freed'} {sum(f.bytes for f in freed) / 1e6:.1f} MB in {len(freed)} paths"

@@ -17,8 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
 from gristmill.conf.schema import STAGES, ConfigError, PipelineConfig
-from gristmill.tasks.shards import MANIFEST_NAME, PROGRESS_DIR, StageOutput
+from gristmill.tasks.shards import MANIFEST_NAME, PROGRESS_DIR, Generation, StageOutput, iter_batches
 from gristmill.tasks.tracking import Tracker
 
 CHECKPOINTS = ("train", "checkpoints")
@@ -40,7 +42,7 @@ def history(config: PipelineConfig) -> dict[str, list[dict[str, Any]]]:
             "generation": g.number,
             "created": g.created_at[:19],
             "documents": sum(s.rows for s in g.shards.get("documents", [])),
-            "pages_fetched": sum(s.rows for s in g.shards.get("raw", []) if s.name.startswith("fetch")),
+            "pages_fetched": pages_stored(StageOutput(config.workspace, "crawl"), g),
         }
         for g in (crawl.generations if crawl else [])
     ]
@@ -50,6 +52,12 @@ def history(config: PipelineConfig) -> dict[str, list[dict[str, Any]]]:
         "runs": pipeline_runs(tracker.stage_runs()),
         "models": tracker.model_versions(config.tracking.registered_model),
     }
+
+
+def pages_stored(crawl: StageOutput, generation: Generation) -> int:
+    """Pages a crawl generation stored, from its fetch log (which gc keeps; its raw shards may be gone)."""
+    paths = [crawl.dataset_dir("fetches") / s.name for s in generation.shards.get("fetches", [])]
+    return sum(pc.sum(pc.equal(b.column("outcome"), "stored")).as_py() or 0 for b in iter_batches(paths, ["outcome"]))
 
 
 def pipeline_runs(stage_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

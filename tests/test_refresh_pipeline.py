@@ -199,7 +199,10 @@ def test_a_scheduled_refresh_trains_on_what_changed_and_a_run_without_change_doe
     assert number == 1 and len(crawl_docs) == 1
     assert newest_generation(workspace, "dedup", "signatures") == (1, crawl_docs)
     assert newest_generation(workspace, "clean", "documents") == (1, sorted(crawl_docs + crawl_docs_gen0))
-    assert newest_generation(workspace, "tokenize", "train")[1] == sorted(crawl_docs + crawl_docs_gen0)
+    tokenized = StageOutput(workspace, "tokenize").read_manifest().generations[-1].shards
+    # The removed page was in the train or the validation split (by its doc id): that split's shard was rewritten.
+    assert {s.name for split in ("train", "val") for s in tokenized.get(split, [])} == {*crawl_docs, *crawl_docs_gen0}
+    assert {s.name for s in tokenized["train"]} >= set(crawl_docs)
     clean_manifest = StageOutput(workspace, "clean").read_manifest()
     assert clean_manifest.stats["removed"]["page_removed"] == 1
 
@@ -260,6 +263,7 @@ def test_a_scheduled_refresh_trains_on_what_changed_and_a_run_without_change_doe
     assert not (workspace / "dedup" / "signatures" / crawl_docs_gen0[0]).exists()
     assert raw_gen0 and not [n for n in raw_gen0 if (workspace / "crawl" / "raw" / n).exists()]
     assert not warc[0].exists() and warc[1].exists()
+    assert [g["pages_fetched"] for g in history(config)["generations"]] == [61, 4]  # from the fetch logs, kept
     assert not list((workspace / "train" / "checkpoints").glob("*.ckpt"))
     assert (workspace / "train" / "checkpoints" / "g001" / "last.ckpt").is_file()
     log.clear()
