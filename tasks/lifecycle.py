@@ -1,12 +1,13 @@
 """A workspace over time: what its runs made (`history`) and what can go (`collect_garbage`).
 
-`history` reads the crawl manifest's corpus generations, the MLflow stage runs and the registered model versions.
-`collect_garbage` removes what no later run and no registered model needs: training checkpoints of generations
-older than the newest `keep` (a registered version's weights live in MLflow, not in the checkpoints), intermediate
-shards of those generations (dedup signatures: dropped from the manifest, whose digest stays, and recomputed if a
-later run needs them), and files in a finished stage's directory that its manifest no longer lists (shards of
-units a refresh rewrote, progress records of units that are gone, temporary files of killed writes). Every stage
-stays up to date.
+`history` reads the crawl manifest's corpus generations (pages from their fetch logs), the MLflow stage runs and the
+registered model versions. `collect_garbage` removes what no later run and no registered model needs: training
+checkpoints of generations older than the newest `keep` (a registered version's weights live in MLflow, not in the
+checkpoints), intermediate data of those generations (crawl raw shards and WARC files, dedup signatures: dropped
+from their manifest, whose digest stays; the documents extracted from raw shards stay, and signatures are
+recomputed if a later run needs them), and files in a finished stage's directory that its manifest no longer lists
+(shards of units a refresh rewrote, progress records of units that are gone, temporary files of killed writes).
+Every stage stays up to date, and a later refresh works on what is left.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ step (so "validation loss fell" is measurable), trains to `max_steps`, and write
 state dict plus `model_config.json` (`lightning_model/weights.py`, which evaluate reads back). Checkpoints go to
 `checkpoint_dir` every `val_every_steps` and at the end; when `checkpoint_dir/last.ckpt` exists the next call
 resumes from it, so an interrupted stage continues and a raised `max_steps` trains on from where it stopped.
+
+Under `train.mode: continue`, a later corpus generation's training starts from the registry's champion (its weights
+from MLflow, `Tracker.alias_weights`), or from scratch, saying why, when there is none or its weights are gone.
 """
 
 from __future__ import annotations
