@@ -12,9 +12,11 @@ from MLflow, `Tracker.alias_weights`), or from scratch, saying why, when there i
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,7 +35,7 @@ from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
-from gristmill.lightning_model.weights import WEIGHTS_FILE, save_model
+from gristmill.lightning_model.weights import CONFIG_FILE, WEIGHTS_FILE, save_model
 from gristmill.tasks.evaluate.gate import CHAMPION
 from gristmill.tasks.shards import UnitRecord, file_sha256, verified
 from gristmill.tasks.stage import StageContext, StageResult
@@ -192,8 +194,8 @@ def run(ctx: StageContext) -> StageResult:
         # and not the last one.
         checkpoint_dir = ctx.output.path / CHECKPOINTS_DIR
         if generation is not None:
-            checkpoint_dir = checkpoint_dir / f"g{generation.number:03d}"
-        with champion_weights(ctx) if later else nullcontext(Start()) as start:
+            checkpoint_dir = own_checkpoints(checkpoint_dir / f"g{generation.number:03d}", ctx.input_hash or "")
+        with champion_weights(ctx, model_config) if later else nullcontext(Start()) as start:
             # Continued: the champion trains on the new generation's sequences (all of them if it has none);
             # otherwise a new model trains on everything.
             new_train = (
@@ -240,6 +242,21 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
+INPUT_MARKER = "input_hash"
+
+
+def own_checkpoints(directory: Path, input_hash: str) -> Path:
+    """A generation's checkpoint directory for training on this input: one left by a training on other data (a
+    rebuilt tokenize numbers its generations anew) is emptied, so `last.ckpt` resumes only this training."""
+    marker = directory / INPUT_MARKER
+    if directory.exists() and not (marker.is_file() and marker.read_text() == input_hash):
+        log.info("train: %s holds a training on other data; starting it afresh", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(input_hash)
+    return directory
+
+
 @dataclass
 class Start:
     """Where a training starts: the champion's weights (and its version), or a new model (and why)."""
@@ -260,9 +277,10 @@ class Start:
 
 
 @contextmanager
-def champion_weights(ctx: StageContext) -> Iterator[Start]:
+def champion_weights(ctx: StageContext, model_config: ModelConfig) -> Iterator[Start]:
     """The current champion's weights (the registry alias the evaluate stage's gate gives), downloaded for the
-    training to start from; a new model, with the reason logged, when there is no champion or its weights are gone."""
+    training to start from; a new model, with the reason logged, when there is no champion, its weights are gone, or
+    it is of another shape than the model this config trains (other model settings or vocabulary)."""
     name = ctx.config.tracking.registered_model
     if ctx.tracker is None:
         yield _scratch("no MLflow tracker, so no registry to find the champion in")
@@ -271,6 +289,10 @@ def champion_weights(ctx: StageContext) -> Iterator[Start]:
         version, weights, why = ctx.tracker.alias_weights(name, CHAMPION, Path(scratch))
         if weights is None:
             yield _scratch(why)
+            return
+        shape = weights.with_name(CONFIG_FILE)
+        if not shape.is_file() or ModelConfig.from_dict(json.loads(shape.read_text())) != model_config:
+            yield _scratch(f"the champion, version {version}, is not of the shape this config trains ({CONFIG_FILE})")
             return
         log.info("train: continuing from the champion, version %d of %s", version, name)
         yield Start(weights=weights, version=version)

@@ -74,6 +74,13 @@ def test_continue_starts_from_the_champion_and_trains_anew_without_one(tmp_path)
     assert tracker.client.get_run(third.mlflow_run_id).data.tags[PARENT_VERSION_TAG] == str(version)
     assert not list(output.path.glob(".champion-*"))  # the downloaded weights are not left behind
 
+    # Another vocabulary (tokenize settings changed): the champion does not fit the model this config trains.
+    other_vocab = config.model_copy(update={"tokenize": config.tokenize.model_copy(update={"vocab_size": 280})})
+    add_generation(other_vocab, 4)
+    summary = execute(other_vocab, "train", train.run, tracker=tracker)
+    assert output.read_manifest().stats["continued"] is False
+    assert any(f"the champion, version {version}, is not of the shape" in w for w in summary.warnings)
+
     # The champion's weights artifact is gone: a new model again, and why.
     run_artifacts = Path(tracker.client.get_run(first.mlflow_run_id).info.artifact_uri.removeprefix("file://"))
     shutil.rmtree(run_artifacts / WEIGHTS_ARTIFACT)
