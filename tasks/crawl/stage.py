@@ -234,7 +234,11 @@ def narrow_unit(
         if extract is not None:
             docs = [filter_by_source(ctx.output.dataset_dir("documents") / d.name, DOCUMENT_SCHEMA, keep)
                     for d in extract.shards["documents"]]  # fmt: skip
-            stats = {**extract.stats, "documents": sum(d.rows for d in docs)}
+            documents = sum(d.rows for d in docs)
+            # The counts that follow from the rows; the others (fallbacks, failures) stay as the whole batch had them.
+            rows = narrowed.rows
+            counts = {**extract.stats.get("extract", {}), "records": rows, "no_text": rows - documents}
+            stats = {**extract.stats, "documents": documents, "extract": counts}
             update = {"inputs": narrowed.sha256, "shards": {"documents": docs}, "stats": stats}
             ctx.output.finish_unit(extract.model_copy(update=update))
         raw_shards.append(narrowed)

@@ -81,7 +81,7 @@ def test_a_changed_file_of_three_is_the_only_one_read_again(tmp_path):
     expected = TEXTS | {"b.txt": "Glaciers retreat in a warmer climate and leave lakes behind them."}
     assert texts_by_file(cfg) == expected  # b's earlier text is gone, a's and c's stay
     stats = StageOutput(cfg.workspace, "crawl").read_manifest().stats
-    assert stats["ingest_files"] == 3 and stats["raw_records"] == 3
+    assert stats["ingest_files"] == 3 and stats["raw_records"] == 3 and stats["extract"]["records"] == 3
     # The changed file is a unit of its own; the first batch keeps the two others.
     units = [u for u in StageOutput(cfg.workspace, "crawl").units() if u.stats.get("file_digests")]
     held = sorted(sorted(Path(url).name for url in u.stats["file_digests"]) for u in units)
