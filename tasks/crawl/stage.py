@@ -224,28 +224,20 @@ def narrow_unit(
     ctx: StageContext, record: UnitRecord, files: list[str], remembered: dict[str, dict[str, Any]]
 ) -> UnitRecord:
     """An ingest unit's records of `files` only: its raw shards and the documents extracted from them, filtered by
-    `source` (no source file is read, nothing is extracted again); the extract units' records follow."""
+    `source` (no source file is read, nothing is extracted again); the extract units' records follow. Raw shards gc
+    collected are gone: only their documents are narrowed."""
     keep = pa.array(files)
-    raw_shards = []
+    raw_shards, records = [], 0
     for info in record.shards.get("raw", []):
-        raw_path = ctx.output.dataset_dir("raw") / info.name
-        extract = ctx.output.finished_unit(f"extract-{raw_path.stem}", info.sha256)
-        narrowed = filter_by_source(raw_path, RAW_SCHEMA, keep)
-        if extract is not None:
-            docs = [filter_by_source(ctx.output.dataset_dir("documents") / d.name, DOCUMENT_SCHEMA, keep)
-                    for d in extract.shards["documents"]]  # fmt: skip
-            documents = sum(d.rows for d in docs)
-            # The counts that follow from the rows; the others (fallbacks, failures) stay as the whole batch had them.
-            rows = narrowed.rows
-            counts = {**extract.stats.get("extract", {}), "records": rows, "no_text": rows - documents}
-            stats = {**extract.stats, "documents": documents, "extract": counts}
-            update = {"inputs": narrowed.sha256, "shards": {"documents": docs}, "stats": stats}
-            ctx.output.finish_unit(extract.model_copy(update=update))
+        narrowed = narrow_documents(ctx, info, keep, rewrite_raw=True)
         raw_shards.append(narrowed)
+        records += narrowed.rows
+    for info in record.collected.get("raw", []):
+        records += narrow_documents(ctx, info, keep, rewrite_raw=False).rows  # plain files: one record a file
     kept = set(files)
     stats = {
         **record.stats,
-        "raw_records": sum(s.rows for s in raw_shards),
+        "raw_records": records,
         "ingest_files": len(files),
         FILE_DIGESTS: {url: digest for url, digest in record.stats[FILE_DIGESTS].items() if url in kept},
         "problems": [p for p in record.stats.get("problems", []) if p["where"].rsplit(" @ ", 1)[0] in kept],
@@ -254,6 +246,28 @@ def narrow_unit(
     log.info("ingest: unit %s keeps %d of its %d files (the others changed or went)", record.unit, len(files),
              len(record.stats[FILE_DIGESTS]))  # fmt: skip
     return ctx.output.finish_unit(record.model_copy(update=update))
+
+
+def narrow_documents(ctx: StageContext, raw_info: ShardInfo, keep: pa.Array, rewrite_raw: bool) -> ShardInfo:
+    """Filter one raw shard (when `rewrite_raw`) and the documents extracted from it to the records of `keep`, and
+    record the extract unit as done on the result; the raw shard's info after (or, not rewritten, the documents')."""
+    raw_path = ctx.output.dataset_dir("raw") / raw_info.name
+    extract = ctx.output.finished_unit(f"extract-{raw_path.stem}", raw_info.sha256)  # on the raw shard as it was
+    narrowed = filter_by_source(raw_path, RAW_SCHEMA, keep) if rewrite_raw else None
+    if extract is None:  # not extracted yet: its unit runs on the narrowed shard
+        return narrowed or raw_info
+    docs = [filter_by_source(ctx.output.dataset_dir("documents") / d.name, DOCUMENT_SCHEMA, keep)
+            for d in extract.shards["documents"]]  # fmt: skip
+    documents = sum(d.rows for d in docs)
+    stats = {**extract.stats, "documents": documents}
+    if narrowed is not None:  # the counts that follow from the rows; fallbacks and failures stay as they were
+        stats["extract"] = {**extract.stats.get("extract", {}), "records": narrowed.rows}
+        stats["extract"]["no_text"] = narrowed.rows - documents
+    inputs = narrowed.sha256 if narrowed else raw_info.sha256
+    ctx.output.finish_unit(extract.model_copy(update={"inputs": inputs, "shards": {"documents": docs}, "stats": stats}))
+    if narrowed is not None:
+        return narrowed
+    return docs[0] if docs else raw_info
 
 
 def filter_by_source(path: Path, schema: pa.Schema, sources: pa.Array) -> ShardInfo:

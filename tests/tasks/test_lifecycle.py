@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,28 @@ def test_gc_removes_old_generations_raw_shards_and_a_later_refresh_keeps_their_d
     assert set(opened) == {"c.jsonl"}  # a.jsonl, whose raw shard gc removed, is not read again
     texts = {d["text"] for d in iter_records(crawl.shard_paths("documents"), ["text"])}
     assert {"Rivers carry water to the sea.", "Lakes are still and deep."} <= texts
+
+
+def test_a_plain_file_changed_after_gc_collected_its_raw_shard_replaces_its_documents(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in (("a.txt", "Rivers carry water to the sea."), ("b.txt", "Glaciers move slowly.")):
+        (corpus / name).write_text(text)
+    config = source_config(tmp_path / "ws", corpus)
+    execute(config, "crawl", crawl_stage.run)
+    (corpus / "c.txt").write_text("Lakes are still and deep.")  # generation 1
+    execute(config, "crawl", crawl_stage.run)
+    collect_garbage(config, keep=1)  # the first batch's raw shard goes
+
+    (corpus / "b.txt").write_text("Glaciers retreat and leave lakes behind.")
+    os.utime(corpus / "b.txt", (2_000_000_000, 2_000_000_000))
+    with files_opened(corpus) as opened:
+        assert execute(config, "crawl", crawl_stage.run).count_out == 3
+    assert set(opened) == {"b.txt"}
+    crawl = StageOutput(config.workspace, "crawl")
+    texts = sorted(d["text"] for d in iter_records(crawl.shard_paths("documents"), ["text"]))
+    assert texts == [
+        "Glaciers retreat and leave lakes behind.",
+        "Lakes are still and deep.",
+        "Rivers carry water to the sea.",
+    ]
