@@ -562,8 +562,9 @@ class TrainConfig(Section):
     seed: int = 1337
     mode: Literal["continue", "scratch"] = Field(
         "continue",
-        description="When the corpus gains a generation: continue: train on from the last model, on the new "
-        "generation's data; scratch: train a new model on the whole corpus.",
+        description="When the corpus gains a generation: continue: train on from the current champion (the "
+        "registry's `champion` alias; a new model when there is none), on the new generation's data; scratch: train "
+        "a new model on the whole corpus.",
     )
 
     @model_validator(mode="after")

@@ -55,6 +55,11 @@ class UnitRecord(BaseModel):
     shards: dict[str, list[ShardInfo]] = Field(default_factory=dict)
     stats: dict[str, Any] = Field(default_factory=dict)
     inputs: str | None = Field(None, description="Digest of what the unit read: it is reused only for the same.")
+    collected: dict[str, list[ShardInfo]] = Field(
+        default_factory=dict,
+        description="Shards `gristmill gc` removed (old generations' intermediates): no longer listed or checked; "
+        "what later units made from them is kept.",
+    )
 
 
 class Generation(BaseModel):
@@ -522,6 +527,27 @@ class StageOutput:
             }
         )
         atomic_write_json(self.manifest_path, updated.model_dump(mode="json"))
+
+    def forget_files(self, names: set[str]) -> None:
+        """Drop files (relative to the stage directory) from the manifest's `files` (removed by `gristmill gc`).
+        The digest stays, as with `forget_shards`."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return
+        files = {key: rel for key, rel in manifest.files.items() if rel not in names}
+        atomic_write_json(self.manifest_path, manifest.model_copy(update={"files": files}).model_dump(mode="json"))
+
+    def collect_shards(self, dataset: str, names: set[str]) -> None:
+        """Move shards of one dataset from the records of the units that wrote them to their `collected` (their files
+        were removed by `gristmill gc`): the units stay finished, and what was made from those shards stays."""
+        for record in self.units():
+            gone = [s for s in record.shards.get(dataset, []) if s.name in names]
+            if not gone:
+                continue
+            still = [s for s in record.shards[dataset] if s.name not in names]
+            shards = {d: v for d, v in record.shards.items() if d != dataset} | ({dataset: still} if still else {})
+            collected = {**record.collected, dataset: [*record.collected.get(dataset, []), *gone]}
+            self.finish_unit(record.model_copy(update={"shards": shards, "collected": collected}))
 
     def committed_unit(self, unit: str, inputs: str | None) -> UnitRecord | None:
         """A finished unit whose shards an earlier, completed run of this stage committed (not just a unit of an

@@ -23,9 +23,10 @@ from gristmill.tasks.evaluate.gate import CANDIDATE, CHAMPION, Check, Decision, 
 from gristmill.tasks.evaluate.generate import generate_samples
 from gristmill.tasks.evaluate.perplexity import perplexity
 from gristmill.tasks.evaluate.scoring import SentenceScorer, token_byte_lengths
-from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
+from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord, atomic_write_json
 from gristmill.tasks.stage import StageContext, StageResult, corpus_generations, stage_fingerprint
 from gristmill.tasks.tokenize.bpe import load_tokenizer
+from gristmill.tasks.tracking import PARENT_VERSION_TAG, WEIGHTS_RUN_TAG
 
 log = logging.getLogger("gristmill.evaluate")
 
@@ -183,6 +184,7 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
         "gristmill.pipeline": ctx.config.name,
         "gristmill.pipeline_run_id": pipeline_run,
         "gristmill.corpus_generations": ",".join(str(g) for g in corpus_generations(ctx.workspace)),
+        **_training_lineage(ctx.upstream.read_manifest()),
         f"{GATE_TAG}.alias": decision.alias,
         EVALUATION_TAG: evaluation,
         **{f"{GATE_TAG}.{c.name}": f"{c.value:.6g}" for c in checks},
@@ -217,6 +219,14 @@ def drop_unfinished_attempts(ctx: StageContext, name: str, evaluation: str) -> N
             name,
             stale.run_id,
         )
+
+
+def _training_lineage(train: Manifest) -> dict[str, str]:
+    """The version's weights (the train run that logged them: a later training continues from there) and the
+    version its training continued from, if any."""
+    tags = {WEIGHTS_RUN_TAG: train.mlflow_run_id or ""}
+    parent = train.stats.get("continued_from_version")
+    return tags | ({PARENT_VERSION_TAG: str(parent)} if parent is not None else {})
 
 
 LINEAGE = {"tokenize": "training", "clean": "corpus", "dedup": "corpus", "crawl": "corpus"}
