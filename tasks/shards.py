@@ -275,6 +275,8 @@ def open_shard(path: Path) -> Iterator[pq.ParquetFile]:
         if expected:
             raise damaged_shard(path, recorded[0], "missing") from None
         raise ShardError(f"{path}: no such shard") from None
+    except OSError as err:  # a directory, no permission
+        raise ShardError(f"{path}: not a readable Parquet shard: {err}") from err
     with source:
         if expected:
             problem = _mapped_problem(source, expected)
