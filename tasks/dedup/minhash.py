@@ -28,7 +28,7 @@ from gristmill.tasks.dedup.tokens import (
     texts_with,
     word_tokens,
 )
-from gristmill.tasks.text.units import guess_segmenter
+from gristmill.tasks.text.units import guess_segmenters
 from gristmill.tasks.text.units import words as segment_words
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
@@ -91,13 +91,13 @@ def segment_unspaced(texts: pa.Array) -> pa.Array:
     untouched; only texts with such characters reach Python."""
     texts = large_strings(texts)
     found = texts_with(texts, _UNSPACED)
+    values = texts.take(pa.array(found, pa.int64())).to_pylist()
     changed = {}
-    for i, value in zip(found, texts.take(pa.array(found, pa.int64())).to_pylist(), strict=True):
-        segmenter = guess_segmenter(value)
+    for i, value, segmenter in zip(found.tolist(), values, guess_segmenters(values), strict=True):
         # A CJK name in an English page leaves the page as it is; Korean is written with spaces between its words,
         # so its shingles need no morpheme analysis (Kiwi costs ~30 ms a page: it bounded the whole stage).
         if segmenter not in SPACED:
-            changed[int(i)] = " ".join(segment_words(value, segmenter=segmenter))
+            changed[i] = " ".join(segment_words(value, segmenter=segmenter))
     return replace_values(texts, changed)
 
 
