@@ -53,7 +53,7 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
     columns = [
         pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int32)),
         has_text,
-        pa.array(normalizer(cfg).hashes(nonblank), pa.binary(8)),
+        normalizer(cfg).digests(nonblank),
         pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
         quality,
         batch.column("url"),

@@ -144,6 +144,8 @@ _SCRIPT_RANGES = {
     "han": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2FFFF), (0xF900, 0xFAFF)),
     "nospace": ((0x0E00, 0x0EFF), (0x1780, 0x17FF), (0x1000, 0x109F), (0x0F00, 0x0FFF)),  # Thai, Lao, Khmer, ...
 }
+# A text is guessed to need a segmenter other than "spaces" or "kiwi" only if it holds a character of these.
+SEGMENTED_SCRIPT_RANGES = (*_SCRIPT_RANGES["kana"], *_SCRIPT_RANGES["han"], *_SCRIPT_RANGES["nospace"])
 _CLASSES = ("none", *_SCRIPT_RANGES, "other")  # what each character counts as, by number
 _OTHER = len(_CLASSES) - 1
 
