@@ -49,8 +49,14 @@ def texts_with(texts: pa.Array, table: np.ndarray) -> np.ndarray:
     leads = np.flatnonzero(data >= 0xC2)
     if not len(leads):
         return leads
-    hit = leads[table[data[leads], np.append(data, np.uint8(0))[leads + 1]]]
+    hit = leads[table[data[leads], _next_bytes(data, leads)]]
     return np.unique(np.searchsorted(offsets, hit, side="right") - 1)
+
+
+def _next_bytes(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """The byte after each lead byte (a lead at the very end, only in broken UTF-8, reads itself: no table marks a
+    second byte >= 0xC0), without copying the batch's bytes to pad them."""
+    return data[np.minimum(leads + 1, len(data) - 1)]
 
 
 # Characters whose NFKC form differs in what the word splitter sees: combining marks (NFC composition), Hangul
@@ -81,7 +87,12 @@ def nfkc(texts: pa.Array) -> pa.Array:
     if not len(found):
         return texts
     values = texts.take(pa.array(found)).to_pylist()
-    return replace_values(texts, {int(i): unicodedata.normalize("NFKC", v) for i, v in zip(found, values, strict=True)})
+    changed = {  # is_normalized is C-fast where a text is already in NFKC (most are: ² or µ alone, say)
+        i: unicodedata.normalize("NFKC", v)
+        for i, v in zip(found.tolist(), values, strict=True)
+        if not unicodedata.is_normalized("NFKC", v)
+    }
+    return replace_values(texts, changed)
 
 
 def large_strings(texts: pa.Array) -> pa.Array:
@@ -164,7 +175,7 @@ def _non_ascii_punctuation(data: np.ndarray) -> np.ndarray:
     if not len(leads):
         return leads
     first = data[leads]
-    second = np.append(data, np.uint8(0))[leads + 1]
+    second = _next_bytes(data, leads)
     width = np.zeros(len(leads), dtype=np.int64)
     width[(first == 0xC2) & ~_LATIN1_WORDS[second]] = 2
     width[(first == 0xE2) | ((first == 0xE3) & (second == 0x80)) | ((first == 0xEF) & (second == 0xB8))] = 3
