@@ -42,8 +42,9 @@ def normalizer(cfg: DedupConfig) -> Normalizer:
 def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, first_row: int) -> pa.RecordBatch:
     """The signature rows of one batch of documents."""
     texts = batch.column("text")
+    chars = pc.fill_null(pc.utf8_length(texts), 0)
     # Not blank: some character other than Unicode whitespace (cheaper than trimming a copy of every text).
-    has_text = pc.fill_null(pc.and_(pc.greater(pc.utf8_length(texts), 0), pc.invert(pc.utf8_is_space(texts))), False)
+    has_text = pc.fill_null(pc.and_(pc.greater(chars, 0), pc.invert(pc.utf8_is_space(texts))), False)
     # Blank texts become empty (the empty sketch); both hashes read this one array, so they tokenise it once.
     nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
     sigs = minhasher.batch(nonblank)
@@ -54,7 +55,7 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
         pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int32)),
         has_text,
         normalizer(cfg).digests(nonblank),
-        pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
+        chars.cast(pa.int32()),
         quality,
         batch.column("url"),
         pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), cfg.num_perm),
