@@ -38,11 +38,12 @@ _BLOCK_BYTES = 4 << 20  # permutation block: 4 MiB stays in cache; 32 MiB blocks
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    h = h ^ (h >> np.uint32(16))  # a new array: the rest works in place on it
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 @dataclass
@@ -114,18 +115,18 @@ def _ngrams(tokens: np.ndarray, lengths: np.ndarray, n: int) -> Shingles:
     span = min(n, total) if total else 0
     chained = tokens[: total - span + 1].copy() if span else np.zeros(0, np.uint64)
     for j in range(1, span):
-        chained = chained * K64 + tokens[j : total - span + 1 + j]
+        np.multiply(chained, K64, out=chained)
+        np.add(chained, tokens[j : total - span + 1 + j], out=chained)
     full = np.where(lengths >= n, lengths - n + 1, 0)
     # Starts of the full n-grams of each document, without a Python loop over documents.
-    doc_of = np.repeat(np.arange(len(lengths)), full)
     first = np.repeat(starts[:-1] - np.concatenate(([0], np.cumsum(full)[:-1])), full)
-    picked = chained[np.arange(len(doc_of)) + first] if span == n else np.zeros(0, np.uint64)
+    picked = chained[np.arange(len(first)) + first] if span == n else np.zeros(0, np.uint64)
     counts = full.copy()
     short = np.flatnonzero((lengths > 0) & (lengths < n))
     if len(short):  # rare: a document shorter than one shingle is a single shingle of all its tokens
         extra = np.array([_chain(tokens[starts[d] : starts[d] + lengths[d]]) for d in short], dtype=np.uint64)
         counts[short] = 1
-        doc_of = np.concatenate((doc_of, short))
+        doc_of = np.concatenate((np.repeat(np.arange(len(lengths)), full), short))
         picked = np.concatenate((picked, extra))
         order = np.argsort(doc_of, kind="stable")
         picked = picked[order]

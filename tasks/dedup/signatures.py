@@ -46,7 +46,8 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
     # Not blank: some character other than Unicode whitespace (cheaper than trimming a copy of every text).
     has_text = pc.fill_null(pc.and_(pc.greater(chars, 0), pc.invert(pc.utf8_is_space(texts))), False)
     # Blank texts become empty (the empty sketch); both hashes read this one array, so they tokenise it once.
-    nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
+    blank = not pc.all(has_text).as_py()  # most batches have none: no copy of their texts then
+    nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)) if blank else texts)
     sigs = minhasher.batch(nonblank)
     schema = signature_schema(cfg.num_perm)
     # The word share costs as much as the MinHash: only the `quality` survivor rule reads it.
