@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from gristmill.conf.schema import TrainConfig
-from gristmill.lightning_model.callbacks import MFUMonitor, TrainingHistory
+from gristmill.lightning_model.callbacks import MFUMonitor, StepProgressBar, TrainingHistory
 from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
@@ -93,6 +93,7 @@ def train_model(
             raise ValueError("train_model: give tracking_uri with mlflow_run_id (else MLflow uses ./mlruns)")
         logger = CallerRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
 
+    progress = [StepProgressBar()] if os.environ.get("GRISTMILL_PROGRESS", "1") == "1" else []
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=cfg.devices,
@@ -109,8 +110,8 @@ def train_model(
         gradient_clip_val=cfg.grad_clip or None,
         log_every_n_steps=log_every,
         logger=logger,
-        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *(callbacks or [])],
-        enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
+        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *progress, *(callbacks or [])],
+        enable_progress_bar=bool(progress),
         enable_model_summary=False,
         deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none
         default_root_dir=str(checkpoint_dir),
