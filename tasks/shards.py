@@ -128,10 +128,13 @@ def temporary_for(path: Path) -> Iterator[Path]:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in DISK_FULL:
+            room = (
+                "raise the file size limit (`ulimit -f`) or write smaller shards (the stage's shard_rows)"
+                if err.errno == errno.EFBIG
+                else f"free space on the filesystem of {path.parent} (or move the workspace)"
+            )
             raise ShardError(
-                f"cannot write {path}: {os.strerror(err.errno)}",
-                fix=f"free space on the filesystem of {path.parent} (or move the workspace) and run again: "
-                "finished units are kept",
+                f"cannot write {path}: {os.strerror(err.errno)}", fix=f"{room} and run again: finished units are kept"
             ) from err
         raise
     os.replace(tmp, path)
@@ -241,19 +244,57 @@ def iter_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream record batches from shards one at a time: memory is bounded by `batch_size`, not the corpus.
 
-    A shard listed in its stage's manifest is checked against it (size and checksum) before it is read: a damaged
-    or overwritten shard stops the reader with a `ShardError` naming it and the stage that wrote it.
+    A shard listed in its stage's manifest is checked against it (size and checksum) in the same read that decodes
+    it (`open_shard`), before its first batch: a damaged or overwritten shard stops the reader with a `ShardError`
+    naming it and the stage that wrote it, before the unit reading it has produced anything.
     """
     for path in paths:
-        verify_recorded_shard(path)
+        with open_shard(path) as parquet:
+            missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
+            if missing:
+                raise ShardError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
+            yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+
+
+@contextmanager
+def open_shard(path: Path) -> Iterator[pq.ParquetFile]:
+    """A shard opened for reading, checked against its stage's manifest when that stage has finished.
+
+    One read of the file, not a hash pass and then a read: the shard is memory-mapped, its sha256 taken over the
+    mapping (which pulls every page in once), and pyarrow decodes from those same pages. The check comes first
+    because Parquet is read footer first and then by column chunk, not front to back: a hash fed by pyarrow's own
+    reads would see the bytes out of order, and only after rows had been handed out. A mapping, not a copy in
+    memory, keeps memory bounded by the page cache, not the shard; shards are replaced by rename and never rewritten
+    in place (the workspace lock keeps writers out), so the file cannot shrink under the mapping.
+    """
+    recorded = _recorded_shards(path.parent.parent / MANIFEST_NAME)
+    expected = recorded[1].get((path.parent.name, path.name)) if recorded else None
+    try:
+        source = pa.memory_map(str(path)) if expected else pa.OSFile(str(path))
+    except FileNotFoundError:
+        if expected:
+            raise damaged_shard(path, recorded[0], "missing") from None
+        raise ShardError(f"{path}: no such shard") from None
+    with source:
+        if expected:
+            problem = _mapped_problem(source, expected)
+            if problem:
+                raise damaged_shard(path, recorded[0], problem)
         try:
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(source)
         except (OSError, pa.ArrowInvalid) as err:
             raise ShardError(f"{path}: not a readable Parquet shard: {err}") from err
-        missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
-        if missing:
-            raise ShardError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
-        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+        yield parquet
+
+
+def _mapped_problem(source: pa.MemoryMappedFile, expected: ShardInfo) -> str | None:
+    size = source.size()
+    if size != expected.bytes:
+        return f"{size:,} bytes where its manifest says {expected.bytes:,}"
+    if size and hashlib.sha256(source.read_buffer()).hexdigest() != expected.sha256:
+        return "its checksum differs from its manifest's (damaged or overwritten)"
+    source.seek(0)
+    return None
 
 
 def iter_records(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -293,7 +334,10 @@ def verify_recorded_shard(path: Path) -> None:
 
 
 def verified(paths: list[Path]) -> list[Path]:
-    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader)."""
+    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader).
+
+    A pass of its own, before training: the loader reads each shard again every epoch, in worker processes and a
+    seeded order, and a damaged shard must stop the stage before its first step, not hours into it."""
     for path in paths:
         verify_recorded_shard(path)
     return paths
@@ -447,6 +491,11 @@ class StageOutput:
             atomic_write_json(self._generations_path, [g.model_dump(mode="json") for g in previous.generations])
         self.manifest_path.unlink(missing_ok=True)
         atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
+
+    def earlier_run_committed(self) -> bool:
+        """Whether a finished (committed) run of this stage came before the work begun now: `begin` keeps its
+        generations aside. Files an interrupted attempt left (a train stage's final weights) do not count."""
+        return self._generations_path.is_file()
 
     @property
     def _generations_path(self) -> Path:

@@ -265,6 +265,21 @@ class Tracker:
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    def versions_tagged(self, name: str, key: str, value: str) -> list[Any]:
+        """The versions of `name` whose tag `key` is `value` (none when the model is not registered yet)."""
+        return [v for v in self.client.search_model_versions(f"name='{name}'") if v.tags.get(key) == value]
+
+    def aliases_of(self, name: str, version: int) -> list[str]:
+        """The aliases `version` of `name` holds (the registered model's, as searched versions do not carry them)."""
+        aliases = self.client.get_registered_model(name).aliases
+        return sorted(alias for alias, held in aliases.items() if int(held) == int(version))
+
+    def run_finished(self, run_id: str) -> bool:
+        return self.client.get_run(run_id).info.status == "FINISHED"
+
+    def delete_version(self, name: str, version: int) -> None:
+        self.client.delete_model_version(name, str(version))
+
 
 def _version(package: str) -> str:
     from importlib.metadata import version

@@ -175,7 +175,9 @@ def run(ctx: StageContext) -> StageResult:
     )
 
     previous = ctx.output.path / FINAL_DIR / WEIGHTS_FILE
-    continuing = cfg.mode == "continue" and previous.is_file()
+    # The weights of a finished training only: an attempt killed after writing final/ (before its unit was recorded)
+    # is resumed from its checkpoint, not taken for a model to continue from.
+    continuing = cfg.mode == "continue" and previous.is_file() and ctx.output.earlier_run_committed()
     generation = tokenized.read_manifest().generations[-1] if continuing else None
     new_train = (
         [tokenized.dataset_dir("train") / s.name for s in generation.shards.get("train", [])] if generation else []
