@@ -167,12 +167,17 @@ def write_shard(
     batches: Iterable[pa.RecordBatch] | pa.Table,
     schema: pa.Schema,
     use_dictionary: bool | list[str] = True,
+    uncompressed: list[str] | None = None,
 ) -> ShardInfo:
     """Write one Parquet shard atomically and return its size and checksum. `use_dictionary` names the columns
-    worth dictionary-encoding when not all are: on columns of hash values it only costs time."""
+    worth dictionary-encoding when not all are, `uncompressed` the columns zstd is not worth running on: on
+    columns of hash values both only cost time."""
     rows = 0
+    compression: str | dict[str, str] = "zstd"
+    if uncompressed:
+        compression = {name: "none" if name in uncompressed else "zstd" for name in schema.names}
     with temporary_for(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=use_dictionary) as writer:
+        with pq.ParquetWriter(tmp, schema, compression=compression, use_dictionary=use_dictionary) as writer:
             for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
                 rows += batch.num_rows
