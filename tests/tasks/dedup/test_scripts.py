@@ -28,8 +28,9 @@ def jaccard(a: str, b: str) -> float:
 
 
 def test_cjk_texts_are_respaced_word_by_word_and_others_are_untouched():
-    out = segment_unspaced(pa.array(["我们在北京大学学习。", "Plain English, untouched.", None]))
-    assert out.to_pylist() == ["我们 在 北京大学 学习 。", "Plain English, untouched.", ""]
+    korean = "서울에서 공부합니다. 저는 학생입니다."  # written with spaces: its words stay as they are
+    out = segment_unspaced(pa.array(["我们在北京大学学习。", "Plain English, untouched.", None, korean, "ｶﾀｶﾅ"]))
+    assert out.to_pylist() == ["我们 在 北京大学 学习 。", "Plain English, untouched.", "", korean, "ｶﾀｶﾅ"]
 
 
 def test_chinese_and_japanese_near_duplicates_have_the_similarity_english_ones_have():
@@ -41,6 +42,14 @@ def test_chinese_and_japanese_near_duplicates_have_the_similarity_english_ones_h
         estimate = float((signature(text, 256, 5, 1) == signature(edited, 256, 5, 1)).mean())
         assert abs(estimate - true) < 0.08
     assert jaccard(ZH_LONG, JA_LONG) == 0.0 and jaccard(ZH_LONG, RU) == 0.0
+
+
+def test_the_stage_splits_japanese_words_at_the_characters_the_reference_definition_does():
+    # 々 (iteration mark) and 〇 (ideographic zero) are letters and numbers: inside words; ・ (katakana middle dot)
+    # is punctuation between the words of a loanword. The stage's byte-class splitter cut at 々 and 〇 and kept ・.
+    text = "人々は二〇二四年にコンピュータ・ソフトウェアを使い、時々データ・ベースを調べました。" * 3
+    found = MinHasher(64, 1, Shingler("word", 5)).shingler.batch(pa.array([text]))
+    assert len(set(found.hashes.tolist())) == len(shingles(text, 5))
 
 
 def test_exact_dedup_ignores_full_width_and_half_width_forms():
