@@ -7,6 +7,7 @@ and is extracted again with resiliparse (a few milliseconds where trafilatura ta
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import multiprocessing
 from collections import deque
@@ -15,11 +16,17 @@ from types import TracebackType
 
 import pebble
 
+from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
 FALLBACK_EXTRACTOR = "resiliparse"
+
+
+def extraction_worker(cfg: CrawlConfig) -> Callable[[dict, str], dict]:
+    """`document_from_raw` with the crawl's settings (a partial of a module-level function: it pickles)."""
+    return functools.partial(document_from_raw, long_text_chars=cfg.extract_long_text_chars)
 
 
 def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
@@ -59,7 +66,7 @@ class ExtractionPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for future in self._in_flight:  # a map() its consumer left unfinished: do not wait for its pages
+        for future in list(self._in_flight):  # a map() its consumer left unfinished: do not wait for its pages
             future.cancel()
         self._in_flight.clear()
         if exc_type is None:
@@ -75,11 +82,12 @@ class ExtractionPool:
         timeout_s: float,
         worker: Callable[[dict, str], dict] = document_from_raw,
         timeout_s_per_mb: float = 0.0,
+        ready: Callable[[dict], dict | None] | None = None,
     ) -> Iterator[tuple[dict, str | None]]:
         """(document, problem) for each raw record, in input order; problem is None, or what went wrong
         ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
         `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
-        flight."""
+        flight. `ready` may hold a record's document already (extracted while the crawl fetched): it is used as is."""
         if self._pool is None:
             raise RuntimeError("ExtractionPool.map needs the pool entered: use `with ExtractionPool(n) as pool:`")
         if extractor not in EXTRACTORS:
@@ -93,7 +101,11 @@ class ExtractionPool:
                     if raw is None:
                         break
                     limit = time_limit(raw, timeout_s, timeout_s_per_mb)
-                    window.append((raw, limit, self._schedule(worker, raw, extractor, limit)))
+                    document = ready(raw) if ready is not None else None
+                    if document is not None:
+                        window.append((raw, limit, _done(document)))
+                    else:
+                        window.append((raw, limit, self._schedule(worker, raw, extractor, limit)))
                 if not window:
                     return
                 raw, limit, future = window.popleft()
@@ -109,6 +121,16 @@ class ExtractionPool:
             for _, _, future in window:  # the consumer stopped early: do not leave work running
                 future.cancel()
                 self._in_flight.discard(future)
+
+    def submit(
+        self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
+    ) -> concurrent.futures.Future:
+        """One record, on its own (no time-limit fallback): the future's result is its document, or the error."""
+        if self._pool is None:
+            raise RuntimeError("ExtractionPool.submit needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        future = self._schedule(worker, raw, extractor, time_limit(raw, timeout_s, timeout_s_per_mb))
+        future.add_done_callback(self._in_flight.discard)  # its caller keeps the future; the pool need not
+        return future
 
     def _schedule(
         self, worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit: float
@@ -139,3 +161,9 @@ class ExtractionPool:
             self._in_flight.discard(future)
         logger.debug("%s: %s", raw["url"], problem)
         return document_without_text(raw), problem
+
+
+def _done(document: dict) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(document)
+    return future
