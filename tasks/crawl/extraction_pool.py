@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import io
 import logging
 import multiprocessing
+import multiprocessing.context
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing.context import set_spawning_popen
 from types import TracebackType
+from typing import Any
 
 import pebble
 
@@ -54,10 +60,10 @@ class ExtractionPool:
     def __enter__(self) -> ExtractionPool:
         context = multiprocessing.get_context("forkserver")
         # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
-        # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
-        # only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
-        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
+        # see tasks/crawl/warm_up.py for why that matters to the time limit), and without this process's __main__
+        # (WorkerContext). Takes effect only if this process has not started its forkserver yet; harmless otherwise.
+        context.set_forkserver_preload([__name__, "gristmill.tasks.crawl.warm_up"])
+        self._pool = pebble.ProcessPool(max_workers=self.workers, context=WorkerContext())
         return self
 
     def __exit__(
@@ -167,3 +173,43 @@ def _done(document: dict) -> concurrent.futures.Future:
     future: concurrent.futures.Future = concurrent.futures.Future()
     future.set_result(document)
     return future
+
+
+# -- worker processes without the parent's __main__ ---------------------------------------------------------------
+#
+# multiprocessing starts every child by importing the parent's main module (the `gristmill` command, a benchmark's
+# script): with it come Prefect and MLflow, 140 MB and seconds of imports in the forkserver, whose pages every worker
+# then shares and partly copies; a pool's first page waited ~10 s for it on a loaded 2-core machine. Extraction
+# workers run only module-level functions of importable modules, so they start without it.
+
+
+class _PopenWithoutMain(popen_forkserver.Popen):
+    def _launch(self, process_obj: Any) -> None:  # popen_forkserver.Popen._launch (CPython 3.11-3.13), less __main__
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        _parent_w = os.dup(w)  # as CPython: the child sees the parent die through it
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _WorkerProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> popen_forkserver.Popen:  # noqa: N802 - multiprocessing's name
+        return _PopenWithoutMain(process_obj)
+
+
+class WorkerContext(multiprocessing.context.ForkServerContext):
+    """The forkserver context, its processes started without importing this process's __main__."""
+
+    Process = _WorkerProcess
