@@ -24,7 +24,7 @@ from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_wor
 logger = logging.getLogger("gristmill.crawl.extract")
 
 EARLY_TEXT_CHARS = 64_000_000  # text held for the extract units: a bound on the stage process's memory
-EARLY_BODY_BYTES = 32_000_000  # each page in flight holds its body in this process until a worker is done with it
+EARLY_BODY_BYTES = 16_000_000  # each page in flight holds its body in this process until a worker is done with it
 
 
 def body_digest(raw: dict[str, Any]) -> bytes:

@@ -50,7 +50,10 @@ from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 log = logging.getLogger("gristmill.crawl")
 
 FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
-RAW_SHARD_BYTES = 256 << 20  # a raw shard also closes at this many body bytes: pages run from 1 KB to 5 MB
+# A raw shard also closes at this many body bytes (pages run from 1 KB to 5 MB). Writing a shard took the stage
+# process's memory up by ~4x its body bytes (records, Arrow table, Parquet buffers: 253 -> 413 MB for 150 docs
+# pages); at the earlier 256 MB that alone was past the stage's 500 MB.
+RAW_SHARD_BYTES = 32 << 20
 FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batches, not one unit per file
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
