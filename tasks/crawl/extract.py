@@ -121,22 +121,22 @@ def _text_chars(tree: lxml.html.HtmlElement) -> int:
 # benchmark it took 0.72 s against resiliparse's 0.67 s (it doubles resiliparse's time), so the resiliparse path
 # reads these tags from the tree it already has instead (0.5 ms a page): a date on 127 of the 181 pages
 # (htmldate: 179), the same day as htmldate's original date on 117 of them, a day apart (time zones) on the rest.
-_DATE_SELECTORS = (
-    'meta[property="article:published_time"]',
-    'meta[property="og:published_time"]',
-    'meta[name="article:published_time"]',
-    'meta[itemprop="datePublished"]',
-    'meta[name="pubdate"]',
-    'meta[name="publishdate"]',
-    'meta[name="publish-date"]',
-    'meta[name="parsely-pub-date"]',
-    'meta[name="sailthru.date"]',
-    'meta[name="dc.date.issued" i]',
-    'meta[name="dcterms.created" i]',
-    'meta[name="date"]',
-    '[itemprop="datePublished"][datetime]',
-    "time[pubdate][datetime]",
-    "time[datetime]",
+_DATE_SELECTORS = (  # (selector, what the page's markup must contain, lowercased, for it to match)
+    ('meta[property="article:published_time"]', "article:published_time"),
+    ('meta[property="og:published_time"]', "og:published_time"),
+    ('meta[name="article:published_time"]', "article:published_time"),
+    ('meta[itemprop="datePublished"]', "datepublished"),
+    ('meta[name="pubdate"]', "pubdate"),
+    ('meta[name="publishdate"]', "publishdate"),
+    ('meta[name="publish-date"]', "publish-date"),
+    ('meta[name="parsely-pub-date"]', "parsely-pub-date"),
+    ('meta[name="sailthru.date"]', "sailthru.date"),
+    ('meta[name="dc.date.issued" i]', "dc.date.issued"),
+    ('meta[name="dcterms.created" i]', "dcterms.created"),
+    ('meta[name="date"]', "date"),
+    ('[itemprop="datePublished"][datetime]', "datepublished"),
+    ("time[pubdate][datetime]", "pubdate"),
+    ("time[datetime]", "<time"),
 )
 
 
@@ -147,7 +147,12 @@ def _resiliparse(html: str, lang: str | None) -> Extracted:
     text = extract_plain_text(tree, main_content=True, comments=False, post_meta=False)
     published = None
     if tree.document is not None:
-        for selector in _DATE_SELECTORS:
+        # Each query walks the whole tree (5 ms a page of 15 on 2 MB documentation pages); a substring test on the
+        # markup skips the ones that cannot match.
+        markup = html.lower()
+        for selector, needle in _DATE_SELECTORS:
+            if needle not in markup:
+                continue
             element = tree.document.query_selector(selector)
             if element is not None:
                 published = _iso_date(element.getattr("content") or element.getattr("datetime"))
