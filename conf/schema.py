@@ -575,8 +575,9 @@ class TrainConfig(Section):
     seed: int = 1337
     mode: Literal["continue", "scratch"] = Field(
         "continue",
-        description="When the corpus gains a generation: continue: train on from the last model, on the new "
-        "generation's data; scratch: train a new model on the whole corpus.",
+        description="When the corpus gains a generation: continue: train on from the current champion (the "
+        "registry's `champion` alias; a new model when there is none), on the new generation's data; scratch: train "
+        "a new model on the whole corpus.",
     )
 
     @model_validator(mode="after")
@@ -941,12 +942,69 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def override_value(text: str) -> Any:
-    """The value of an override: YAML (50 is an int, [a, b] a list, null is None), or the text itself where it is
-    not YAML, so a cron line (`*/5 * * * *`) or a regex needs no extra quoting; the schema then judges it."""
+    """The value of an override: a YAML flow value (50 is an int, [a, b] a list, {k: v} a mapping, null is None,
+    true a bool, 'quoted' text), or else the text as typed, so a cron line (`*/5 * * * *`, `@daily`), a regex or
+    `x: y` needs no extra quoting; the schema then judges it. Never a YAML exception.
+
+    Only YAML's flow subset counts, read with the core schema (`OverrideLoader`): on a command line block syntax
+    (`x: y` a mapping, `- a` a list), comments (`a #b` cut to `a`), anchors, tags and `|` surprise more than they
+    help, and so do YAML 1.1's readings of `yes`/`on` (bools), `1:30` (90), `010` (8) and `2020-13-45` (an error)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        if _is_flow_value(text):
+            return yaml.load(text, Loader=OverrideLoader)  # noqa: S506 (a SafeLoader)
+    except (yaml.YAMLError, RecursionError):  # RecursionError: brackets nested past Python's stack
+        pass
+    return text
+
+
+class OverrideLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's core schema for plain scalars: null, true/false, decimal and hex integers,
+    floats; everything else (yes, on, 1:30, 010, dates) stays a string."""
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+
+
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
+):
+    OverrideLoader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+_FLOW_TOKENS = (
+    yaml.StreamStartToken,
+    yaml.StreamEndToken,
+    yaml.ScalarToken,
+    yaml.FlowSequenceStartToken,
+    yaml.FlowSequenceEndToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowMappingEndToken,
+    yaml.FlowEntryToken,
+    yaml.KeyToken,
+    yaml.ValueToken,
+)
+
+
+def _is_flow_value(text: str) -> bool:
+    """Whether YAML reads `text` whole as one flow value: plain or quoted scalars and [ ] { } only (no block
+    syntax, tags, anchors, block scalars or plain text over several lines), with nothing after it (a comment would
+    be dropped silently)."""
+    tokens = list(yaml.scan(text, Loader=OverrideLoader))
+    if not all(isinstance(t, _FLOW_TOKENS) for t in tokens):
+        return False
+    for token in tokens:
+        if isinstance(token, yaml.ScalarToken) and token.style not in (None, "'", '"'):
+            return False  # a block scalar (| or >)
+        if isinstance(token, yaml.ScalarToken) and token.style is None and token.start_mark.line != token.end_mark.line:
+            return False  # YAML folds a plain scalar's line breaks into spaces
+    end = tokens[-2].end_mark.index if len(tokens) > 2 else 0
+    return not text[end:].strip()
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> PipelineConfig:

@@ -163,11 +163,12 @@ def history(config: ConfigArg, overrides: OverridesArg = None) -> None:
 def gc(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    keep: Annotated[int, typer.Option(help="Keep the checkpoints of this many newest generations.")] = 1,
+    keep: Annotated[int, typer.Option(help="Keep intermediates and checkpoints of this many newest generations.")] = 1,
     dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
 ) -> None:
-    """Remove old training checkpoints and files no manifest lists; say what was freed."""
-    from gristmill.tasks.lifecycle import collect_garbage
+    """Remove old generations' checkpoints, raw crawl shards, WARC files and dedup signatures, and files no
+    manifest lists; say what was freed, per stage."""
+    from gristmill.tasks.lifecycle import collect_garbage, freed_by_stage
 
     with user_errors():
         cfg = load_config(config, overrides)
@@ -175,6 +176,9 @@ def gc(
     root = Path(cfg.workspace)
     rows = [{"path": str(f.path.relative_to(root)), "MB": f"{f.bytes / 1e6:.2f}", "why": f.why} for f in freed]
     print_rows("would free" if dry_run else "freed", rows)
+    by_stage = freed_by_stage(freed, root)
+    per_stage = [{"stage": r["stage"], "files": r["files"], "MB": f"{r['bytes'] / 1e6:.2f}"} for r in by_stage]
+    print_rows("per stage", per_stage)
     console.print(
         f"{'would free' if dry_run else 'freed'} {sum(f.bytes for f in freed) / 1e6:.1f} MB in {len(freed)} paths"
     )

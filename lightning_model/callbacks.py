@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from gristmill.lightning_model.model import Llama
 
@@ -140,3 +141,15 @@ class TrainingHistory(L.Callback):
         self.val_losses = [(int(step), float(loss)) for step, loss in state_dict.get("val_losses", [])]
         self.train_loss_first = state_dict.get("train_loss_first")
         self.recent_train_losses.extend(state_dict.get("recent_train_losses", []))
+
+
+class StepProgressBar(RichProgressBar):
+    """Progress in optimizer steps out of `max_steps`. Training streams one endless epoch bounded by steps, where
+    Lightning's bar counts epochs ("Epoch 0/-2") and shows no total."""
+
+    @property
+    def total_train_batches(self) -> int:
+        return self.trainer.max_steps * self.trainer.accumulate_grad_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"train {self.trainer.max_steps} steps"

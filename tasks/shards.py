@@ -55,6 +55,11 @@ class UnitRecord(BaseModel):
     shards: dict[str, list[ShardInfo]] = Field(default_factory=dict)
     stats: dict[str, Any] = Field(default_factory=dict)
     inputs: str | None = Field(None, description="Digest of what the unit read: it is reused only for the same.")
+    collected: dict[str, list[ShardInfo]] = Field(
+        default_factory=dict,
+        description="Shards `gristmill gc` removed (old generations' intermediates): no longer listed or checked; "
+        "what later units made from them is kept.",
+    )
 
 
 class Generation(BaseModel):
@@ -128,10 +133,13 @@ def temporary_for(path: Path) -> Iterator[Path]:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in DISK_FULL:
+            room = (
+                "raise the file size limit (`ulimit -f`) or write smaller shards (the stage's shard_rows)"
+                if err.errno == errno.EFBIG
+                else f"free space on the filesystem of {path.parent} (or move the workspace)"
+            )
             raise ShardError(
-                f"cannot write {path}: {os.strerror(err.errno)}",
-                fix=f"free space on the filesystem of {path.parent} (or move the workspace) and run again: "
-                "finished units are kept",
+                f"cannot write {path}: {os.strerror(err.errno)}", fix=f"{room} and run again: finished units are kept"
             ) from err
         raise
     os.replace(tmp, path)
@@ -159,12 +167,17 @@ def write_shard(
     batches: Iterable[pa.RecordBatch] | pa.Table,
     schema: pa.Schema,
     use_dictionary: bool | list[str] = True,
+    uncompressed: list[str] | None = None,
 ) -> ShardInfo:
     """Write one Parquet shard atomically and return its size and checksum. `use_dictionary` names the columns
-    worth dictionary-encoding when not all are: on columns of hash values it only costs time."""
+    worth dictionary-encoding when not all are, `uncompressed` the columns zstd is not worth running on: on
+    columns of hash values both only cost time."""
     rows = 0
+    compression: str | dict[str, str] = "zstd"
+    if uncompressed:
+        compression = {name: "none" if name in uncompressed else "zstd" for name in schema.names}
     with temporary_for(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=use_dictionary) as writer:
+        with pq.ParquetWriter(tmp, schema, compression=compression, use_dictionary=use_dictionary) as writer:
             for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
                 rows += batch.num_rows
@@ -247,19 +260,59 @@ def iter_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream record batches from shards one at a time: memory is bounded by `batch_size`, not the corpus.
 
-    A shard listed in its stage's manifest is checked against it (size and checksum) before it is read: a damaged
-    or overwritten shard stops the reader with a `ShardError` naming it and the stage that wrote it.
+    A shard listed in its stage's manifest is checked against it (size and checksum) in the same read that decodes
+    it (`open_shard`), before its first batch: a damaged or overwritten shard stops the reader with a `ShardError`
+    naming it and the stage that wrote it, before the unit reading it has produced anything.
     """
     for path in paths:
-        verify_recorded_shard(path)
+        with open_shard(path) as parquet:
+            missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
+            if missing:
+                raise ShardError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
+            yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+
+
+@contextmanager
+def open_shard(path: Path) -> Iterator[pq.ParquetFile]:
+    """A shard opened for reading, checked against its stage's manifest when that stage has finished.
+
+    One read of the file, not a hash pass and then a read: the shard is memory-mapped, its sha256 taken over the
+    mapping (which pulls every page in once), and pyarrow decodes from those same pages. The check comes first
+    because Parquet is read footer first and then by column chunk, not front to back: a hash fed by pyarrow's own
+    reads would see the bytes out of order, and only after rows had been handed out. A mapping, not a copy in
+    memory, keeps memory bounded by the page cache, not the shard; shards are replaced by rename and never rewritten
+    in place (the workspace lock keeps writers out), so the file cannot shrink under the mapping.
+    """
+    recorded = _recorded_shards(path.parent.parent / MANIFEST_NAME)
+    expected = recorded[1].get((path.parent.name, path.name)) if recorded else None
+    try:
+        source = pa.memory_map(str(path)) if expected else pa.OSFile(str(path))
+    except FileNotFoundError:
+        if expected:
+            raise damaged_shard(path, recorded[0], "missing") from None
+        raise ShardError(f"{path}: no such shard") from None
+    except OSError as err:  # a directory, no permission
+        raise ShardError(f"{path}: not a readable Parquet shard: {err}") from err
+    with source:
+        if expected:
+            problem = _mapped_problem(source, expected)
+            if problem:
+                raise damaged_shard(path, recorded[0], problem)
         try:
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(source)
         except (OSError, pa.ArrowInvalid) as err:
             raise ShardError(f"{path}: not a readable Parquet shard: {err}") from err
-        missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
-        if missing:
-            raise ShardError(f"{path}: missing column(s) {missing}; has {parquet.schema_arrow.names}")
-        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+        yield parquet
+
+
+def _mapped_problem(source: pa.MemoryMappedFile, expected: ShardInfo) -> str | None:
+    size = source.size()
+    if size != expected.bytes:
+        return f"{size:,} bytes where its manifest says {expected.bytes:,}"
+    if size and hashlib.sha256(source.read_buffer()).hexdigest() != expected.sha256:
+        return "its checksum differs from its manifest's (damaged or overwritten)"
+    source.seek(0)
+    return None
 
 
 def iter_records(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -299,7 +352,10 @@ def verify_recorded_shard(path: Path) -> None:
 
 
 def verified(paths: list[Path]) -> list[Path]:
-    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader)."""
+    """The paths, each checked against its manifest: for readers that open shards themselves (the training loader).
+
+    A pass of its own, before training: the loader reads each shard again every epoch, in worker processes and a
+    seeded order, and a damaged shard must stop the stage before its first step, not hours into it."""
     for path in paths:
         verify_recorded_shard(path)
     return paths
@@ -454,6 +510,11 @@ class StageOutput:
         self.manifest_path.unlink(missing_ok=True)
         atomic_write_json(key_path, {"config_hash": config_hash, "input_hash": input_hash})
 
+    def earlier_run_committed(self) -> bool:
+        """Whether a finished (committed) run of this stage came before the work begun now: `begin` keeps its
+        generations aside. Files an interrupted attempt left (a train stage's final weights) do not count."""
+        return self._generations_path.is_file()
+
     @property
     def _generations_path(self) -> Path:
         return self._progress / "_generations.json"
@@ -484,6 +545,27 @@ class StageOutput:
             }
         )
         atomic_write_json(self.manifest_path, updated.model_dump(mode="json"))
+
+    def forget_files(self, names: set[str]) -> None:
+        """Drop files (relative to the stage directory) from the manifest's `files` (removed by `gristmill gc`).
+        The digest stays, as with `forget_shards`."""
+        manifest = self.read_manifest()
+        if manifest is None:
+            return
+        files = {key: rel for key, rel in manifest.files.items() if rel not in names}
+        atomic_write_json(self.manifest_path, manifest.model_copy(update={"files": files}).model_dump(mode="json"))
+
+    def collect_shards(self, dataset: str, names: set[str]) -> None:
+        """Move shards of one dataset from the records of the units that wrote them to their `collected` (their files
+        were removed by `gristmill gc`): the units stay finished, and what was made from those shards stays."""
+        for record in self.units():
+            gone = [s for s in record.shards.get(dataset, []) if s.name in names]
+            if not gone:
+                continue
+            still = [s for s in record.shards[dataset] if s.name not in names]
+            shards = {d: v for d, v in record.shards.items() if d != dataset} | ({dataset: still} if still else {})
+            collected = {**record.collected, dataset: [*record.collected.get(dataset, []), *gone]}
+            self.finish_unit(record.model_copy(update={"shards": shards, "collected": collected}))
 
     def committed_unit(self, unit: str, inputs: str | None) -> UnitRecord | None:
         """A finished unit whose shards an earlier, completed run of this stage committed (not just a unit of an

@@ -8,6 +8,7 @@ and it maps units over `ctx.map`, which the flows bind to Prefect's task runner 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -182,11 +183,24 @@ def stage_input_hash(config: PipelineConfig, stage: str) -> str | None:
     """The input half of a stage's key: the upstream's content digest; for crawl, the digest of every source file
     (size, mtime and content). Raises (naming the stage or source) when an input is missing."""
     upstream_name = UPSTREAM[stage]
+    if upstream_name == "dedup":  # clean also applies the pages refreshes found removed (tasks/removals.py)
+        return _with_removals(StageOutput(config.workspace, upstream_name).input_hash(), config.workspace)
     if upstream_name:
         return StageOutput(config.workspace, upstream_name).input_hash()
     from gristmill.tasks.crawl.inputs import input_digest  # crawl's inputs are files and sites, not a stage
 
     return input_digest(config)
+
+
+def _with_removals(upstream_digest: str, workspace: str | Path) -> str:
+    """A refresh that only removed pages leaves dedup's output as it was: the removals are clean's input too. With
+    none, the key is the upstream's digest alone (as before removals were tracked)."""
+    from gristmill.tasks.removals import Removals
+
+    removals = Removals.of_crawl(workspace)
+    if not removals:
+        return upstream_digest
+    return hashlib.sha256(f"{upstream_digest} {removals.digest()}".encode()).hexdigest()[:16]
 
 
 def execute(

@@ -32,6 +32,10 @@ BATCH = 900  # log_batch takes at most 1000 metrics per call
 WORKSPACE_TAG, HOST_TAG, PID_TAG = "gristmill.workspace", "gristmill.host", "gristmill.pid"
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; ours trains models.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+# A model version names the train run whose artifact WEIGHTS_ARTIFACT holds its weights (model.pt and its config):
+# what training continued from the version starts from.
+WEIGHTS_RUN_TAG, WEIGHTS_ARTIFACT = "gristmill.train_run_id", "weights"
+PARENT_VERSION_TAG = "gristmill.parent_version"  # the version whose weights the training started from
 MODEL_TRAINING = "custom_model_development"
 
 
@@ -181,6 +185,7 @@ class Tracker:
                 "created": _iso(v.creation_timestamp),
                 "aliases": ",".join(aliases.get(str(v.version), [])),
                 "corpus_generations": v.tags.get("gristmill.corpus_generations", ""),
+                "continued_from": v.tags.get(PARENT_VERSION_TAG, ""),
                 "pipeline_run": v.tags.get("gristmill.pipeline_run_id", "")[:12],
             }
             for v in versions
@@ -264,6 +269,44 @@ class Tracker:
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
+
+    def versions_tagged(self, name: str, key: str, value: str) -> list[Any]:
+        """The versions of `name` whose tag `key` is `value` (none when the model is not registered yet)."""
+        return [v for v in self.client.search_model_versions(f"name='{name}'") if v.tags.get(key) == value]
+
+    def aliases_of(self, name: str, version: int) -> list[str]:
+        """The aliases `version` of `name` holds (the registered model's, as searched versions do not carry them)."""
+        aliases = self.client.get_registered_model(name).aliases
+        return sorted(alias for alias, held in aliases.items() if int(held) == int(version))
+
+    def run_finished(self, run_id: str) -> bool:
+        return self.client.get_run(run_id).info.status == "FINISHED"
+
+    def delete_version(self, name: str, version: int) -> None:
+        self.client.delete_model_version(name, str(version))
+
+    def alias_weights(self, name: str, alias: str, destination: Path) -> tuple[int | None, Path | None, str]:
+        """The weights the version holding `alias` was trained to: (version, its `model.pt` downloaded into
+        `destination`, "") or (version or None, None, why not): no such alias, a version registered before its
+        weights were recorded, or weights whose artifact is gone. The version's tag WEIGHTS_RUN_TAG names the
+        train run that logged them under WEIGHTS_ARTIFACT."""
+        version = self.version_by_alias(name, alias)
+        if version is None:
+            return None, None, f"no version of {name!r} holds the alias {alias!r}"
+        number = int(version.version)
+        train_run = version.tags.get(WEIGHTS_RUN_TAG)
+        if not train_run:
+            return number, None, f"version {number} of {name!r} does not record the run that trained it"
+        try:
+            local = self.client.download_artifacts(train_run, WEIGHTS_ARTIFACT, str(destination))
+        except Exception as err:  # a deleted run, an artifact store that lost the files
+            if _unreachable(err):
+                raise
+            return number, None, f"the weights of version {number} are gone ({_first_line(err)})"
+        weights = Path(local) / "model.pt"
+        if not weights.is_file():
+            return number, None, f"the weights of version {number} are gone (no model.pt in run {train_run})"
+        return number, weights, ""
 
 
 def _version(package: str) -> str:

@@ -46,3 +46,28 @@ def test_bias_scoring_speed_runs_on_a_few_pairs(tmp_path):
         check=True,
     )  # fmt: skip
     assert "20 pairs = 40 sentences" in done.stdout and "speed-up:" in done.stdout
+
+
+def _benchmark_module(name: str):  # noqa: ANN202 - a module loaded from its file
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recall_by_script_benchmark_edits_words_in_every_script_never_punctuation_marks():
+    import random
+
+    bench = _benchmark_module("dedup_quality_scripts")
+    rng = random.Random(0)
+    # every word edited, every mark kept: a comma is in no shingle, so editing it would not count as an edit
+    deleted = bench.edited_line("copy files, then exit.", "en", "delete", 1.0, ["x"], rng)
+    assert [ch for ch in deleted if not ch.isspace()] == [",", "."]
+    # an inserted word is a word of its own: spaced in English (glued, "copyx" was a substitution), not in Chinese
+    assert (
+        bench.edited_line("copy files, then exit.", "en", "insert", 1.0, ["x"], rng) == "copy x files x, then x exit x."
+    )
+    assert bench.edited_line("复制文件。", "zh", "insert", 1.0, ["词"], rng) == "复制词文件词。"
+    assert bench.edited_line("复制文件。", "zh", "substitute", 1.0, ["词"], rng) == "词词。"

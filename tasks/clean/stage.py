@@ -7,6 +7,7 @@ decision can be inspected or reversed by changing config. Units return plain cou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ from gristmill.tasks.clean.base import Doc, Verdict
 from gristmill.tasks.clean.chain import Chain, build_chain
 from gristmill.tasks.clean.report import log_report
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
+from gristmill.tasks.removals import Removals
 from gristmill.tasks.shards import ShardInfo, UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 
@@ -33,8 +35,12 @@ REJECTED_SCHEMA = CLEAN_SCHEMA.append(pa.field("reason", pa.string(), nullable=F
 SAMPLE_CHARS = 300
 
 
-def clean_shard(ctx: StageContext, path: Path) -> UnitRecord:
-    """One input shard -> one documents shard and (if any) one rejected shard; memory bounded by the shard."""
+PAGE_REMOVED = "page_removed"  # the rejected reason of a document whose page a later refresh found removed
+
+
+def clean_shard(ctx: StageContext, path: Path, removals: Removals | None = None) -> UnitRecord:
+    """One input shard -> one documents shard and (if any) one rejected shard; memory bounded by the shard.
+    Documents of pages removed since they were fetched (`removals`) go to rejected as `page_removed`."""
     cfg = ctx.config.clean
     audit = Audit(load_lexicon(cfg.audit.lexicon)) if cfg.audit.enabled else None
     chain = Chain(build_chain(cfg), audit)
@@ -42,6 +48,9 @@ def clean_shard(ctx: StageContext, path: Path) -> UnitRecord:
     sample_rows: list[dict[str, Any]] = []
     for batch in iter_batches([path]):
         for row in batch.to_pylist():
+            if removals and removals.applies_to(row["url"], row["fetched_at"]):
+                rejected.append({**row, "language": None, "language_score": None, "reason": PAGE_REMOVED, "value": 0.0})
+                continue
             doc = Doc(row["text"] or "", row["url"])
             verdict = chain.process(doc)
             out = {**row, "text": doc.text, "language": doc.metadata.get("language")}
@@ -56,10 +65,14 @@ def clean_shard(ctx: StageContext, path: Path) -> UnitRecord:
     shards = {"documents": [_write(ctx, "documents", path.name, kept, CLEAN_SCHEMA)]}
     if rejected:
         shards["rejected"] = [_write(ctx, "rejected", path.name, rejected, REJECTED_SCHEMA)]
+    stats = chain.stats()
+    pages_removed = sum(r["reason"] == PAGE_REMOVED for r in rejected)
+    if pages_removed:
+        stats["removed"][PAGE_REMOVED] = pages_removed
     stats = {
         "docs_in": len(kept) + len(rejected),
         "chars_out": sum(len(d["text"]) for d in kept),
-        **chain.stats(),
+        **stats,
         "samples": sample_rows,
         "audit": audit.counts() if audit else {},
     }
@@ -72,9 +85,16 @@ def run(ctx: StageContext) -> StageResult:
     if cfg.audit.enabled:
         load_lexicon(cfg.audit.lexicon)  # ...or a bad lexicon
 
+    removals = Removals.of_crawl(ctx.workspace)
+
     def unit(path: Path) -> UnitRecord:
-        # A shard cleaned before (same checksum, same settings) is not cleaned again: new input redoes only new shards.
-        return ctx.unit(path.stem, lambda: clean_shard(ctx, path), inputs=ctx.shard_digest(path))
+        # A shard cleaned before (same checksum, same settings) is not cleaned again: new input redoes only new shards,
+        # and an earlier shard only when a refresh removed one of its pages (its text must leave the corpus).
+        inputs = ctx.shard_digest(path)
+        removed = removals.in_shard(path)
+        if removed:
+            inputs += " removed " + hashlib.sha256("\n".join(removed).encode()).hexdigest()[:16]
+        return ctx.unit(path.stem, lambda: clean_shard(ctx, path, removals), inputs=inputs)
 
     units = ctx.map(unit, ctx.input_paths())
     totals = sum_stats((record.stats for record in units), skip={"samples"})

@@ -163,6 +163,13 @@ def file_digest(url: str, remembered: dict[str, dict[str, Any]] | None = None) -
     return _FILE_DIGESTS[key]
 
 
+def remembered_digests(workspace: str | Path) -> dict[str, dict[str, Any]]:
+    """The workspace's record of each source file's size, mtime and sha256 (`SOURCE_DIGESTS`): what `file_digest`
+    needs to leave an unchanged file unread, in any process."""
+    record = Path(workspace) / SOURCE_DIGESTS
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
 def files_digest(urls: list[str], remembered: dict[str, dict[str, Any]] | None = None) -> str:
     """One digest for a list of source files (a unit of ingestion): it changes when any of their bytes do."""
     lines = "\n".join(f"{url} {file_digest(url, remembered)}" for url in urls)
@@ -182,7 +189,7 @@ def sources_digest(sources: list[SourceConfig], workspace: str | Path | None = N
         except (SourceError, OSError) as err:
             raise ConfigError(f"crawl.sources[{index}].path: {err}") from err
     record = Path(workspace) / SOURCE_DIGESTS if workspace is not None else None
-    remembered = json.loads(record.read_text()) if record and record.is_file() else {}
+    remembered = remembered_digests(workspace) if workspace is not None else {}
     digest = files_digest(urls, remembered)
     if record is not None:
         atomic_write_json(record, {url: remembered[url] for url in urls})

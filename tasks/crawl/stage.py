@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
@@ -35,8 +36,10 @@ from gristmill.tasks.crawl.sources import (
     IngestProblem,
     SourceError,
     expand_source,
+    file_digest,
     files_digest,
     read_source,
+    remembered_digests,
     source_kind,
 )
 from gristmill.tasks.crawl.state import CrawlState, Page
@@ -55,6 +58,7 @@ FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
 # pages); at the earlier 256 MB that alone was past the stage's 500 MB.
 RAW_SHARD_BYTES = 32 << 20
 FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batches, not one unit per file
+FILE_DIGESTS = "file_digests"  # an ingest unit of plain files: each file's sha256, so a later run keeps the unchanged
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
 
@@ -62,7 +66,12 @@ EXTRACT_BATCH = 64
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.crawl
     # Sources first: a path that matches nothing fails before a long crawl, not after it.
-    batches = [(source, urls) for source in cfg.sources for urls in file_batches(source)]
+    kept: list[UnitRecord] = []
+    batches: list[tuple[SourceConfig, list[str]]] = []
+    for source in cfg.sources:
+        earlier, to_read = file_batches(ctx, source)
+        kept += earlier
+        batches += [(source, urls) for urls in to_read]
     raw_units: list[UnitRecord] = []
     with ExtractionPool(cfg.extract_workers) as pool:
         # One pool for the stage: the fetch extracts pages while it crawls, the extract units (in this process)
@@ -70,11 +79,13 @@ def run(ctx: StageContext) -> StageResult:
         early = EarlyDocuments(pool)
         if cfg.seeds or cfg.demo_site.enabled:
             raw_units += fetch_units(ctx, fetch_generation(ctx.config), early)
-        raw_units += ctx.map(partial(ingest_unit, ctx), batches)
-        raw_shards = [shard for unit in raw_units for shard in unit.shards.get("raw", [])]
+        raw_units += kept + ctx.map(partial(ingest_unit, ctx), batches)
+        # Raw shards `gristmill gc` collected still name the documents extracted from them, which stay.
+        raw_shards = [s for unit in raw_units for s in [*unit.shards.get("raw", []), *unit.collected.get("raw", [])]]
         doc_units = ctx.map(partial(extract_unit, ctx, early=early), raw_shards)
     report(ctx, raw_units, doc_units)
-    stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems"})  # problems: the report table
+    # problems: the report table; file digests and source: which files an ingest unit holds
+    stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems", FILE_DIGESTS, "source_path"})
     check_losses(stats, [*raw_units, *doc_units], ctx.config.problems.max_fraction)
     stats["warnings"] = warnings(stats, [*raw_units, *doc_units])
     return StageResult(
@@ -205,17 +216,99 @@ def write_records(
 # -- ingest ------------------------------------------------------------------------------------------------------
 
 
-def file_batches(source: SourceConfig) -> list[list[str]]:
-    """The source's files in units of work: one per file, except plain files, FILES_PER_UNIT at a time."""
+def file_batches(ctx: StageContext, source: SourceConfig) -> tuple[list[UnitRecord], list[list[str]]]:
+    """The source's files in units of work: one per file, except plain files (`kind: files`), FILES_PER_UNIT at a
+    time. Plain files are ingested file by file: (earlier units kept, batches of the files to read now)."""
     urls = expand_source(source)
     if any(source_kind(url, source) != "files" for url in urls):
-        return [[url] for url in urls]
-    return [urls[i : i + FILES_PER_UNIT] for i in range(0, len(urls), FILES_PER_UNIT)]
+        return [], [[url] for url in urls]
+    kept, new = earlier_file_units(ctx, source, urls)
+    return kept, [new[i : i + FILES_PER_UNIT] for i in range(0, len(new), FILES_PER_UNIT)]
+
+
+def earlier_file_units(ctx: StageContext, source: SourceConfig, urls: list[str]) -> tuple[list[UnitRecord], list[str]]:
+    """The earlier units of this source's plain files that still hold unchanged files, and the files none holds
+    (new or changed), to read now. An earlier unit one of whose files changed or went away is narrowed to the rest
+    (`narrow_unit`): its records are filtered from its own shards, so an unchanged file is never read again."""
+    remembered = remembered_digests(ctx.workspace)
+    digests = {url: file_digest(url, remembered) for url in urls}  # known sizes and mtimes: not read
+    kept: list[UnitRecord] = []
+    covered: set[str] = set()
+    for record in ctx.output.units():
+        files = record.stats.get(FILE_DIGESTS)
+        if not files or record.stats.get("source_path") != source.path:
+            continue
+        if ctx.output.finished_unit(record.unit, record.inputs) is None:  # damaged: its files are read again
+            continue
+        still = sorted(url for url, digest in files.items() if digests.get(url) == digest and url not in covered)
+        if not still:
+            continue
+        kept.append(record if len(still) == len(files) else narrow_unit(ctx, record, still, remembered))
+        covered |= set(still)
+    return kept, [url for url in urls if url not in covered]
+
+
+def narrow_unit(
+    ctx: StageContext, record: UnitRecord, files: list[str], remembered: dict[str, dict[str, Any]]
+) -> UnitRecord:
+    """An ingest unit's records of `files` only: its raw shards and the documents extracted from them, filtered by
+    `source` (no source file is read, nothing is extracted again); the extract units' records follow. Raw shards gc
+    collected are gone: only their documents are narrowed."""
+    keep = pa.array(files)
+    raw_shards, records = [], 0
+    for info in record.shards.get("raw", []):
+        narrowed = narrow_documents(ctx, info, keep, rewrite_raw=True)
+        raw_shards.append(narrowed)
+        records += narrowed.rows
+    for info in record.collected.get("raw", []):
+        records += narrow_documents(ctx, info, keep, rewrite_raw=False).rows  # plain files: one record a file
+    kept = set(files)
+    stats = {
+        **record.stats,
+        "raw_records": records,
+        "ingest_files": len(files),
+        FILE_DIGESTS: {url: digest for url, digest in record.stats[FILE_DIGESTS].items() if url in kept},
+        "problems": [p for p in record.stats.get("problems", []) if p["where"].rsplit(" @ ", 1)[0] in kept],
+    }
+    update = {"shards": {"raw": raw_shards}, "stats": stats, "inputs": files_digest(files, remembered)}
+    log.info("ingest: unit %s keeps %d of its %d files (the others changed or went)", record.unit, len(files),
+             len(record.stats[FILE_DIGESTS]))  # fmt: skip
+    return ctx.output.finish_unit(record.model_copy(update=update))
+
+
+def narrow_documents(ctx: StageContext, raw_info: ShardInfo, keep: pa.Array, rewrite_raw: bool) -> ShardInfo:
+    """Filter one raw shard (when `rewrite_raw`) and the documents extracted from it to the records of `keep`, and
+    record the extract unit as done on the result; the raw shard's info after (or, not rewritten, the documents')."""
+    raw_path = ctx.output.dataset_dir("raw") / raw_info.name
+    extract = ctx.output.finished_unit(f"extract-{raw_path.stem}", raw_info.sha256)  # on the raw shard as it was
+    narrowed = filter_by_source(raw_path, RAW_SCHEMA, keep) if rewrite_raw else None
+    if extract is None:  # not extracted yet: its unit runs on the narrowed shard
+        return narrowed or raw_info
+    docs = [filter_by_source(ctx.output.dataset_dir("documents") / d.name, DOCUMENT_SCHEMA, keep)
+            for d in extract.shards["documents"]]  # fmt: skip
+    documents = sum(d.rows for d in docs)
+    stats = {**extract.stats, "documents": documents}
+    if narrowed is not None:  # the counts that follow from the rows; fallbacks and failures stay as they were
+        stats["extract"] = {**extract.stats.get("extract", {}), "records": narrowed.rows}
+        stats["extract"]["no_text"] = narrowed.rows - documents
+    inputs = narrowed.sha256 if narrowed else raw_info.sha256
+    ctx.output.finish_unit(extract.model_copy(update={"inputs": inputs, "shards": {"documents": docs}, "stats": stats}))
+    if narrowed is not None:
+        return narrowed
+    return docs[0] if docs else raw_info
+
+
+def filter_by_source(path: Path, schema: pa.Schema, sources: pa.Array) -> ShardInfo:
+    """Rewrite a shard (atomically, under its name) with only the records read from `sources`."""
+    batches = (b.filter(pc.is_in(b.column("source"), value_set=sources)) for b in iter_batches([path]))
+    return write_shard(path, batches, schema)
 
 
 def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> UnitRecord:
     source, urls = item
     name = "ingest-" + hashlib.sha1("\n".join(urls).encode()).hexdigest()[:12]
+    plain_files = all(source_kind(url, source) == "files" for url in urls)
+    remembered = remembered_digests(ctx.workspace)
 
     def work() -> UnitRecord:
         counts = IngestCounts()
@@ -238,9 +331,11 @@ def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> Unit
                 for p in problems[:PROBLEM_ROWS]
             ],
         }
+        if plain_files:  # which file holds which records: a later run keeps this unit's unchanged files
+            stats |= {FILE_DIGESTS: {url: file_digest(url, remembered) for url in urls}, "source_path": source.path}
         return UnitRecord(unit=name, shards={"raw": shards}, stats=stats)
 
-    return ctx.unit(name, work, inputs=files_digest(urls))  # an unchanged file is not read again
+    return ctx.unit(name, work, inputs=files_digest(urls, remembered))  # an unchanged file is not read again
 
 
 def file_records(

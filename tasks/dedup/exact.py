@@ -38,12 +38,18 @@ class Normalizer:
         return pc.utf8_trim_whitespace(out)
 
     def hashes(self, texts: pa.Array) -> list[bytes]:
-        """8-byte digests of the normalised texts. When punctuation is ignored and digits are not rewritten, the
-        normalised text is just its word sequence, so the digest is a hash of the word hashes, computed in numpy
-        (Arrow's regex replace cost more than all of the MinHash work); otherwise blake2b of the normalised text."""
+        """8-byte digests of the normalised texts (see `digests`)."""
+        return self.digests(texts).to_pylist()
+
+    def digests(self, texts: pa.Array) -> pa.FixedSizeBinaryArray:
+        """8-byte digests of the normalised texts, as an Arrow column. When punctuation is ignored and digits are not
+        rewritten, the normalised text is just its word sequence, so the digest is a hash of the word hashes,
+        computed in numpy (Arrow's regex replace cost more than all of the MinHash work), its little-endian bytes
+        the column's buffer; otherwise blake2b of the normalised text."""
         if self.punctuation and not self.digits:
-            return [int(h).to_bytes(8, "little") for h in sequence_hashes(*word_tokens(texts, self.lowercase))]
-        return [_digest(t) for t in self.batch(texts).to_pylist()]
+            values = sequence_hashes(*word_tokens(texts, self.lowercase)).astype("<u8")
+            return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(values), [None, pa.py_buffer(values)])
+        return pa.array([_digest(t) for t in self.batch(texts).to_pylist()], pa.binary(8))
 
 
 DEFAULT = Normalizer()

@@ -28,7 +28,7 @@ from gristmill.tasks.dedup.tokens import (
     texts_with,
     word_tokens,
 )
-from gristmill.tasks.text.units import guess_segmenter
+from gristmill.tasks.text.units import SEGMENTED_SCRIPT_RANGES, guess_segmenters
 from gristmill.tasks.text.units import words as segment_words
 
 # datasketch 2.0's default; stored hash values must be read back with the scheme that made them.
@@ -38,11 +38,12 @@ _BLOCK_BYTES = 4 << 20  # permutation block: 4 MiB stays in cache; 32 MiB blocks
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    h = h ^ (h >> np.uint32(16))  # a new array: the rest works in place on it
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 @dataclass
@@ -70,15 +71,21 @@ class Shingler:
         return word_tokens(segment_unspaced(texts))
 
 
-# Scripts written without spaces between words, by their first two UTF-8 bytes: CJK (U+3000-U+D7FF: kana, Han,
-# Hangul), Thai, Lao, Tibetan (U+0E00-U+0FFF), Myanmar (U+1000-U+109F), Khmer (U+1780-U+17FF).
-_UNSPACED = byte_pairs(
-    {
-        **dict.fromkeys(range(0xE3, 0xEE), range(0x80, 0xC0)),
-        0xE0: range(0xB8, 0xC0),
-        0xE1: (0x80, 0x81, 0x82, 0x9E, 0x9F),
-    }
-)
+def _utf8_prefixes(ranges: tuple[tuple[int, int], ...]) -> dict[int, tuple[int, ...]]:
+    """The first two UTF-8 bytes of every code point in the ranges (all 3 or 4 bytes long): a pair covers an
+    aligned block of 64 (or 4,096) code points, so every 64th point and the last one find them all."""
+    pairs: dict[int, set[int]] = {}
+    for low, high in ranges:
+        for point in (*range(low, high + 1, 64), high):
+            lead, second = chr(point).encode()[:2]
+            pairs.setdefault(lead, set()).add(second)
+    return {lead: tuple(sorted(seconds)) for lead, seconds in pairs.items()}
+
+
+# Texts holding a character of a script written without spaces (kana, Han, Thai, Lao, Tibetan, Myanmar, Khmer), by
+# its first two UTF-8 bytes: the only ones the script guess can send to a segmenter. Hangul is not among them:
+# Korean keeps its space-separated words, so a sixth of the benchmark's pages (Korean words in them) skip the guess.
+_UNSPACED = byte_pairs(_utf8_prefixes(SEGMENTED_SCRIPT_RANGES))
 
 
 SPACED = frozenset({"spaces", "kiwi"})
@@ -91,13 +98,13 @@ def segment_unspaced(texts: pa.Array) -> pa.Array:
     untouched; only texts with such characters reach Python."""
     texts = large_strings(texts)
     found = texts_with(texts, _UNSPACED)
+    values = texts.take(pa.array(found, pa.int64())).to_pylist()
     changed = {}
-    for i, value in zip(found, texts.take(pa.array(found, pa.int64())).to_pylist(), strict=True):
-        segmenter = guess_segmenter(value)
+    for i, value, segmenter in zip(found.tolist(), values, guess_segmenters(values), strict=True):
         # A CJK name in an English page leaves the page as it is; Korean is written with spaces between its words,
         # so its shingles need no morpheme analysis (Kiwi costs ~30 ms a page: it bounded the whole stage).
         if segmenter not in SPACED:
-            changed[int(i)] = " ".join(segment_words(value, segmenter=segmenter))
+            changed[i] = " ".join(segment_words(value, segmenter=segmenter))
     return replace_values(texts, changed)
 
 
@@ -108,18 +115,18 @@ def _ngrams(tokens: np.ndarray, lengths: np.ndarray, n: int) -> Shingles:
     span = min(n, total) if total else 0
     chained = tokens[: total - span + 1].copy() if span else np.zeros(0, np.uint64)
     for j in range(1, span):
-        chained = chained * K64 + tokens[j : total - span + 1 + j]
+        np.multiply(chained, K64, out=chained)
+        np.add(chained, tokens[j : total - span + 1 + j], out=chained)
     full = np.where(lengths >= n, lengths - n + 1, 0)
     # Starts of the full n-grams of each document, without a Python loop over documents.
-    doc_of = np.repeat(np.arange(len(lengths)), full)
     first = np.repeat(starts[:-1] - np.concatenate(([0], np.cumsum(full)[:-1])), full)
-    picked = chained[np.arange(len(doc_of)) + first] if span == n else np.zeros(0, np.uint64)
+    picked = chained[np.arange(len(first)) + first] if span == n else np.zeros(0, np.uint64)
     counts = full.copy()
     short = np.flatnonzero((lengths > 0) & (lengths < n))
     if len(short):  # rare: a document shorter than one shingle is a single shingle of all its tokens
         extra = np.array([_chain(tokens[starts[d] : starts[d] + lengths[d]]) for d in short], dtype=np.uint64)
         counts[short] = 1
-        doc_of = np.concatenate((doc_of, short))
+        doc_of = np.concatenate((np.repeat(np.arange(len(lengths)), full), short))
         picked = np.concatenate((picked, extra))
         order = np.argsort(doc_of, kind="stable")
         picked = picked[order]

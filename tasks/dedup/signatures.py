@@ -42,10 +42,12 @@ def normalizer(cfg: DedupConfig) -> Normalizer:
 def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, first_row: int) -> pa.RecordBatch:
     """The signature rows of one batch of documents."""
     texts = batch.column("text")
+    chars = pc.fill_null(pc.utf8_length(texts), 0)
     # Not blank: some character other than Unicode whitespace (cheaper than trimming a copy of every text).
-    has_text = pc.fill_null(pc.and_(pc.greater(pc.utf8_length(texts), 0), pc.invert(pc.utf8_is_space(texts))), False)
+    has_text = pc.fill_null(pc.and_(pc.greater(chars, 0), pc.invert(pc.utf8_is_space(texts))), False)
     # Blank texts become empty (the empty sketch); both hashes read this one array, so they tokenise it once.
-    nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)))
+    blank = not pc.all(has_text).as_py()  # most batches have none: no copy of their texts then
+    nonblank = large_strings(pc.if_else(has_text, texts, pa.scalar(None, texts.type)) if blank else texts)
     sigs = minhasher.batch(nonblank)
     schema = signature_schema(cfg.num_perm)
     # The word share costs as much as the MinHash: only the `quality` survivor rule reads it.
@@ -53,8 +55,8 @@ def sign_batch(batch: pa.RecordBatch, cfg: DedupConfig, minhasher: MinHasher, fi
     columns = [
         pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int32)),
         has_text,
-        pa.array(normalizer(cfg).hashes(nonblank), pa.binary(8)),
-        pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int32()),
+        normalizer(cfg).digests(nonblank),
+        chars.cast(pa.int32()),
         quality,
         batch.column("url"),
         pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), cfg.num_perm),

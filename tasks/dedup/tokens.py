@@ -19,11 +19,12 @@ K64 = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial that cha
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
+    h = h ^ (h >> np.uint64(33))  # a new array: the rest works in place on it
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
 
 
 def word_tokens(texts: pa.Array, lowercase: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +50,14 @@ def texts_with(texts: pa.Array, table: np.ndarray) -> np.ndarray:
     leads = np.flatnonzero(data >= 0xC2)
     if not len(leads):
         return leads
-    hit = leads[table[data[leads], np.append(data, np.uint8(0))[leads + 1]]]
+    hit = leads[table[data[leads], _next_bytes(data, leads)]]
     return np.unique(np.searchsorted(offsets, hit, side="right") - 1)
+
+
+def _next_bytes(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """The byte after each lead byte (a lead at the very end, only in broken UTF-8, reads itself: no table marks a
+    second byte >= 0xC0), without copying the batch's bytes to pad them."""
+    return data[np.minimum(leads + 1, len(data) - 1)]
 
 
 # Characters whose NFKC form differs in what the word splitter sees: combining marks (NFC composition), Hangul
@@ -81,7 +88,12 @@ def nfkc(texts: pa.Array) -> pa.Array:
     if not len(found):
         return texts
     values = texts.take(pa.array(found)).to_pylist()
-    return replace_values(texts, {int(i): unicodedata.normalize("NFKC", v) for i, v in zip(found, values, strict=True)})
+    changed = {  # is_normalized is C-fast where a text is already in NFKC (most are: ² or µ alone, say)
+        i: unicodedata.normalize("NFKC", v)
+        for i, v in zip(found.tolist(), values, strict=True)
+        if not unicodedata.is_normalized("NFKC", v)
+    }
+    return replace_values(texts, changed)
 
 
 def large_strings(texts: pa.Array) -> pa.Array:
@@ -114,8 +126,8 @@ def _word_tokens(normal: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hash per word occurrence, computed on the UTF-8 bytes of the whole batch at once.
 
     A word is a maximal run of word bytes (see `_WORD_BYTE`). Its hash is a polynomial over its bytes, taken
-    from prefix sums: with S[i] = sum_{j<=i} byte_j * P^-j (mod 2^64; P odd, so invertible),
-    hash(s..e) = (S[e] - S[s-1]) * P^e, the same value wherever the word occurs. fmix64 then spreads it."""
+    from prefix sums: with S[i] = sum_{j<i} byte_j * P^-j (mod 2^64; P odd, so invertible),
+    hash(s..e) = (S[e + 1] - S[s]) * P^e, the same value wherever the word occurs. fmix64 then spreads it."""
     data, offsets = _utf8_buffers(normal)
     word = _WORD_BYTE[data]
     word[_non_ascii_punctuation(data)] = False
@@ -125,12 +137,13 @@ def _word_tokens(normal: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     word_end = word & ~np.concatenate((word[1:], [False]))
     word_end[offsets[1:-1][offsets[1:-1] > 0] - 1] = word[offsets[1:-1][offsets[1:-1] > 0] - 1]
     starts, ends = np.flatnonzero(word_start), np.flatnonzero(word_end)  # ends inclusive
-    doc_of = np.searchsorted(offsets, starts, side="right") - 1
-    lengths = np.bincount(doc_of, minlength=len(offsets) - 1).astype(np.int64)
+    lengths = np.diff(np.searchsorted(starts, offsets))  # words whose first byte lies in each document
     up, down = _powers(len(data))
-    prefix = np.cumsum(data.astype(np.uint64) * down, dtype=np.uint64)
-    before = np.where(starts > 0, prefix[np.maximum(starts - 1, 0)], np.uint64(0))
-    hashes = (prefix[ends] - before) * up[ends]
+    prefix = np.empty(len(data) + 1, np.uint64)
+    prefix[0] = 0
+    np.multiply(data, down, out=prefix[1:], dtype=np.uint64)
+    np.cumsum(prefix, out=prefix)
+    hashes = (prefix[ends + 1] - prefix[starts]) * up[ends]
     return fmix64(hashes ^ (ends - starts + 1).astype(np.uint64)), lengths
 
 
@@ -155,24 +168,21 @@ _WORD_BYTE[0x80:] = True
 
 
 def _non_ascii_punctuation(data: np.ndarray) -> np.ndarray:
-    """Bytes of the non-ASCII punctuation and symbols of web text: U+0080-U+00BF (nbsp, guillemets, degree; not
-    the letters and numbers among them), U+2000-U+2FFF (quotes, dashes, ellipsis, bullets, currency, arrows, math),
-    U+3000-U+303F (CJK punctuation), U+FE00-U+FE3F (variation selectors) and U+1F000-U+1FFFF (emoji).
+    """Positions of the bytes of the non-ASCII punctuation and symbols of web text: U+0080-U+00BF (nbsp, guillemets,
+    degree; not the letters and numbers among them), U+2000-U+2FFF (quotes, dashes, ellipsis, bullets, currency,
+    arrows, math), U+3000-U+303F (CJK punctuation), U+FE00-U+FE3F (variation selectors) and U+1F000-U+1FFFF (emoji).
     Elsewhere it differs from Python's `\\W`: combining marks and other scripts' punctuation stay inside words."""
-    mask = np.zeros(len(data), dtype=bool)
     leads = np.flatnonzero(data >= 0xC2)  # English text has few non-ASCII bytes: look only at those
     if not len(leads):
-        return mask
+        return leads
     first = data[leads]
-    second = np.append(data, np.uint8(0))[leads + 1]
+    second = _next_bytes(data, leads)
     width = np.zeros(len(leads), dtype=np.int64)
     width[(first == 0xC2) & ~_LATIN1_WORDS[second]] = 2
     width[(first == 0xE2) | ((first == 0xE3) & (second == 0x80)) | ((first == 0xEF) & (second == 0xB8))] = 3
     width[(first == 0xF0) & (second == 0x9F)] = 4
-    for shift in range(4):
-        hit = leads[width > shift] + shift
-        mask[hit[hit < len(data)]] = True
-    return mask
+    hits = [leads[width > shift] + shift for shift in range(4)]
+    return np.concatenate([hit[hit < len(data)] for hit in hits])
 
 
 # Second bytes of U+00AA ª, U+00B2 ², U+00B3 ³, U+00B5 µ, U+00B9 ¹, U+00BA º, U+00BC-U+00BE ¼ ½ ¾: letters/numbers.

@@ -8,6 +8,7 @@ it and generate. The registered version carries the gate's checks as tags and li
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,18 @@ from gristmill.tasks.evaluate.gate import CANDIDATE, CHAMPION, Check, Decision, 
 from gristmill.tasks.evaluate.generate import generate_samples
 from gristmill.tasks.evaluate.perplexity import perplexity
 from gristmill.tasks.evaluate.scoring import SentenceScorer, token_byte_lengths
-from gristmill.tasks.shards import StageOutput, UnitRecord, atomic_write_json
-from gristmill.tasks.stage import StageContext, StageResult, corpus_generations
+from gristmill.tasks.shards import Manifest, StageOutput, UnitRecord, atomic_write_json
+from gristmill.tasks.stage import StageContext, StageResult, corpus_generations, stage_fingerprint
 from gristmill.tasks.tokenize.bpe import load_tokenizer
+from gristmill.tasks.tracking import PARENT_VERSION_TAG, WEIGHTS_RUN_TAG
+
+log = logging.getLogger("gristmill.evaluate")
 
 EXPORT_TOLERANCE = 1e-4
 MODEL_ARTIFACT = "model"
 GATE_TAG = "gristmill.gate"
+EVALUATION_TAG = "gristmill.evaluation"  # the stage's key (config and input): which evaluation made a version
+ALIAS_BEFORE_TAG = "gristmill.alias_before"  # the version that held the alias this one took
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -156,6 +162,9 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
         decision = decide(checks, None, cfg.gate.perplexity_tolerance)
         return {"alias": decision.alias, "reasons": decision.reasons, "checks": _check_rows(checks, None)}
     name = ctx.config.tracking.registered_model
+    evaluation = f"{stage_fingerprint(ctx.config, 'evaluate')}-{ctx.input_hash}"
+    if cfg.register_model:
+        drop_unfinished_attempts(ctx, name, evaluation)  # before the gate reads the champion
     champion = tracker.version_by_alias(name, CHAMPION) if cfg.register_model else None
     champion_values = _gate_values(champion.tags) if champion else {}
     decision = decide(checks, champion_values.get("perplexity"), cfg.gate.perplexity_tolerance)
@@ -175,15 +184,49 @@ def _track(ctx: StageContext, report: dict, export_dir: Path) -> dict[str, Any]:
         "gristmill.pipeline": ctx.config.name,
         "gristmill.pipeline_run_id": pipeline_run,
         "gristmill.corpus_generations": ",".join(str(g) for g in corpus_generations(ctx.workspace)),
+        **_training_lineage(ctx.upstream.read_manifest()),
         f"{GATE_TAG}.alias": decision.alias,
+        EVALUATION_TAG: evaluation,
         **{f"{GATE_TAG}.{c.name}": f"{c.value:.6g}" for c in checks},
         **{f"{GATE_TAG}.{c.name}.verdict": c.verdict for c in checks},
     }
+    holder = tracker.version_by_alias(name, decision.alias)
+    tags[ALIAS_BEFORE_TAG] = holder.version if holder else ""
     version = tracker.register_model(
         name, run_id, MODEL_ARTIFACT, tags=tags, description=_description(decision, checks)
     )
     tracker.set_alias(name, decision.alias, version)
     return {"version": version, "alias": decision.alias, "reasons": decision.reasons, "checks": rows}
+
+
+def drop_unfinished_attempts(ctx: StageContext, name: str, evaluation: str) -> None:
+    """Delete the versions an earlier attempt of this same evaluation registered and never finished (killed, or
+    failed after registering: its run is not FINISHED and its unit was never recorded), giving back the alias it
+    took, so that the evaluation now redone registers exactly one version and its gate sees the champion the
+    attempt saw."""
+    tracker = ctx.tracker
+    for stale in tracker.versions_tagged(name, EVALUATION_TAG, evaluation):
+        if stale.run_id == ctx.run_id or tracker.run_finished(stale.run_id):
+            continue
+        before = stale.tags.get(ALIAS_BEFORE_TAG, "")
+        held = tracker.aliases_of(name, int(stale.version))
+        tracker.delete_version(name, int(stale.version))
+        for alias in held if before else ():
+            tracker.set_alias(name, alias, int(before))
+        log.warning(
+            "deleted model version %s of %s: registered by an evaluation that did not finish (run %s)",
+            stale.version,
+            name,
+            stale.run_id,
+        )
+
+
+def _training_lineage(train: Manifest) -> dict[str, str]:
+    """The version's weights (the train run that logged them: a later training continues from there) and the
+    version its training continued from, if any."""
+    tags = {WEIGHTS_RUN_TAG: train.mlflow_run_id or ""}
+    parent = train.stats.get("continued_from_version")
+    return tags | ({PARENT_VERSION_TAG: str(parent)} if parent is not None else {})
 
 
 LINEAGE = {"tokenize": "training", "clean": "corpus", "dedup": "corpus", "crawl": "corpus"}

@@ -5,13 +5,22 @@ step (so "validation loss fell" is measurable), trains to `max_steps`, and write
 state dict plus `model_config.json` (`lightning_model/weights.py`, which evaluate reads back). Checkpoints go to
 `checkpoint_dir` every `val_every_steps` and at the end; when `checkpoint_dir/last.ckpt` exists the next call
 resumes from it, so an interrupted stage continues and a raised `max_steps` trains on from where it stopped.
+
+Under `train.mode: continue`, a later corpus generation's training starts from the registry's champion (its weights
+from MLflow, `Tracker.alias_weights`), or from scratch, saying why, when there is none or its weights are gone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,15 +30,17 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from gristmill.conf.schema import TrainConfig
-from gristmill.lightning_model.callbacks import MFUMonitor, TrainingHistory
+from gristmill.lightning_model.callbacks import MFUMonitor, StepProgressBar, TrainingHistory
 from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
-from gristmill.lightning_model.weights import WEIGHTS_FILE, save_model
-from gristmill.tasks.shards import UnitRecord, verified
+from gristmill.lightning_model.weights import CONFIG_FILE, WEIGHTS_FILE, save_model
+from gristmill.tasks.evaluate.gate import CHAMPION
+from gristmill.tasks.shards import UnitRecord, file_sha256, verified
 from gristmill.tasks.stage import StageContext, StageResult
 from gristmill.tasks.tokenize.bpe import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, load_tokenizer
+from gristmill.tasks.tracking import PARENT_VERSION_TAG, WEIGHTS_ARTIFACT
 from gristmill.tasks.train.launch import launch, needs_launcher
 from gristmill.tasks.train.report import log_loss_curve
 
@@ -93,6 +104,7 @@ def train_model(
             raise ValueError("train_model: give tracking_uri with mlflow_run_id (else MLflow uses ./mlruns)")
         logger = CallerRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id)
 
+    progress = [StepProgressBar()] if os.environ.get("GRISTMILL_PROGRESS", "1") == "1" else []
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=cfg.devices,
@@ -109,8 +121,8 @@ def train_model(
         gradient_clip_val=cfg.grad_clip or None,
         log_every_n_steps=log_every,
         logger=logger,
-        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *(callbacks or [])],
-        enable_progress_bar=os.environ.get("GRISTMILL_PROGRESS", "1") == "1",
+        callbacks=[checkpoints, history, MFUMonitor(every_n_steps=log_every), *progress, *(callbacks or [])],
+        enable_progress_bar=bool(progress),
         enable_model_summary=False,
         deterministic="warn",  # deterministic kernels where torch has them; warn (not fail) where it has none
         default_root_dir=str(checkpoint_dir),
@@ -173,40 +185,55 @@ def run(ctx: StageContext) -> StageResult:
         pad_token_id=pad,
     )
 
-    previous = ctx.output.path / FINAL_DIR / WEIGHTS_FILE
-    continuing = cfg.mode == "continue" and previous.is_file()
-    generation = tokenized.read_manifest().generations[-1] if continuing else None
-    new_train = (
-        [tokenized.dataset_dir("train") / s.name for s in generation.shards.get("train", [])] if generation else []
+    # An earlier training under `mode: continue`: this one is of a new corpus generation, and starts from the champion.
+    # Only a finished training counts: an attempt killed after writing final/ (before its unit was recorded) is
+    # resumed from its checkpoint, not taken for an earlier training.
+    later = (
+        cfg.mode == "continue"
+        and (ctx.output.path / FINAL_DIR / WEIGHTS_FILE).is_file()
+        and ctx.output.earlier_run_committed()
     )
+    generation = tokenized.read_manifest().generations[-1] if later else None
 
     def train() -> UnitRecord:
-        # Continuing: the last model trains on the new generation's sequences (all of them if it has none), in a
-        # checkpoint directory of its own, so an interrupted continuation resumes itself and not the last run.
+        # A later generation trains in a checkpoint directory of its own, so an interrupted training resumes itself
+        # and not the last one.
         checkpoint_dir = ctx.output.path / CHECKPOINTS_DIR
         if generation is not None:
-            checkpoint_dir = checkpoint_dir / f"g{generation.number:03d}"
-        # More than one process (devices > 1, nodes > 1): a launcher starts `train_model` alone on every rank, so
-        # the pipeline around this stage runs once (Lightning's own launcher would re-run the whole command).
-        fit = partial(launch, template=ctx.config.runner.launch_command) if needs_launcher(cfg) else train_model
-        stats = fit(
-            cfg,
-            verified(new_train or tokenized.shard_paths("train")),  # the loader reads shards itself: check once
-            verified(tokenized.shard_paths("val")),
-            model_config,
-            checkpoint_dir=checkpoint_dir,
-            tracking_uri=ctx.tracker.uri if ctx.tracker else None,
-            mlflow_run_id=ctx.run_id if ctx.tracker else None,
-            weights_dir=ctx.output.path / FINAL_DIR,
-            init_weights=previous if continuing else None,
-        )
-        stats["continued"] = continuing
+            checkpoint_dir = own_checkpoints(checkpoint_dir / f"g{generation.number:03d}", ctx.input_hash or "")
+        with champion_weights(ctx, model_config) if later else nullcontext(Start()) as start:
+            # Continued: the champion trains on the new generation's sequences (all of them if it has none);
+            # otherwise a new model trains on everything.
+            new_train = (
+                [tokenized.dataset_dir("train") / s.name for s in generation.shards.get("train", [])]
+                if (start.weights and generation)
+                else []
+            )
+            # More than one process (devices > 1, nodes > 1): a launcher starts `train_model` alone on every rank,
+            # so the pipeline around this stage runs once (Lightning's own launcher would re-run the whole command).
+            fit = partial(launch, template=ctx.config.runner.launch_command) if needs_launcher(cfg) else train_model
+            stats = fit(
+                cfg,
+                verified(new_train or tokenized.shard_paths("train")),  # the loader reads shards itself: check once
+                verified(tokenized.shard_paths("val")),
+                model_config,
+                checkpoint_dir=checkpoint_dir,
+                tracking_uri=ctx.tracker.uri if ctx.tracker else None,
+                mlflow_run_id=ctx.run_id if ctx.tracker else None,
+                weights_dir=ctx.output.path / FINAL_DIR,
+                init_weights=start.weights,
+            )
+            stats |= start.stats()  # inside: the downloaded weights are hashed before they go
         stats["generation"] = generation.number if generation else 0
         if ctx.tracker and ctx.run_id:
             ctx.tracker.log_params(ctx.run_id, {"model": model_config.to_dict()})
             log_loss_curve(ctx.tracker, ctx.run_id)
             # The final checkpoint (weights, optimizer and data position): a run can resume from the artifact.
             ctx.tracker.log_artifact(ctx.run_id, checkpoint_dir / LAST_CHECKPOINT, "checkpoints")
+            # The weights, which the version evaluate registers points at: a later training continues from them.
+            ctx.tracker.log_artifacts(ctx.run_id, ctx.output.path / FINAL_DIR, WEIGHTS_ARTIFACT)
+            if start.version is not None:
+                ctx.tracker.set_tags(ctx.run_id, {PARENT_VERSION_TAG: start.version})
         return UnitRecord(unit="train", stats={k: v for k, v in stats.items() if _is_finite(v)})
 
     unit = ctx.unit("train", train)
@@ -219,6 +246,67 @@ def run(ctx: StageContext) -> StageResult:
         stats=unit.stats,
         files={"model": FINAL_DIR, "checkpoints": CHECKPOINTS_DIR},
     )
+
+
+INPUT_MARKER = "input_hash"
+
+
+def own_checkpoints(directory: Path, input_hash: str) -> Path:
+    """A generation's checkpoint directory for training on this input: one left by a training on other data (a
+    rebuilt tokenize numbers its generations anew) is emptied, so `last.ckpt` resumes only this training."""
+    marker = directory / INPUT_MARKER
+    if directory.exists() and not (marker.is_file() and marker.read_text() == input_hash):
+        log.info("train: %s holds a training on other data; starting it afresh", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(input_hash)
+    return directory
+
+
+@dataclass
+class Start:
+    """Where a training starts: the champion's weights (and its version), or a new model (and why)."""
+
+    weights: Path | None = None
+    version: int | None = None
+    scratch_reason: str | None = None
+
+    def stats(self) -> dict[str, Any]:
+        if self.weights is None:
+            reason = self.scratch_reason
+            return {"continued": False, **({"warnings": [f"trained from scratch: {reason}"]} if reason else {})}
+        return {
+            "continued": True,
+            "continued_from_version": self.version,
+            "init_weights_sha256": file_sha256(self.weights),
+        }
+
+
+@contextmanager
+def champion_weights(ctx: StageContext, model_config: ModelConfig) -> Iterator[Start]:
+    """The current champion's weights (the registry alias the evaluate stage's gate gives), downloaded for the
+    training to start from; a new model, with the reason logged, when there is no champion, its weights are gone, or
+    it is of another shape than the model this config trains (other model settings or vocabulary)."""
+    name = ctx.config.tracking.registered_model
+    if ctx.tracker is None:
+        yield _scratch("no MLflow tracker, so no registry to find the champion in")
+        return
+    with tempfile.TemporaryDirectory(prefix=".champion-", dir=ctx.output.path) as scratch:
+        version, weights, why = ctx.tracker.alias_weights(name, CHAMPION, Path(scratch))
+        if weights is None:
+            yield _scratch(why)
+            return
+        shape = weights.with_name(CONFIG_FILE)
+        if not shape.is_file() or ModelConfig.from_dict(json.loads(shape.read_text())) != model_config:
+            yield _scratch(f"the champion, version {version}, is not of the shape this config trains ({CONFIG_FILE})")
+            return
+        log.info("train: continuing from the champion, version %d of %s", version, name)
+        yield Start(weights=weights, version=version)
+
+
+def _scratch(reason: str) -> Start:
+    log.warning("train: mode continue, but training a new model from scratch: %s", reason)
+    return Start(scratch_reason=reason)
 
 
 def _is_finite(value: Any) -> bool:

@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gristmill.conf.schema import ConfigError, SourceConfig, UserError, apply_override, load_config
+from gristmill.conf.schema import (
+    ConfigError,
+    SourceConfig,
+    UserError,
+    apply_override,
+    load_config,
+    override_value,
+)
 from gristmill.tasks.crawl.records import RAW_SCHEMA
 from gristmill.tasks.crawl.sources import IngestCounts, IngestProblem, read_source
 from tests.tasks.crawl.test_sources import quirky_record
@@ -53,6 +60,85 @@ def test_any_config_file_is_valid_or_a_config_error(tmp_path_factory, text):
     path.write_text(text)
     with contextlib.suppress(ConfigError):
         load_config(path)
+
+
+@FAST
+@given(key=KEYS, value=st.text(max_size=80))
+def test_any_text_after_the_equals_sign_is_a_value_or_a_config_error(key, value):
+    """Whatever follows `=` (tabs, newlines, `@`, `%`, `#`, unbalanced brackets, control characters): the override
+    is applied as some JSON-like value or the text itself, and the config is valid or a ConfigError."""
+    raw: dict = {}
+    with contextlib.suppress(ConfigError):
+        apply_override(raw, f"{key}={value}")
+        assert json.loads(json.dumps(raw, allow_nan=True)) is not None  # plain data: no dates, sets, bytes, tags
+    with contextlib.suppress(ConfigError):
+        load_config(DEMO, [f"{key}={value}"])
+
+
+@FAST
+@given(value=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60))
+def test_text_that_is_not_a_yaml_flow_value_stays_the_text_as_typed(value):
+    if value.lstrip()[:1] in ("[", "{", "'", '"') or value.strip() != value or not value.strip():
+        return  # a collection, quoted text or surrounding space: YAML's, not the text as typed
+    parsed = override_value(value)
+    assert parsed == value or isinstance(parsed, bool | int | float) or parsed is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("@daily", "@daily"),  # a YAML scanner error (`@` is reserved): the text
+        ("*/5 * * * *", "*/5 * * * *"),  # an alias to YAML: the text
+        ("%x", "%x"),  # a directive to YAML
+        ("[http://a", "[http://a"),  # an unclosed list
+        ("x: y", "x: y"),  # block mapping to YAML: surprising on a command line, so the text
+        ("- a", "- a"),  # block list
+        ("a #b", "a #b"),  # YAML would cut the comment off silently
+        ("\tindented", "\tindented"),
+        ("a\tb", "a\tb"),
+        ("2020-13-45", "2020-13-45"),  # YAML 1.1 raises ValueError building the date
+        ("2026-01-01", "2026-01-01"),  # and would make a date of this (not JSON: Prefect parameters are JSON)
+        ("yes", "yes"),  # YAML 1.1's bool; the schema's own bool fields accept "yes"
+        ("1:30", "1:30"),  # YAML 1.1's sexagesimal 90
+        ("!!binary aGk=", "!!binary aGk="),
+        ("&a x", "&a x"),
+        ("|", "|"),
+        ("50", 50),
+        ("0.7", 0.7),
+        ("true", True),
+        ("null", None),
+        ("", None),
+        ("'quoted # text'", "quoted # text"),
+        ("[http://a, http://b]", ["http://a", "http://b"]),
+        ("[{path: x.jsonl}]", [{"path": "x.jsonl"}]),
+    ],
+)
+def test_override_values(value, expected):
+    assert override_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ("schedule.cron=@daily", lambda c: c.schedule.cron == "@daily"),
+        ("tracking.experiment=x: y", lambda c: c.tracking.experiment == "x: y"),
+        ("tracking.experiment=%x", lambda c: c.tracking.experiment == "%x"),
+        ("name=%x", None),  # the text reaches the schema, whose pattern for names refuses it
+        ("crawl.progress_bar=yes", lambda c: c.crawl.progress_bar is True),
+    ],
+)
+def test_overrides_yaml_reads_badly_work_as_text(override, check):
+    if check is None:
+        with pytest.raises(ConfigError, match=r"name: String should match pattern .* \(got '%x'\)"):
+            load_config(DEMO, [override])
+    else:
+        assert check(load_config(DEMO, [override]))
+
+
+@pytest.mark.parametrize("override", ["crawl.seeds=[http://a", "name=\tx\ny: [", "train.max_steps=1:30"])
+def test_overrides_that_are_no_valid_value_are_one_config_error(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        load_config(DEMO, [override])
 
 
 def test_an_override_into_a_value_that_is_not_a_section_is_a_config_error():

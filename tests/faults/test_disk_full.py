@@ -1,13 +1,18 @@
 """A disk that fills while a shard is written: a clear error naming the file, no partial shard, nothing finished lost.
 
-The disk is real: a tmpfs of a few hundred KB mounted for the test (needs CAP_SYS_ADMIN, as root in CI's container;
-skipped with the reason elsewhere), filled up to a chosen point by a filler file.
+Two ways, both the kernel refusing a real write (pyarrow's own, through the project's one shard writer):
+- a file size limit (`RLIMIT_FSIZE`) set in a child process that runs a stage, SIGXFSZ ignored so that the write
+  fails with EFBIG instead of killing it: runs everywhere;
+- a tmpfs of a few hundred KB mounted for the test, filled up to a chosen point by a filler file, so the write fails
+  with ENOSPC (needs CAP_SYS_ADMIN, as root in CI's container; skipped with the reason elsewhere).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,6 +62,7 @@ def test_a_shard_that_does_not_fit_is_a_clear_error_and_leaves_nothing(small_dis
 
 
 def random_documents(shard: int, n: int = 12) -> list[dict]:
+    """Documents of random hex text (about 3 KB each once compressed: zstd cannot shrink random digits much)."""
     return [document(f"http://h.test/{shard}/{i}", os.urandom(3000).hex()) for i in range(n)]
 
 
@@ -77,3 +83,68 @@ def test_a_stage_that_fills_the_disk_keeps_its_finished_units_and_resumes(small_
     summary = execute(config, "dedup", dedup.run)
     assert summary.status == "ran" and summary.count_out == 36
     assert output.verify() == [] and leftovers(small_disk) == []
+
+
+LIMITED = """
+import json, resource, signal, sys
+from gristmill.conf.schema import PipelineConfig, UserError
+from gristmill.tasks.dedup import stage as dedup
+from gristmill.tasks.stage import execute
+from gristmill.tasks.workspace import hold_workspace
+
+config = PipelineConfig.model_validate_json(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG (the default kills)
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    with hold_workspace(config, "dedup with a file size limit"):
+        execute(config, "dedup", dedup.run)
+except UserError as err:
+    print(json.dumps({"error": type(err).__name__, "message": str(err), "fix": err.fix}))
+    sys.exit(2)
+"""
+
+
+def run_limited(config: PipelineConfig, limit: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc over the limit (Python would skip it anyway)
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, config.model_dump_json(), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_a_file_size_limit_fails_the_shard_that_does_not_fit_and_a_rerun_resumes(tmp_path):
+    """Two small input shards and a large one (random text, which zstd cannot shrink): with a 64 KiB limit per file
+    the large shard's output cannot be written; the kernel refuses pyarrow's write. The units that fit stay
+    finished, and a rerun without the limit (space freed) redoes only the one that failed."""
+    config = PipelineConfig(workspace=str(tmp_path / "ws"), crawl={"seeds": ["http://127.0.0.1/"]})
+    write_documents_stage(config.workspace, "crawl", [random_documents(s, n) for s, n in enumerate([4, 4, 40])])
+
+    failed = run_limited(config, 64 << 10)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    error = json.loads(failed.stdout.strip().splitlines()[-1])
+    assert error["error"] == "ShardError"
+    assert (
+        error["message"]
+        == f"cannot write {tmp_path / 'ws' / 'dedup' / 'documents' / 'part-00002.parquet'}: File too large"
+    )
+    assert "ulimit -f" in error["fix"] and "finished units are kept" in error["fix"]
+    output = StageOutput(config.workspace, "dedup")
+    assert output.read_manifest() is None and leftovers(tmp_path) == []
+    finished = {info.name: info for unit in output.units() for infos in unit.shards.values() for info in infos}
+    written = {p.name for p in output.path.rglob("*.parquet")}
+    assert written <= finished.keys() and "part-00000.parquet" in written  # nothing partial; what fit is kept
+    kept = {p: p.stat().st_mtime_ns for p in output.dataset_dir("documents").glob("*.parquet")}
+
+    summary = execute(config, "dedup", dedup.run)  # the limit lifted
+    assert summary.status == "ran" and summary.count_out == 48
+    assert output.verify() == [] and leftovers(tmp_path) == []
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the finished units' shards were not written again
+    assert sorted(p.name for p in output.dataset_dir("documents").glob("*.parquet")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]

@@ -32,6 +32,8 @@ def bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "stage before its upstream": ["--stage", "tokenize"],
         "unknown stage": ["--stage", "tokenise"],
         "override not YAML": ["crawl.max_pages=[3"],
+        "override list not closed": ["crawl.seeds=[http://a"],
+        "override with a tab and a line break": ["name=\tx\ny: ["],
         "message with rich markup": ['crawl.exclude=["[/"]'],
         "unknown key in a list item": ["crawl.sources=[{pathh: x}]"],
         "override without a key": ["=3"],
@@ -48,6 +50,8 @@ CASES = [
     "stage before its upstream",
     "unknown stage",
     "override not YAML",
+    "override list not closed",
+    "override with a tab and a line break",
     "message with rich markup",
     "unknown key in a list item",
     "override without a key",
@@ -100,6 +104,20 @@ def test_an_unquoted_cron_override_is_a_string():
     result = CliRunner().invoke(app, ["config", str(DEMO), "schedule.cron=*/5 * * * *"])
     assert result.exit_code == 0, result.output
     assert '"cron": "*/5 * * * *"' in result.output
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("schedule.cron=@daily", '"cron": "@daily"'),  # `@` is reserved in YAML: a scanner error, so the text
+        ("tracking.experiment=x: y", '"experiment": "x: y"'),  # a block mapping to YAML, the text here
+        ("tracking.experiment=%x", '"experiment": "%x"'),  # a directive to YAML
+    ],
+)
+def test_overrides_yaml_cannot_read_are_their_text(override, shown):
+    result = CliRunner().invoke(app, ["config", str(DEMO), override])
+    assert result.exit_code == 0, result.output
+    assert shown in result.output
 
 
 def test_a_user_error_inside_a_flow_is_printed_without_traceback(prefect_harness, tmp_path, capfd):

@@ -1,4 +1,5 @@
-"""The MFU callback's inputs: the device's peak from Lightning's table, the dtype a precision setting runs in."""
+"""The training callbacks: the MFU inputs (the device's peak from Lightning's table, the dtype a precision setting
+runs in) and the step-counting progress bar."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def test_a_datacenter_gpu_has_a_dense_bf16_peak() -> None:
     peak = device_peak_flops()
     if any(chip in name for chip in ("A100", "H100", "H200")):
         assert peak is not None and 300e12 <= peak <= 1000e12, (name, peak)  # dense, not the sparsity figure
+
+
+def test_the_progress_bar_counts_steps_out_of_max_steps() -> None:
+    import lightning.pytorch as L
+
+    from gristmill.lightning_model.callbacks import StepProgressBar
+
+    bar = StepProgressBar()
+    trainer = L.Trainer(max_steps=40, accumulate_grad_batches=2, callbacks=[bar], logger=False)
+    bar.setup(trainer, L.LightningModule(), stage="fit")
+    assert bar.total_train_batches == 80  # batches: 40 optimizer steps of 2 accumulated batches
+    assert bar._get_train_description(0) == "train 40 steps"  # not Lightning's "Epoch 0/-2"

@@ -103,3 +103,56 @@ def test_verify_command_checks_the_whole_workspace(tmp_path):
     assert bad.returncode == 2, bad.stderr
     assert "crawl/documents/part-00002.parquet: its checksum differs" in bad.stderr
     assert "(written by stage 'crawl')" in bad.stderr and "Traceback" not in bad.stdout + bad.stderr
+
+
+def finished_stage_with_row_groups(root: Path, rows: int = 4000) -> Path:
+    """A finished stage of one shard of several row groups of random bytes (zstd cannot shrink them)."""
+    import os
+
+    out = StageOutput(root, "crawl")
+    out.begin("cfg", None)
+    schema = pa.schema([pa.field("blob", pa.binary())])
+    blobs = (pa.array([os.urandom(1000) for _ in range(1000)]) for _ in range(rows // 1000))
+    batches = (pa.record_batch([blob], schema) for blob in blobs)
+    path = out.dataset_dir("documents") / "part-00000.parquet"
+    info = write_shard(path, batches, schema)
+    out.commit("cfg", None, [out.finish_unit(UnitRecord(unit="u", shards={"documents": [info]}))], stats={})
+    return path
+
+
+def test_damage_in_the_last_row_group_stops_the_reader_before_its_first_batch(tmp_path):
+    path = finished_stage_with_row_groups(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * 0.9)] ^= 0xFF  # inside the last row group's pages; the footer stays readable
+    path.write_bytes(bytes(data))
+
+    batches = iter_batches([path])
+    with pytest.raises(ShardError, match=r"part-00000\.parquet: its checksum differs.*written by stage 'crawl'"):
+        next(batches)  # nothing handed out: a unit reading it has produced nothing to commit
+
+
+ONE_READ = """
+import sys
+from pathlib import Path
+from gristmill.tasks.shards import iter_batches
+
+def read_chars() -> int:
+    return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["rchar"])
+
+before = read_chars()
+rows = sum(batch.num_rows for batch in iter_batches([Path(sys.argv[1])]))
+print(rows, read_chars() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").is_file(), reason="needs Linux's /proc/self/io (bytes read per process)")
+def test_a_verified_read_reads_the_file_once(tmp_path):
+    """Checked and decoded from one memory mapping: the shard's bytes are not read twice (a hash pass, then the
+    reader's own). `rchar` counts what read() calls copied; the mapping's pages come in once, without them."""
+    path = finished_stage_with_row_groups(tmp_path)
+    size = path.stat().st_size
+    done = subprocess.run([sys.executable, "-c", ONE_READ, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows, copied = map(int, done.stdout.split())
+    assert rows == 4000
+    assert copied < size / 2, f"read() copied {copied:,} bytes of a {size:,}-byte shard"

@@ -64,12 +64,18 @@ def test_good_chinese_japanese_and_russian_documents_are_kept(text, language):
 
 
 def test_a_short_chinese_page_is_rejected_for_too_few_words_counted_by_jieba():
-    doc, verdict = clean(ZH.split("\n")[0])  # 29 words by jieba, punctuation aside; 2 "words" by spaces
+    first = ZH.split("\n")[0]
+    doc, verdict = clean(first)
+    # Repetition runs first: the top 4-gram, its words joined with spaces as datatrove measures it in every language
+    # (FineWeb-2's bounds are in that measure), covers 10 of the 51 characters even when it occurs once
+    assert (doc.language, verdict.rule, verdict.value, verdict.bound) == ("zh", "gopher_rep_top_4_gram", 10 / 51, 0.171)
+    no_repetition = {"repetition": {"enabled": False}}
+    doc, verdict = clean(first, **no_repetition)  # 29 words by jieba, punctuation aside; 2 "words" by spaces
     assert (doc.language, verdict.rule, verdict.value, verdict.bound) == ("zh", "gopher_min_words", 29, 50)
     # the row can be overridden from config, key by key: then C4 counts its sentences by 。 and finds two
-    _, verdict = clean(ZH.split("\n")[0], per_language={"zh": {"min_words": 20}})
+    _, verdict = clean(first, per_language={"zh": {"min_words": 20}}, **no_repetition)
     assert (verdict.rule, verdict.value, verdict.bound) == ("c4_too_few_sentences", 2, 5)
-    _, verdict = clean(ZH.split("\n")[0], per_language={"zh": {"min_words": 20, "c4": {"min_sentences": 2}}})
+    _, verdict = clean(first, per_language={"zh": {"min_words": 20, "c4": {"min_sentences": 2}}}, **no_repetition)
     assert verdict is None
 
 
@@ -136,7 +142,7 @@ def test_per_language_overrides_are_checked_before_any_work():
 
 
 def test_stage_reports_removal_per_language_and_warns_when_one_language_loses_far_more(tmp_path):
-    short_zh = ZH.split("\n")[0]
+    short_zh = ZH.split("\n")[0]  # removed by its top 4-gram (repetition), the first rule it breaks
     docs = [document(f"http://h/zh/{i}", short_zh if i < 6 else ZH) for i in range(10)]
     docs += [document(f"http://h/ru/{i}", RU) for i in range(14)]
     config = PipelineConfig(
@@ -149,8 +155,8 @@ def test_stage_reports_removal_per_language_and_warns_when_one_language_loses_fa
     kept = list(iter_records(out.shard_paths("documents")))
     assert sorted({r["language"] for r in kept}) == ["ru", "zh"] and len(kept) == 18
     stats = out.read_manifest().stats
-    assert stats["removal_rate_by_language"]["gopher_quality"] == {"en": 0.0, "zh": 0.6, "ru": 0.0, "ja": 0.0}
+    assert stats["removal_rate_by_language"]["gopher_repetition"] == {"en": 0.0, "zh": 0.6, "ru": 0.0, "ja": 0.0}
     assert stats["warnings"] == [
-        "gopher_quality removes 60.0% of zh documents vs 25.0% over all kept languages (ratio 2.40 > 2.0)"
+        "gopher_repetition removes 60.0% of zh documents vs 25.0% over all kept languages (ratio 2.40 > 2.0)"
     ]
     assert summary.warnings == stats["warnings"]

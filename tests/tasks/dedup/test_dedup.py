@@ -93,3 +93,27 @@ def test_survivor_choice_is_deterministic_across_runs(tmp_path, corpus):
             [r["url"] for r in iter_records(StageOutput(config.workspace, "dedup").shard_paths("documents"))]
         )
     assert results[0] == results[1] == ["http://d/0"]
+
+
+def test_exact_copies_within_one_batch_go_as_one_document_at_a_time_would(tmp_path, corpus):
+    """The signature pass judges a batch's empty texts and exact copies column by column; with `dedup.url` on it
+    still goes one document at a time (the URL key is Python). With distinct URLs both must keep the same pages."""
+    sources, answers = corpus
+    docs = [document(f"http://src/{i}", text) for i, text in enumerate(sources)]
+    docs += [document(f"http://copy/{i}", t.lower() + " !") for i, t in enumerate(sources)]  # same batch as sources
+    docs += [document("http://copy/again", sources[0].upper()), document("http://blank/0", " \t")]
+    docs += [document(f"http://answer/{i}", text) for i, text in enumerate(answers)]
+    results = []
+    for url in (False, True):
+        config = PipelineConfig(
+            workspace=str(tmp_path / str(url)), crawl={"seeds": ["http://src/"]}, dedup=DedupConfig(url=url)
+        )
+        write_documents_stage(config.workspace, "crawl", [docs])
+        execute(config, "dedup", run)
+        out = StageOutput(config.workspace, "dedup")
+        removed = out.read_manifest().stats["removed"]
+        results.append(([r["url"] for r in iter_records(out.shard_paths("documents"))], removed))
+    (kept, removed), (kept_by_url, removed_by_url) = results
+    originals = [f"http://src/{i}" for i in range(5)] + [f"http://answer/{i}" for i in range(len(answers))]
+    assert kept == kept_by_url == originals
+    assert removed["exact"] == removed_by_url["exact"] == 6 and removed["empty"] == removed_by_url["empty"] == 1

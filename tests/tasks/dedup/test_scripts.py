@@ -28,8 +28,9 @@ def jaccard(a: str, b: str) -> float:
 
 
 def test_cjk_texts_are_respaced_word_by_word_and_others_are_untouched():
-    out = segment_unspaced(pa.array(["我们在北京大学学习。", "Plain English, untouched.", None]))
-    assert out.to_pylist() == ["我们 在 北京大学 学习 。", "Plain English, untouched.", ""]
+    korean = "서울에서 공부합니다. 저는 학생입니다."  # written with spaces: its words stay as they are
+    out = segment_unspaced(pa.array(["我们在北京大学学习。", "Plain English, untouched.", None, korean, "ｶﾀｶﾅ"]))
+    assert out.to_pylist() == ["我们 在 北京大学 学习 。", "Plain English, untouched.", "", korean, "ｶﾀｶﾅ"]
 
 
 def test_chinese_and_japanese_near_duplicates_have_the_similarity_english_ones_have():

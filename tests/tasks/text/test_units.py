@@ -1,5 +1,7 @@
 """Words and sentences per script, and the language codes: the one splitter every filter and dedup use."""
 
+import random
+
 import pytest
 
 from gristmill.tasks.text.languages import LID176_LANGUAGES, normalize_code
@@ -8,6 +10,7 @@ from gristmill.tasks.text.units import (
     LATIN_TERMINALS,
     count_sentence_ends,
     guess_segmenter,
+    guess_segmenters,
     line_words,
     sentences,
     split_words,
@@ -49,6 +52,46 @@ def test_without_a_language_the_script_chooses_the_segmenter():
     assert guess_segmenter("서울에서 공부합니다.") == "kiwi"
     assert guess_segmenter("สวัสดีครับ") == "chars"
     assert guess_segmenter("") == "spaces"
+
+
+def reference_segmenter(text: str) -> str:
+    """The script rule of `guess_segmenter`, one character at a time in plain Python."""
+    ranges = {
+        "kana": ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9D)),
+        "hangul": ((0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3130, 0x318F)),
+        "han": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2FFFF), (0xF900, 0xFAFF)),
+        "nospace": ((0x0E00, 0x0EFF), (0x1780, 0x17FF), (0x1000, 0x109F), (0x0F00, 0x0FFF)),
+    }
+    counts = dict.fromkeys([*ranges, "other"], 0)
+    for ch in text[:2000]:
+        script = next((s for s, rs in ranges.items() if any(lo <= ord(ch) <= hi for lo, hi in rs)), None)
+        if script or ch.isalpha():
+            counts[script or "other"] += 1
+    letters, cjk = sum(counts.values()), counts["kana"] + counts["han"]
+    if not letters:
+        return "spaces"
+    if counts["kana"] and cjk >= counts["hangul"] and cjk * 2 >= letters:
+        return "sudachi"
+    for script, segmenter in (("hangul", "kiwi"), ("han", "jieba"), ("nospace", "chars")):
+        if counts[script] * 2 >= letters:
+            return segmenter
+    return "spaces"
+
+
+def test_script_guesses_of_a_batch_match_the_rule_character_by_character():
+    rng = random.Random(0)
+    blocks = [(0x20, 0x7F), (0xA0, 0x250), (0x300, 0x370), (0x400, 0x500), (0xE00, 0xE80), (0x3000, 0x3100),
+              (0x4E00, 0x4F00), (0xAC00, 0xAD00), (0xFF00, 0xFFA0), (0x10400, 0x10450), (0x1F300, 0x1F400),
+              (0x20000, 0x20100), (0x30000, 0x30100)]  # fmt: skip
+    texts = []
+    for _ in range(600):
+        mix = rng.sample(blocks, rng.randint(1, 4))
+        size = rng.choice([0, 1, 3, 40, 1999, 2000, 2001, 2600])  # around the 2,000-character sample
+        texts.append("".join(chr(rng.randrange(*rng.choice(mix))) for _ in range(size)))
+    expected = [reference_segmenter(t) for t in texts]
+    assert guess_segmenters(texts) == expected
+    assert [guess_segmenter(t) for t in texts] == expected
+    assert len(set(expected)) == 5  # every verdict occurs
 
 
 def test_c4_line_words_keep_whitespace_chunks_for_spaced_scripts_and_drop_punctuation_for_cjk():
