@@ -61,6 +61,7 @@ FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batch
 FILE_DIGESTS = "file_digests"  # an ingest unit of plain files: each file's sha256, so a later run keeps the unchanged
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
+RAW_READ_ROWS = 16  # raw records read at a time: 16 pages of up to 5 MB (64 of 2 MB pages cost ~130 MB, twice)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -406,7 +407,7 @@ def document_batches(
     is_html: list[bool] = []
 
     def raws() -> Iterator[dict[str, Any]]:
-        for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH):
+        for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS):
             for raw in batch.to_pylist():
                 where.append(record_location(raw))
                 is_html.append(is_html_record(raw))
