@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
@@ -62,8 +63,12 @@ class ExtractionPool:
         # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
         # see tasks/crawl/warm_up.py for why that matters to the time limit), and without this process's __main__
         # (WorkerContext). Takes effect only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload([__name__, "gristmill.tasks.crawl.warm_up"])
-        self._pool = pebble.ProcessPool(max_workers=self.workers, context=WorkerContext())
+        if WITHOUT_MAIN:
+            context.set_forkserver_preload([__name__, "gristmill.tasks.crawl.warm_up"])
+            context = WorkerContext()
+        else:  # a Python whose process start we have not checked: the server imports __main__ once, for all workers
+            context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
+        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
         return self
 
     def __exit__(
@@ -181,6 +186,9 @@ def _done(document: dict) -> concurrent.futures.Future:
 # script): with it come Prefect and MLflow, 140 MB and seconds of imports in the forkserver, whose pages every worker
 # then shares and partly copies; a pool's first page waited ~10 s for it on a loaded 2-core machine. Extraction
 # workers run only module-level functions of importable modules, so they start without it.
+
+
+WITHOUT_MAIN = (3, 11) <= sys.version_info[:2] <= (3, 13)  # the CPython versions whose _launch is copied below
 
 
 class _PopenWithoutMain(popen_forkserver.Popen):
