@@ -80,6 +80,7 @@ def index_schema(num_perm: int) -> pa.Schema:
             pa.field("exact_hash", pa.binary(8), nullable=False),
             pa.field("length", pa.int32(), nullable=False),
             pa.field("minhash", pa.list_(pa.uint32(), num_perm), nullable=False),
+            pa.field("shard", pa.string()),  # the input shard the document was kept from (null in older parts)
         ]
     )
 

@@ -25,6 +25,7 @@ from gristmill.tasks.dedup.signatures import alpha_word_share, hasher, normalize
 from gristmill.tasks.documents import DOCUMENT_SCHEMA
 from gristmill.tasks.shards import UnitRecord, iter_batches, write_shard
 from gristmill.tasks.stage import StageContext, StageResult
+from gristmill.tasks.urls import same_page_key
 
 # Re-exported: benchmarks and tests import them from the stage.
 __all__ = ["Deduplicator", "alpha_word_share", "find_duplicates", "hasher", "normalizer", "run", "sign_batch"]
@@ -68,8 +69,13 @@ def run(ctx: StageContext) -> StageResult:
                 done[index] = record
     fresh = [i for i in range(len(inputs)) if i not in done]
     dedup = Deduplicator(cfg)
+    # Documents kept before win, except over their own page: an earlier copy from a shard that is not here unchanged
+    # any more (rewritten since: a narrowed ingest unit, a changed source file) does not make the page's document in
+    # a fresh shard a duplicate; the earlier copy has left the corpus.
+    unchanged = pa.array(sorted(inputs[i].name for i in done), pa.string())
+    fresh_pages = _page_keys([sig_paths[i] for i in fresh]) if cfg.incremental else set()
     for path in prior:
-        dedup.add_prior(kept_index.read(path))
+        dedup.add_prior(_without_replaced(kept_index.read(path), unchanged, fresh_pages))
     removed_fresh, stats, sizes, pairs = dedup.run([sig_paths[i] for i in fresh], [inputs[i] for i in fresh])
     removed = {fresh[position]: rows for position, rows in removed_fresh.items()}
     report.track(ctx, sizes, pairs)
@@ -113,15 +119,44 @@ def find_duplicates(
 
 
 def _kept_signatures(paths: list[Path], removed: dict[int, set[int]], num_perm: int) -> Iterator[pa.RecordBatch]:
-    """Signature rows of the documents this run kept, in the index's schema."""
+    """Signature rows of the documents this run kept, in the index's schema, each with the shard it came from."""
     schema = index_schema(num_perm)
+    columns = [name for name in schema.names if name != "shard"]
     for index, path in enumerate(paths):
         drop = removed.get(index, set())
         for batch in iter_batches([path]):
             rows = batch.column("row").to_pylist()
             keep = pa.array([r not in drop for r in rows]) if drop else pa.array([True] * len(rows))
-            mask = pc.and_(keep, batch.column("has_text"))
-            yield batch.filter(mask).select(schema.names).cast(schema)
+            kept = batch.filter(pc.and_(keep, batch.column("has_text"))).select(columns)
+            shard = pa.array([path.name] * kept.num_rows, pa.string())
+            yield pa.RecordBatch.from_arrays([*kept.columns, shard], names=schema.names).cast(schema)
+
+
+def _page_keys(signature_paths: list[Path]) -> set[str]:
+    """The pages (`same_page_key` of their URL) of the documents in these shards."""
+    return {
+        same_page_key(url)
+        for batch in iter_batches(signature_paths, ["url"])
+        for url in batch.column("url").to_pylist()
+        if url
+    }
+
+
+def _without_replaced(
+    batches: Iterator[pa.RecordBatch], unchanged: pa.Array, pages: set[str]
+) -> Iterator[pa.RecordBatch]:
+    """Index rows, less those of `pages` kept from a shard no longer unchanged (index parts written before rows
+    named their shard are read whole)."""
+    for batch in batches:
+        if "shard" not in batch.schema.names or not pages:
+            yield batch
+            continue
+        elsewhere = pc.invert(pc.is_in(batch.column("shard"), value_set=unchanged)).to_pylist()
+        urls = batch.column("url").to_pylist()
+        replaced = [
+            gone and url is not None and same_page_key(url) in pages for gone, url in zip(elsewhere, urls, strict=True)
+        ]
+        yield batch.filter(pa.array([not r for r in replaced]))
 
 
 def _with_offsets(batches):

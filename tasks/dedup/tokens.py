@@ -54,10 +54,10 @@ def texts_with(texts: pa.Array, table: np.ndarray) -> np.ndarray:
     return np.unique(np.searchsorted(offsets, hit, side="right") - 1)
 
 
-def _next_bytes(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
-    """The byte after each lead byte (a lead at the very end, only in broken UTF-8, reads itself: no table marks a
-    second byte >= 0xC0), without copying the batch's bytes to pad them."""
-    return data[np.minimum(leads + 1, len(data) - 1)]
+def _next_bytes(data: np.ndarray, leads: np.ndarray, ahead: int = 1) -> np.ndarray:
+    """The byte `ahead` of each lead byte (past the end, only in broken UTF-8, the last byte is read instead: no
+    table marks a continuation byte >= 0xC0), without copying the batch's bytes to pad them."""
+    return data[np.minimum(leads + ahead, len(data) - 1)]
 
 
 # Characters whose NFKC form differs in what the word splitter sees: combining marks (NFC composition), Hangul
@@ -170,16 +170,19 @@ _WORD_BYTE[0x80:] = True
 def _non_ascii_punctuation(data: np.ndarray) -> np.ndarray:
     """Positions of the bytes of the non-ASCII punctuation and symbols of web text: U+0080-U+00BF (nbsp, guillemets,
     degree; not the letters and numbers among them), U+2000-U+2FFF (quotes, dashes, ellipsis, bullets, currency,
-    arrows, math), U+3000-U+303F (CJK punctuation), U+FE00-U+FE3F (variation selectors) and U+1F000-U+1FFFF (emoji).
+    arrows, math), U+3000-U+303F (CJK punctuation; not the letters and numbers among them), the katakana marks ゠ and
+    ・, U+FE00-U+FE3F (variation selectors) and U+1F000-U+1FFFF (emoji).
     Elsewhere it differs from Python's `\\W`: combining marks and other scripts' punctuation stay inside words."""
     leads = np.flatnonzero(data >= 0xC2)  # English text has few non-ASCII bytes: look only at those
     if not len(leads):
         return leads
     first = data[leads]
-    second = _next_bytes(data, leads)
+    second, third = _next_bytes(data, leads), _next_bytes(data, leads, ahead=2)
     width = np.zeros(len(leads), dtype=np.int64)
     width[(first == 0xC2) & ~_LATIN1_WORDS[second]] = 2
-    width[(first == 0xE2) | ((first == 0xE3) & (second == 0x80)) | ((first == 0xEF) & (second == 0xB8))] = 3
+    cjk_symbols = (first == 0xE3) & (second == 0x80) & ~_CJK_SYMBOL_WORDS[third]
+    kana_marks = (first == 0xE3) & (((second == 0x82) & (third == 0xA0)) | ((second == 0x83) & (third == 0xBB)))
+    width[(first == 0xE2) | cjk_symbols | kana_marks | ((first == 0xEF) & (second == 0xB8))] = 3
     width[(first == 0xF0) & (second == 0x9F)] = 4
     hits = [leads[width > shift] + shift for shift in range(4)]
     return np.concatenate([hit[hit < len(data)] for hit in hits])
@@ -188,6 +191,11 @@ def _non_ascii_punctuation(data: np.ndarray) -> np.ndarray:
 # Second bytes of U+00AA ª, U+00B2 ², U+00B3 ³, U+00B5 µ, U+00B9 ¹, U+00BA º, U+00BC-U+00BE ¼ ½ ¾: letters/numbers.
 _LATIN1_WORDS = np.zeros(256, dtype=bool)
 _LATIN1_WORDS[[0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE]] = True
+# Third bytes of the letters and numbers among U+3000-U+303F (E3 80 xx), which stay inside words as \p{L}/\p{N}
+# keep them: 々 (U+3005, 人々), 〆, 〇 (U+3007, 二〇二四年), 〡-〩, 〱-〵 (kana repetition), 〸-〼. The katakana
+# block's punctuation is cut instead: ゠ (U+30A0) and the middle dot ・ (U+30FB, between the words of a loanword).
+_CJK_SYMBOL_WORDS = np.zeros(256, dtype=bool)
+_CJK_SYMBOL_WORDS[[0x85, 0x86, 0x87, *range(0xA1, 0xAA), *range(0xB1, 0xB6), *range(0xB8, 0xBD)]] = True
 
 
 _P = np.uint64(0x100000001B3)  # FNV prime: odd, so it has an inverse modulo 2^64

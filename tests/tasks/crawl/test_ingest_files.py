@@ -96,3 +96,27 @@ def test_a_changed_file_of_three_is_the_only_one_read_again(tmp_path):
         assert execute(cfg, "crawl", crawl_stage.run).count_out == 2
     assert not opened
     assert texts_by_file(cfg) == {"a.txt": TEXTS["a.txt"], "b.txt": expected["b.txt"]}
+
+
+def test_with_incremental_dedup_a_narrowed_shard_keeps_its_unchanged_files(tmp_path):
+    from gristmill.tasks.dedup import stage as dedup_stage
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in TEXTS.items():
+        write(corpus / name, text * 3, 1_700_000_000)
+    crawl = {"sources": [{"path": str(corpus), "kind": "files"}], "extract_workers": 1}
+    cfg = validate_config({"workspace": str(tmp_path / "ws"), "crawl": crawl, "dedup": {"incremental": True}})
+
+    def deduplicated() -> list[str]:
+        execute(cfg, "crawl", crawl_stage.run)
+        execute(cfg, "dedup", dedup_stage.run)
+        paths = StageOutput(cfg.workspace, "dedup").shard_paths("documents")
+        return sorted(Path(d["source"]).name for d in iter_records(paths, ["source"]))
+
+    assert deduplicated() == ["a.txt", "b.txt", "c.txt"]
+    # b changes a little: its new text is compared with a and c, not with its own earlier copy (which is gone).
+    write(corpus / "b.txt", TEXTS["b.txt"] * 3 + " They are cold.", 1_700_100_000)
+    assert deduplicated() == ["a.txt", "b.txt", "c.txt"]
+    write(corpus / "d.txt", TEXTS["a.txt"] * 3, 1_700_100_000)  # a new copy of a: still a duplicate of the earlier a
+    assert deduplicated() == ["a.txt", "b.txt", "c.txt"]

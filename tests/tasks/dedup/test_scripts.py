@@ -44,6 +44,14 @@ def test_chinese_and_japanese_near_duplicates_have_the_similarity_english_ones_h
     assert jaccard(ZH_LONG, JA_LONG) == 0.0 and jaccard(ZH_LONG, RU) == 0.0
 
 
+def test_the_stage_splits_japanese_words_at_the_characters_the_reference_definition_does():
+    # 々 (iteration mark) and 〇 (ideographic zero) are letters and numbers: inside words; ・ (katakana middle dot)
+    # is punctuation between the words of a loanword. The stage's byte-class splitter cut at 々 and 〇 and kept ・.
+    text = "人々は二〇二四年にコンピュータ・ソフトウェアを使い、時々データ・ベースを調べました。" * 3
+    found = MinHasher(64, 1, Shingler("word", 5)).shingler.batch(pa.array([text]))
+    assert len(set(found.hashes.tolist())) == len(shingles(text, 5))
+
+
 def test_exact_dedup_ignores_full_width_and_half_width_forms():
     assert exact_hash("ＧＰＵ　２０２４年モデル、ｶﾞｲﾄﾞ") == exact_hash("GPU 2024年モデル、ガイド")
     hasher = MinHasher(64, 1, Shingler("word", 2))
