@@ -24,7 +24,9 @@ descendants (the extraction workers and their forkserver), sampled every 0.2 s; 
            otherwise default settings; follows every http link on the site, parses nothing else
 - fetch:   our async crawler into its SQLite state (robots, politeness gates, link extraction; no main text)
 - stage:   the crawl stage as the pipeline runs it (fetch unit, raw shards, WARC, extraction in worker processes
-           with the per-page time limit, documents shards), default extractor unless --extractor
+           with the per-page time limit, documents shards), default extractor unless --extractor; pages are
+           extracted while the crawl fetches (crawl.extract_during_fetch, the default)
+- stage-serial: the same with crawl.extract_during_fetch off: extraction starts when the fetch has finished
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
     seconds = time.perf_counter() - started
     hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
     result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0),
-              "requests": requests}
+              "requests": requests, "during_fetch": extract.get("during_fetch", 0)}
     print(json.dumps(result))
 
 
@@ -299,6 +301,7 @@ def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) 
             "per_host_concurrency": args.concurrency,
             "progress_bar": False,
             "use_sitemaps": False,  # links only, as Scrapy crawls (a sitemap would queue every page before any link)
+            "extract_during_fetch": mode != "stage-serial",
             **({"extractor": args.extractor} if args.extractor else {}),
             **({"extract_workers": args.workers} if args.workers else {}),
         },
@@ -316,7 +319,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of all modes, alternating")
     parser.add_argument("--redirects", action="store_true", help="also crawl the site with half its links redirected")
     parser.add_argument(
-        "--modes", nargs="+", default=["scrapy", "fetch", "stage"], choices=["scrapy", "fetch", "stage"]
+        "--modes",
+        nargs="+",
+        default=["scrapy", "fetch", "stage", "stage-serial"],
+        choices=["scrapy", "fetch", "stage", "stage-serial"],
     )
     parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight (Scrapy: 16)")
     parser.add_argument("--extractor", default=None, help="crawl.extractor (default: the config's default)")
@@ -354,7 +360,12 @@ def main() -> None:
                             f"  round {round_ + 1} {name:9s} {mode:6s}: {result['pages']} pages in "
                             f"{result['seconds']:.1f} s = {result['rate']:.1f} pages/s, peak PSS "
                             f"{result['peak_pss_mb']:.0f} MB"
-                            + (f", {result['timeouts']} extraction time-outs" if mode == "stage" else "")
+                            + (
+                                f", {result['timeouts']} extraction time-outs, {result['during_fetch']} pages "
+                                "extracted during the fetch"
+                                if mode.startswith("stage")
+                                else ""
+                            )
                             + (f", {result['requests']} requests" if mode == "fetch" else ""),
                             flush=True,
                         )
@@ -373,6 +384,7 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         )
     for key, label in (
         (("plain", "stage"), "whole stage / Scrapy fetching"),
+        (("plain", "stage-serial"), "whole stage, extraction after the fetch / Scrapy fetching"),
         (("plain", "fetch"), "our fetch / Scrapy"),
     ):
         if key in median and ("plain", "scrapy") in median:

@@ -225,6 +225,13 @@ class CrawlConfig(Section):
     extract_fallback_pages: int = Field(
         3, ge=2, description="Pages of one site sharing one extracted text that make it navigation, not content."
     )
+    extract_long_text_chars: int = Field(
+        20_000,
+        ge=0,
+        description="With a trafilatura extractor, pages whose main text (as resiliparse finds it) is longer than "
+        "this are resiliparse's: trafilatura keeps a fraction of long documentation pages, 50-100x slower "
+        "(docs/benchmarks.md#long-pages). 0: trafilatura on every page.",
+    )
     extract_timeout_s: float = Field(
         5.0,
         gt=0,
@@ -236,6 +243,12 @@ class CrawlConfig(Section):
     )
     extract_workers: int = Field(
         2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME
+    )
+    extract_during_fetch: bool = Field(
+        True,
+        description="Extract pages while the crawl is still fetching (the same documents, sooner); off: extraction "
+        "starts when the fetch has finished.",
+        json_schema_extra=RUNTIME,
     )
     shard_rows: int = Field(1000, ge=1, description="Documents per output shard.")
 

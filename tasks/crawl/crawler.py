@@ -132,11 +132,13 @@ class Crawler:
         *,
         warc: WarcSink | None = None,
         on_progress: ProgressCallback | None = None,
+        on_page: Callable[[Page], None] | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.warc = warc
         self.on_progress = on_progress
+        self.on_page = on_page  # each stored page once committed (the stage starts its extraction; must not block)
         self.normalize = UrlNormalizer(config.strip_query_params)
         self.dropped_links: Counter[str] = Counter()  # links never queued, by the scope rule that refused them
         self._guard = AddressGuard(config.allow_private_networks)
@@ -284,6 +286,8 @@ class Crawler:
             self._archive(response)  # before the commit: a kill in between duplicates a record, loses none
         self.state.finish(fetch, page, links)
         self._session_stored += page is not None
+        if page is not None and self.on_page is not None:
+            self.on_page(page)
 
     def _archive(self, response: Response) -> None:
         """Stored pages go to the WARC (robots.txt and sitemaps do not: re-ingesting the WARC gives the same

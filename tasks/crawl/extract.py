@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import lxml.html
@@ -39,11 +39,23 @@ class Extracted:
     text: str | None  # main text only; None when the page has none worth keeping
     published: str | None = None  # publication date, YYYY-MM-DD
     lang: str | None = None  # <html lang>, og:locale or Content-Language as the page wrote it, lowercased: a hint
+    extractor: str | None = None  # set when not the extractor asked for (a long page: see LONG_TEXT_CHARS)
 
 
-def extract(html: str | bytes, url: str, extractor: str = "trafilatura") -> Extracted:
+# Pages whose main text, as resiliparse finds it, is longer than this are resiliparse's. On long documentation pages
+# (pydoc pages of 50 KB-2.5 MB) trafilatura kept a fifth or less of the text (it drops the tables and definition
+# lists that hold the method docs: 4,951 of 25,124 characters on dask.utils) at 50-100x resiliparse's time; on the
+# extraction benchmark's 181 news pages the rule takes 4 pages (F1 -0.0007 ± 0.0008). docs/benchmarks.md, "Long
+# pages".
+LONG_TEXT_CHARS = 20_000
+
+
+def extract(
+    html: str | bytes, url: str, extractor: str = "trafilatura", long_text_chars: int = LONG_TEXT_CHARS
+) -> Extracted:
     """Main text, title, publication date and language hint of an HTML page; navigation, footers and comments are
-    left out. Bytes are decoded with `decode_html` (no declared charset)."""
+    left out. Bytes are decoded with `decode_html` (no declared charset). A trafilatura extractor leaves a page with
+    more than `long_text_chars` of main text to resiliparse (0: never), and the result says so in `extractor`."""
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
     if isinstance(html, bytes):
@@ -53,6 +65,11 @@ def extract(html: str | bytes, url: str, extractor: str = "trafilatura") -> Extr
     lang = html_lang(html)
     if extractor == "resiliparse":
         return _resiliparse(html, lang)
+    if long_text_chars and len(html) > long_text_chars:  # shorter markup cannot hold that much text
+        # resiliparse first, as the measure: a few ms, against trafilatura's tens (short pages) to seconds (long)
+        quick = _resiliparse(html, lang)
+        if quick.text is not None and len(quick.text) > long_text_chars:
+            return replace(quick, extractor="resiliparse")
     return _trafilatura(html, url, extractor, lang)
 
 
@@ -104,22 +121,22 @@ def _text_chars(tree: lxml.html.HtmlElement) -> int:
 # benchmark it took 0.72 s against resiliparse's 0.67 s (it doubles resiliparse's time), so the resiliparse path
 # reads these tags from the tree it already has instead (0.5 ms a page): a date on 127 of the 181 pages
 # (htmldate: 179), the same day as htmldate's original date on 117 of them, a day apart (time zones) on the rest.
-_DATE_SELECTORS = (
-    'meta[property="article:published_time"]',
-    'meta[property="og:published_time"]',
-    'meta[name="article:published_time"]',
-    'meta[itemprop="datePublished"]',
-    'meta[name="pubdate"]',
-    'meta[name="publishdate"]',
-    'meta[name="publish-date"]',
-    'meta[name="parsely-pub-date"]',
-    'meta[name="sailthru.date"]',
-    'meta[name="dc.date.issued" i]',
-    'meta[name="dcterms.created" i]',
-    'meta[name="date"]',
-    '[itemprop="datePublished"][datetime]',
-    "time[pubdate][datetime]",
-    "time[datetime]",
+_DATE_SELECTORS = (  # (selector, what the page's markup must contain, lowercased, for it to match)
+    ('meta[property="article:published_time"]', "article:published_time"),
+    ('meta[property="og:published_time"]', "og:published_time"),
+    ('meta[name="article:published_time"]', "article:published_time"),
+    ('meta[itemprop="datePublished"]', "datepublished"),
+    ('meta[name="pubdate"]', "pubdate"),
+    ('meta[name="publishdate"]', "publishdate"),
+    ('meta[name="publish-date"]', "publish-date"),
+    ('meta[name="parsely-pub-date"]', "parsely-pub-date"),
+    ('meta[name="sailthru.date"]', "sailthru.date"),
+    ('meta[name="dc.date.issued" i]', "dc.date.issued"),
+    ('meta[name="dcterms.created" i]', "dcterms.created"),
+    ('meta[name="date"]', "date"),
+    ('[itemprop="datePublished"][datetime]', "datepublished"),
+    ("time[pubdate][datetime]", "pubdate"),
+    ("time[datetime]", "<time"),
 )
 
 
@@ -130,7 +147,12 @@ def _resiliparse(html: str, lang: str | None) -> Extracted:
     text = extract_plain_text(tree, main_content=True, comments=False, post_meta=False)
     published = None
     if tree.document is not None:
-        for selector in _DATE_SELECTORS:
+        # Each query walks the whole tree (5 ms a page of 15 on 2 MB documentation pages); a substring test on the
+        # markup skips the ones that cannot match.
+        markup = html.lower()
+        for selector, needle in _DATE_SELECTORS:
+            if needle not in markup:
+                continue
             element = tree.document.query_selector(selector)
             if element is not None:
                 published = _iso_date(element.getattr("content") or element.getattr("datetime"))
@@ -195,9 +217,10 @@ def _lang_code(value: str | None) -> str | None:
 # records
 
 
-def document_from_raw(raw: dict, extractor: str) -> dict:
+def document_from_raw(raw: dict, extractor: str, long_text_chars: int = LONG_TEXT_CHARS) -> dict:
     """One RAW_SCHEMA record to one DOCUMENT_SCHEMA record: HTML is decoded and extracted, plain text and
     Markdown are kept as they are (stripped); `text` is None when nothing is worth keeping (or the type is neither).
+    `extractor` is set only when another extractor than the one asked for made the text (a long page).
     """
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
@@ -205,7 +228,7 @@ def document_from_raw(raw: dict, extractor: str) -> dict:
     media_type = _media_type(raw.get("content_type"), content)
     extracted = Extracted(title=None, text=None)
     if media_type in HTML_TYPES:
-        extracted = extract(decode_html(content, raw.get("charset")), raw["url"], extractor)
+        extracted = extract(decode_html(content, raw.get("charset")), raw["url"], extractor, long_text_chars)
     elif media_type in TEXT_TYPES:
         # The same charset checks as HTML (declared, then detected): plain text lies or says nothing just as often.
         extracted = Extracted(title=None, text=_clean(decode_html(content, raw.get("charset"))))
@@ -218,7 +241,7 @@ def document_without_text(raw: dict) -> dict:
 
 
 def _document(raw: dict, extracted: Extracted) -> dict:
-    return {
+    document = {
         "doc_id": raw["doc_id"],
         "url": raw["url"],
         "fetched_at": raw["fetched_at"],
@@ -231,6 +254,9 @@ def _document(raw: dict, extracted: Extracted) -> dict:
         "published": extracted.published,
         "lang_hint": extracted.lang or raw.get("lang_hint"),
     }
+    if extracted.extractor:  # otherwise the one asked for: the stage fills it in (tasks/crawl/fallback.py)
+        document["extractor"] = extracted.extractor
+    return document
 
 
 def _media_type(content_type: str | None, content: bytes) -> str:
@@ -269,10 +295,14 @@ def extract_links(html: str | bytes, base_url: str) -> list[str]:
         return []
     base = _document_base(tree, base_url)
     links: dict[str, None] = {}  # an ordered set: page order makes the crawl order reproducible
+    hrefs: set[str] = set()
     for element in tree.iter("a", "area"):
         href = (element.get("href") or "").strip()
-        if not href:
+        # Resolved once per page: reference pages repeat their links (2,703 links, 98 distinct on a pydoc page),
+        # and urljoin was most of the crawler's own CPU time on them.
+        if not href or href in hrefs:
             continue
+        hrefs.add(href)
         try:
             absolute, _ = urldefrag(urljoin(base, href))
             scheme = urlsplit(absolute).scheme

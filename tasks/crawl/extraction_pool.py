@@ -7,19 +7,33 @@ and is extracted again with resiliparse (a few milliseconds where trafilatura ta
 from __future__ import annotations
 
 import concurrent.futures
+import functools
+import io
 import logging
 import multiprocessing
+import multiprocessing.context
+import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing.context import set_spawning_popen
 from types import TracebackType
+from typing import Any
 
 import pebble
 
+from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
 FALLBACK_EXTRACTOR = "resiliparse"
+
+
+def extraction_worker(cfg: CrawlConfig) -> Callable[[dict, str], dict]:
+    """`document_from_raw` with the crawl's settings (a partial of a module-level function: it pickles)."""
+    return functools.partial(document_from_raw, long_text_chars=cfg.extract_long_text_chars)
 
 
 def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
@@ -47,9 +61,13 @@ class ExtractionPool:
     def __enter__(self) -> ExtractionPool:
         context = multiprocessing.get_context("forkserver")
         # Workers forked by the server start with the extractors imported and warmed up (a replaced worker too:
-        # see tasks/crawl/warm_up.py for why that matters to the time limit). Takes effect
-        # only if this process has not started its forkserver yet; harmless otherwise.
-        context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
+        # see tasks/crawl/warm_up.py for why that matters to the time limit), and without this process's __main__
+        # (WorkerContext). Takes effect only if this process has not started its forkserver yet; harmless otherwise.
+        if WITHOUT_MAIN:
+            context.set_forkserver_preload([__name__, "gristmill.tasks.crawl.warm_up"])
+            context = WorkerContext()
+        else:  # a Python whose process start we have not checked: the server imports __main__ once, for all workers
+            context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
         self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
         return self
 
@@ -59,7 +77,7 @@ class ExtractionPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for future in self._in_flight:  # a map() its consumer left unfinished: do not wait for its pages
+        for future in list(self._in_flight):  # a map() its consumer left unfinished: do not wait for its pages
             future.cancel()
         self._in_flight.clear()
         if exc_type is None:
@@ -75,11 +93,12 @@ class ExtractionPool:
         timeout_s: float,
         worker: Callable[[dict, str], dict] = document_from_raw,
         timeout_s_per_mb: float = 0.0,
+        ready: Callable[[dict], dict | None] | None = None,
     ) -> Iterator[tuple[dict, str | None]]:
         """(document, problem) for each raw record, in input order; problem is None, or what went wrong
         ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
         `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
-        flight."""
+        flight. `ready` may hold a record's document already (extracted while the crawl fetched): it is used as is."""
         if self._pool is None:
             raise RuntimeError("ExtractionPool.map needs the pool entered: use `with ExtractionPool(n) as pool:`")
         if extractor not in EXTRACTORS:
@@ -93,7 +112,11 @@ class ExtractionPool:
                     if raw is None:
                         break
                     limit = time_limit(raw, timeout_s, timeout_s_per_mb)
-                    window.append((raw, limit, self._schedule(worker, raw, extractor, limit)))
+                    document = ready(raw) if ready is not None else None
+                    if document is not None:
+                        window.append((raw, limit, _done(document)))
+                    else:
+                        window.append((raw, limit, self._schedule(worker, raw, extractor, limit)))
                 if not window:
                     return
                 raw, limit, future = window.popleft()
@@ -109,6 +132,16 @@ class ExtractionPool:
             for _, _, future in window:  # the consumer stopped early: do not leave work running
                 future.cancel()
                 self._in_flight.discard(future)
+
+    def submit(
+        self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
+    ) -> concurrent.futures.Future:
+        """One record, on its own (no time-limit fallback): the future's result is its document, or the error."""
+        if self._pool is None:
+            raise RuntimeError("ExtractionPool.submit needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        future = self._schedule(worker, raw, extractor, time_limit(raw, timeout_s, timeout_s_per_mb))
+        future.add_done_callback(self._in_flight.discard)  # its caller keeps the future; the pool need not
+        return future
 
     def _schedule(
         self, worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit: float
@@ -139,3 +172,52 @@ class ExtractionPool:
             self._in_flight.discard(future)
         logger.debug("%s: %s", raw["url"], problem)
         return document_without_text(raw), problem
+
+
+def _done(document: dict) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(document)
+    return future
+
+
+# -- worker processes without the parent's __main__ ---------------------------------------------------------------
+#
+# multiprocessing starts every child by importing the parent's main module (the `gristmill` command, a benchmark's
+# script): with it come Prefect and MLflow, 140 MB and seconds of imports in the forkserver, whose pages every worker
+# then shares and partly copies; a pool's first page waited ~10 s for it on a loaded 2-core machine. Extraction
+# workers run only module-level functions of importable modules, so they start without it.
+
+
+WITHOUT_MAIN = (3, 11) <= sys.version_info[:2] <= (3, 13)  # the CPython versions whose _launch is copied below
+
+
+class _PopenWithoutMain(popen_forkserver.Popen):
+    def _launch(self, process_obj: Any) -> None:  # popen_forkserver.Popen._launch (CPython 3.11-3.13), less __main__
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        _parent_w = os.dup(w)  # as CPython: the child sees the parent die through it
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _WorkerProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> popen_forkserver.Popen:  # noqa: N802 - multiprocessing's name
+        return _PopenWithoutMain(process_obj)
+
+
+class WorkerContext(multiprocessing.context.ForkServerContext):
+    """The forkserver context, its processes started without importing this process's __main__."""
+
+    Process = _WorkerProcess

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import HTML_TYPES
-from gristmill.tasks.crawl.extraction_pool import ExtractionPool
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
 from gristmill.tasks.shards import iter_batches
 from gristmill.tasks.text.languages import normalize_code
 
@@ -72,7 +72,11 @@ def refine(
         return
     other = other_extractor(cfg.extractor)
     results = pool.map(  # a failure: no text, kept
-        raw_rows(raw_shard, set(why)), other, cfg.extract_timeout_s, timeout_s_per_mb=cfg.extract_timeout_s_per_mb
+        raw_rows(raw_shard, set(why)),
+        other,
+        cfg.extract_timeout_s,
+        worker=extraction_worker(cfg),
+        timeout_s_per_mb=cfg.extract_timeout_s_per_mb,
     )
     retried = {row: document for row, (document, _problem) in zip(why, results, strict=True)}
     candidates = [*documents]

@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 
 from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
-from gristmill.tasks.crawl.extraction_pool import ExtractionPool
+from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
 from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
@@ -52,11 +53,15 @@ from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 log = logging.getLogger("gristmill.crawl")
 
 FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
-RAW_SHARD_BYTES = 256 << 20  # a raw shard also closes at this many body bytes: pages run from 1 KB to 5 MB
+# A raw shard also closes at this many body bytes (pages run from 1 KB to 5 MB). Writing a shard took the stage
+# process's memory up by ~4x its body bytes (records, Arrow table, Parquet buffers: 253 -> 413 MB for 150 docs
+# pages); at the earlier 256 MB that alone was past the stage's 500 MB.
+RAW_SHARD_BYTES = 32 << 20
 FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batches, not one unit per file
 FILE_DIGESTS = "file_digests"  # an ingest unit of plain files: each file's sha256, so a later run keeps the unchanged
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
+RAW_READ_ROWS = 16  # raw records read at a time: 16 pages of up to 5 MB (64 of 2 MB pages cost ~130 MB, twice)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -69,12 +74,16 @@ def run(ctx: StageContext) -> StageResult:
         kept += earlier
         batches += [(source, urls) for urls in to_read]
     raw_units: list[UnitRecord] = []
-    if cfg.seeds or cfg.demo_site.enabled:
-        raw_units += fetch_units(ctx, fetch_generation(ctx.config))
-    raw_units += kept + ctx.map(partial(ingest_unit, ctx), batches)
-    # Raw shards `gristmill gc` collected still name the documents extracted from them, which stay.
-    raw_shards = [s for unit in raw_units for s in [*unit.shards.get("raw", []), *unit.collected.get("raw", [])]]
-    doc_units = ctx.map(partial(extract_unit, ctx), raw_shards)
+    with ExtractionPool(cfg.extract_workers) as pool:
+        # One pool for the stage: the fetch extracts pages while it crawls, the extract units (in this process)
+        # take those documents and extract the rest; a new pool's first page waited seconds for its workers.
+        early = EarlyDocuments(pool)
+        if cfg.seeds or cfg.demo_site.enabled:
+            raw_units += fetch_units(ctx, fetch_generation(ctx.config), early)
+        raw_units += kept + ctx.map(partial(ingest_unit, ctx), batches)
+        # Raw shards `gristmill gc` collected still name the documents extracted from them, which stay.
+        raw_shards = [s for unit in raw_units for s in [*unit.shards.get("raw", []), *unit.collected.get("raw", [])]]
+        doc_units = ctx.map(partial(extract_unit, ctx, early=early), raw_shards)
     report(ctx, raw_units, doc_units)
     # problems: the report table; file digests and source: which files an ingest unit holds
     stats = sum_stats((u.stats for u in [*raw_units, *doc_units]), skip={"problems", FILE_DIGESTS, "source_path"})
@@ -99,53 +108,73 @@ def fetch_unit_name(generation: int) -> str:
     return "fetch" if generation == 0 else f"fetch-g{generation:03d}"
 
 
-def fetch_units(ctx: StageContext, generation: int) -> list[UnitRecord]:
+def fetch_units(ctx: StageContext, generation: int, early: EarlyDocuments | None = None) -> list[UnitRecord]:
     """The crawl generations before this one as they were (their pages stay in the corpus), then this one.
     The crawl's inputs are its seeds and scope, which are settings: new source files leave it alone."""
     earlier = [ctx.output.finished_unit(fetch_unit_name(g), f"seeds@{g}") for g in range(generation)]
-    current = ctx.unit(fetch_unit_name(generation), partial(fetch_unit, ctx, generation), inputs=f"seeds@{generation}")
+    work = partial(fetch_unit, ctx, generation, early)
+    current = ctx.unit(fetch_unit_name(generation), work, inputs=f"seeds@{generation}")
     return [unit for unit in earlier if unit is not None] + [current]
 
 
-def fetch_unit(ctx: StageContext, generation: int = 0) -> UnitRecord:
+def fetch_unit(ctx: StageContext, generation: int = 0, early: EarlyDocuments | None = None) -> UnitRecord:
     """Crawl (or continue crawling) into the state file, then write its pages and fetch log as shards. A refresh
-    generation revisits every known URL with a conditional request and writes only new and changed pages."""
-    cfg = ctx.config.crawl
-    name = fetch_unit_name(generation)
+    generation revisits every known URL with a conditional request and writes only new and changed pages. With
+    `early`, stored pages are extracted while the crawl goes on (tasks/crawl/early.py)."""
     state = CrawlState(state_path(ctx.workspace))
     try:
-        state.start_generation(generation)
-        with ExitStack() as stack:
-            seeds = list(cfg.seeds)
-            if cfg.demo_site.enabled:
-                seeds.append(stack.enter_context(demo_site(ctx.workspace / "demo_site", cfg, state)))
-            warc = None
-            if cfg.warc:
-                warc = stack.enter_context(WarcSink(ctx.output.path / "warc", f"gristmill {code_version()}"))
-            artifact = partial(ctx.progress, "crawl")
-            reporter = stack.enter_context(
-                CrawlProgressReporter(cfg.max_pages, bar=cfg.progress_bar, artifact=artifact)
-            )
-            crawler = Crawler(cfg, state, warc=warc, on_progress=reporter)
-            crawler.run(seeds)
-        state.set_meta(f"finished_{generation}", str(time.time()))  # a refresh is due recrawl_after from here
-        pages = map(raw_record, state.iter_pages())
-        raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, name)
-        log_rows = state.iter_fetches()
-        fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, name)
-        stats = {
-            "fetch_generation": generation,
-            "raw_records": sum(s.rows for s in raw),
-            "fetch": state.outcome_counts(),
-            "fetch_errors": state.error_counts(),
-            **{f"fetch_{k}": v for k, v in state.totals().items()},
-            "links_dropped": dict(crawler.dropped_links),
-        }
-        failures = state.iter_fetches(outcome="failed", limit=PROBLEM_ROWS)
-        stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
-        return UnitRecord(unit=name, shards={"raw": raw, "fetches": fetches}, stats=stats)
+        with early_extraction(ctx.config.crawl, early) as on_page:
+            return crawl_and_write(ctx, generation, state, on_page)
     finally:
         state.close()
+
+
+@contextmanager
+def early_extraction(cfg: CrawlConfig, early: EarlyDocuments | None) -> Iterator[Callable[[Page], None] | None]:
+    """The crawl's `on_page` that extracts each stored page at once (None when that is off); on the way out, the
+    pages in flight are waited for, so their documents are there for the extract units."""
+    if early is None or early.pool is None or not cfg.extract_during_fetch:
+        yield None
+        return
+    extraction = EarlyExtraction(early.pool, cfg, early)
+    yield lambda page: extraction.submit(raw_record(page))
+    extraction.wait()
+
+
+def crawl_and_write(
+    ctx: StageContext, generation: int, state: CrawlState, on_page: Callable[[Page], None] | None
+) -> UnitRecord:
+    """The fetch unit's work: crawl into `state`, then write its pages (raw) and fetch log (fetches) as shards."""
+    cfg = ctx.config.crawl
+    name = fetch_unit_name(generation)
+    state.start_generation(generation)
+    with ExitStack() as stack:
+        seeds = list(cfg.seeds)
+        if cfg.demo_site.enabled:
+            seeds.append(stack.enter_context(demo_site(ctx.workspace / "demo_site", cfg, state)))
+        warc = None
+        if cfg.warc:
+            warc = stack.enter_context(WarcSink(ctx.output.path / "warc", f"gristmill {code_version()}"))
+        artifact = partial(ctx.progress, "crawl")
+        reporter = stack.enter_context(CrawlProgressReporter(cfg.max_pages, bar=cfg.progress_bar, artifact=artifact))
+        crawler = Crawler(cfg, state, warc=warc, on_progress=reporter, on_page=on_page)
+        crawler.run(seeds)
+    state.set_meta(f"finished_{generation}", str(time.time()))  # a refresh is due recrawl_after from here
+    pages = map(raw_record, state.iter_pages())
+    raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, name)
+    log_rows = state.iter_fetches()
+    fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, name)
+    stats = {
+        "fetch_generation": generation,
+        "raw_records": sum(s.rows for s in raw),
+        "fetch": state.outcome_counts(),
+        "fetch_errors": state.error_counts(),
+        **{f"fetch_{k}": v for k, v in state.totals().items()},
+        "links_dropped": dict(crawler.dropped_links),
+    }
+    failures = state.iter_fetches(outcome="failed", limit=PROBLEM_ROWS)
+    stats["problems"] = [{"kind": "fetch", "where": f["url"], "reason": f["error"]} for f in failures]
+    return UnitRecord(unit=name, shards={"raw": raw, "fetches": fetches}, stats=stats)
 
 
 @contextmanager
@@ -335,7 +364,7 @@ def file_records(
 # -- extract -----------------------------------------------------------------------------------------------------
 
 
-def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
+def extract_unit(ctx: StageContext, raw_info: ShardInfo, early: EarlyDocuments | None = None) -> UnitRecord:
     """One raw shard -> one documents shard of the same name; documents with no main text are counted, not kept."""
     raw_shard = ctx.output.dataset_dir("raw") / raw_info.name
     name = f"extract-{raw_shard.stem}"
@@ -344,8 +373,8 @@ def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
     def work() -> UnitRecord:
         counts: Counter[str] = Counter()
         problems: list[dict[str, Any]] = []
-        with ExtractionPool(cfg.extract_workers) as pool:
-            batches = document_batches(pool, raw_shard, cfg, counts, problems)
+        with stage_pool(early, cfg) as pool:
+            batches = document_batches(pool, raw_shard, cfg, counts, problems, early)
             info = write_shard(ctx.output.dataset_dir("documents") / raw_shard.name, batches, DOCUMENT_SCHEMA)
         stats = {"documents": info.rows, "extract": dict(counts), "problems": problems[:PROBLEM_ROWS]}
         return UnitRecord(unit=name, shards={"documents": [info]}, stats=stats)
@@ -353,24 +382,50 @@ def extract_unit(ctx: StageContext, raw_info: ShardInfo) -> UnitRecord:
     return ctx.unit(name, work, inputs=raw_info.sha256)
 
 
+@contextmanager
+def stage_pool(early: EarlyDocuments | None, cfg: CrawlConfig) -> Iterator[ExtractionPool]:
+    """The stage's pool when this unit runs in the stage's process, else (a process runner) a pool of its own."""
+    if early is not None and early.pool is not None:
+        yield early.pool
+        return
+    with ExtractionPool(cfg.extract_workers) as pool:
+        yield pool
+
+
 def document_batches(
-    pool: ExtractionPool, raw_shard: Path, cfg: CrawlConfig, counts: Counter[str], problems: list[dict[str, Any]]
+    pool: ExtractionPool,
+    raw_shard: Path,
+    cfg: CrawlConfig,
+    counts: Counter[str],
+    problems: list[dict[str, Any]],
+    early: EarlyDocuments | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Extract every record of the shard, let the fallback post-pass (tasks/crawl/fallback.py) redo the pages the
-    extractor failed site-wide, then yield the documents with text. Memory: one shard's documents, not its bodies."""
+    """Extract every record of the shard (taking the documents the fetch extracted already from `early`), let the
+    fallback post-pass (tasks/crawl/fallback.py) redo the pages the extractor failed site-wide, then yield the
+    documents with text. Memory: one shard's documents, not its bodies."""
     where: deque[str] = deque()  # the pool keeps input order: each result pops its record's location
     is_html: list[bool] = []
 
     def raws() -> Iterator[dict[str, Any]]:
-        for batch in iter_batches([raw_shard], batch_size=EXTRACT_BATCH):
+        for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS):
             for raw in batch.to_pylist():
                 where.append(record_location(raw))
                 is_html.append(is_html_record(raw))
                 yield raw
 
+    def extracted_during_fetch(raw: dict[str, Any]) -> dict[str, Any] | None:
+        document = early.take(raw) if early is not None else None
+        counts["during_fetch"] += document is not None
+        return document
+
     documents: list[dict[str, Any]] = []
     for document, problem in pool.map(
-        raws(), cfg.extractor, cfg.extract_timeout_s, timeout_s_per_mb=cfg.extract_timeout_s_per_mb
+        raws(),
+        cfg.extractor,
+        cfg.extract_timeout_s,
+        worker=extraction_worker(cfg),
+        timeout_s_per_mb=cfg.extract_timeout_s_per_mb,
+        ready=extracted_during_fetch,
     ):
         location = where.popleft()
         counts["records"] += 1

@@ -8,6 +8,7 @@ are dropped and Content-Length set to the stored length, so any WARC reader sees
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +18,9 @@ from warcio.warcwriter import WARCWriter
 from gristmill.tasks.crawl.fetch import Response
 
 DROPPED_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
+# warcio gzips each record at level 9: on 150 documentation pages (29 MB) that took 7.1 s against 1.5 s at level 6,
+# for files 3% smaller (ratio 0.104 vs 0.107), and the crawl writes records on its event loop.
+GZIP_LEVEL = 6
 
 
 class WarcSink:
@@ -25,9 +29,10 @@ class WarcSink:
         taken = [int(p.name.split("-")[1].split(".")[0]) for p in directory.glob("crawl-*.warc.gz")]
         self.path = directory / f"crawl-{max(taken, default=-1) + 1:05d}.warc.gz"
         self._file = self.path.open("xb")  # never over an earlier session's file
-        self._writer = WARCWriter(self._file, gzip=True)
+        self._record = io.BytesIO()  # one record at a time, then gzipped as its own member (as WARC readers expect)
+        self._writer = WARCWriter(self._record, gzip=False)
         info = self._writer.create_warcinfo_record(self.path.name, {"software": software, "format": "WARC-1.1"})
-        self._writer.write_record(info)
+        self._write(info)
         self.records = 0
 
     def write(self, response: Response) -> None:
@@ -42,9 +47,16 @@ class WarcSink:
             http_headers=http_headers,
             warc_headers_dict={"WARC-Date": response.fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ")},
         )
-        self._writer.write_record(record)
-        self._file.flush()  # a killed crawl leaves every stored page's record on disk
+        self._write(record)
         self.records += 1
+
+    def _write(self, record: object) -> None:
+        self._writer.write_record(record)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)  # + 16: a gzip member
+        self._file.write(compressor.compress(self._record.getvalue()) + compressor.flush())
+        self._record.seek(0)
+        self._record.truncate()
+        self._file.flush()  # a killed crawl leaves every stored page's record on disk
 
     def close(self) -> None:
         self._file.close()

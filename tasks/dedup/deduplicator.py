@@ -38,6 +38,7 @@ from gristmill.tasks.shards import iter_batches
 from gristmill.tasks.urls import same_page_key
 
 _ROW = 0xFFFFFFFF
+_SHINGLE_DOCS = 4096  # doubtful documents' texts held at once for re-shingling (a few MB)
 
 
 class Deduplicator:
@@ -293,13 +294,20 @@ class Deduplicator:
         return exact_jaccards(unique_shingles(self._shingles(keys[rows])), local.reshape(-1, 2))
 
     def _shingles(self, docs: np.ndarray) -> Shingles:
-        """Shingles of these documents (ascending keys), re-read from the input shards one shard at a time."""
+        """Shingles of these documents (ascending keys), re-read from the input shards one shard at a time and
+        shingled a few thousand at a time (one call per shard cost more than the shingling of its few documents)."""
         shingler = hasher(self.cfg).shingler
         parts: list[Shingles] = []
+        texts: list[pa.Array] = []
         shards = (docs >> 32) - self.prior_shards
         for shard in np.unique(shards).tolist():
             wanted = docs[shards == shard] & _ROW
-            parts.append(shingler.batch(_take_texts(self.text_paths[shard], wanted)))
+            texts.append(_take_texts(self.text_paths[shard], wanted))
+            if sum(len(t) for t in texts) >= _SHINGLE_DOCS:
+                parts.append(shingler.batch(pa.concat_arrays(texts)))
+                texts = []
+        if texts or not parts:
+            parts.append(shingler.batch(pa.concat_arrays(texts) if texts else pa.array([], pa.string())))
         hashes = np.concatenate([p.hashes for p in parts])
         counts = np.concatenate([np.diff(p.offsets) for p in parts])
         return Shingles(hashes, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import difflib
 import gzip
 import json
+import pydoc
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from gristmill.tasks.crawl.charset import decode_html
 from gristmill.tasks.crawl.extract import (
     EXTRACTORS,
     LONG_PAGE_CHARS,
+    LONG_TEXT_CHARS,
     WARM_UP_PAGE,
     Extracted,
     document_from_raw,
@@ -394,8 +397,8 @@ def test_the_default_keeps_trafilaturas_own_text_on_real_pages(shared_data) -> N
 
 
 def test_a_long_page_is_extracted_whole_and_boilerplate_dropped() -> None:
-    """Past LONG_PAGE_CHARS trafilatura runs without its readability/justext comparison; the page's own text is
-    still all kept and its navigation left out."""
+    """With the long-page rule off, past LONG_PAGE_CHARS trafilatura runs without its readability/justext
+    comparison; the page's own text is still all kept and its navigation left out."""
     sections = "".join(
         f"<h2>Section {i}</h2><p>{ARTICLE[i % 4]} Section {i} of the manual explains the setting in detail.</p>"
         for i in range(200)
@@ -405,10 +408,33 @@ def test_a_long_page_is_extracted_whole_and_boilerplate_dropped() -> None:
         f"<html><head><title>Manual</title></head><body><nav><ul>{nav}</ul></nav><main>{sections}</main></body></html>"
     )
     assert len(sections) > LONG_PAGE_CHARS
-    result = extract(page, "https://docs.example.org/manual", "trafilatura-precision")
+    result = extract(page, "https://docs.example.org/manual", "trafilatura-precision", long_text_chars=0)
     assert result.title == "Manual"
     assert "Section 0 of the manual" in result.text and "Section 199 of the manual" in result.text
     assert "Other page" not in result.text
+
+
+def pydoc_page(module: object) -> str:
+    """The module's documentation as pydoc renders it: a real long reference page (tables, definition lists)."""
+    return pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, module.__name__))
+
+
+def test_a_page_with_long_main_text_is_resiliparses_and_keeps_every_method() -> None:
+    page = pydoc_page(difflib)
+    result = extract(page, "https://docs.example.org/difflib.html", "trafilatura-precision")
+    assert result.extractor == "resiliparse" and len(result.text) > LONG_TEXT_CHARS
+    methods = [name for name in vars(difflib.SequenceMatcher) if not name.startswith("_")]
+    assert len(methods) >= 8 and all(f"{name}(self" in result.text for name in methods), methods
+    assert "difflib" in result.title
+
+
+def test_the_long_page_rule_can_be_turned_off_and_short_pages_are_trafilaturas() -> None:
+    page = pydoc_page(difflib).encode()
+    raw_page = raw("https://docs.example.org/difflib.html", page)
+    assert document_from_raw(raw_page, "trafilatura-precision")["extractor"] == "resiliparse"
+    assert "extractor" not in document_from_raw(raw_page, "trafilatura-precision", long_text_chars=0)
+    assert "extractor" not in document_from_raw(raw_page, "trafilatura", long_text_chars=len(page))
+    assert extract(news_page(META_DATE), "https://gazette.example.org/news", "trafilatura-precision").extractor is None
 
 
 def test_pool_must_be_entered_and_checks_the_extractor() -> None:

@@ -1,0 +1,112 @@
+"""Extraction while the crawl still fetches: each stored page goes to the extraction pool as it arrives, so fetching
+and extracting overlap instead of running one after the other (the extract units used to start only when the fetch
+unit had finished).
+
+Opportunistic and bounded. At most EARLY_BODY_BYTES of bodies wait in this process for a worker (a page that finds
+that much waiting is left to its shard's extract unit, as before), and at most EARLY_TEXT_CHARS of extracted text
+is held (past that, the rest waits for the extract units too). An extract unit takes a page's early document only
+when the record holds the same bytes (a digest of the body) and the early extraction succeeded within its time
+limit; everything else it extracts itself. The documents are therefore the ones the extract units would have made,
+with or without this. The stage's one pool serves both (`EarlyDocuments.pool`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from gristmill.conf.schema import CrawlConfig
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
+
+logger = logging.getLogger("gristmill.crawl.extract")
+
+EARLY_TEXT_CHARS = 64_000_000  # text held for the extract units: a bound on the stage process's memory
+EARLY_BODY_BYTES = 16_000_000  # each page in flight holds its body in this process until a worker is done with it
+
+
+def body_digest(raw: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(raw["content"] or b"", digest_size=16).digest()
+
+
+class EarlyDocuments:
+    """Documents extracted during the fetch, by doc_id, for the extract units, and the stage's extraction pool.
+    Picklable once the fetch is done (a process runner sends it to the units): without the pool, which stays."""
+
+    def __init__(self, pool: ExtractionPool | None = None) -> None:
+        self.pool = pool
+        self.documents: dict[str, tuple[bytes, dict[str, Any]]] = {}  # doc_id -> (body digest, document)
+        self.text_chars = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "pool": None}
+
+    def add(self, digest: bytes, document: dict[str, Any]) -> None:
+        self.documents[document["doc_id"]] = (digest, document)
+        self.text_chars += len(document.get("text") or "")
+
+    def take(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """The early document of this record if it was made from the same bytes (handed out once: memory)."""
+        found = self.documents.pop(raw["doc_id"], None)
+        if found is None or found[0] != body_digest(raw):
+            return None
+        return found[1]
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+
+class EarlyExtraction:
+    """Sends stored pages to `pool` as the crawl stores them and collects their documents into `early`.
+
+    `submit` is called from the crawl's event loop and never blocks; results arrive on the pool's threads."""
+
+    def __init__(self, pool: ExtractionPool, cfg: CrawlConfig, early: EarlyDocuments) -> None:
+        self.pool, self.cfg, self.early = pool, cfg, early
+        self._worker = extraction_worker(cfg)
+        self._lock = threading.Lock()
+        self._in_flight: dict[concurrent.futures.Future, int] = {}  # -> body bytes
+        self.submitted = self.skipped = 0
+        self.broken = False
+
+    def submit(self, raw: dict[str, Any]) -> None:
+        with self._lock:
+            size = len(raw["content"] or b"")
+            busy = self._in_flight and sum(self._in_flight.values()) + size > EARLY_BODY_BYTES
+            if busy or self.early.text_chars >= EARLY_TEXT_CHARS:
+                self.skipped += 1
+                return
+            if self.broken:
+                return
+            digest = body_digest(raw)
+            try:
+                future = self.pool.submit(
+                    raw, self.cfg.extractor, self.cfg.extract_timeout_s, self._worker, self.cfg.extract_timeout_s_per_mb
+                )
+            except RuntimeError as error:  # the pool broke: a help, not the crawl's business; the units extract
+                logger.warning("extraction during the fetch stopped (%s); the extract units do the rest", error)
+                self.broken = True
+                return
+            self._in_flight[future] = size
+            self.submitted += 1
+        future.add_done_callback(lambda done: self._collect(done, digest))
+
+    def _collect(self, future: concurrent.futures.Future, digest: bytes) -> None:
+        with self._lock:
+            self._in_flight.pop(future, None)
+            if future.cancelled() or future.exception() is not None:
+                return  # timed out or failed: its extract unit tries again, with the time-limit fallback
+            self.early.add(digest, future.result())
+
+    def wait(self) -> None:
+        """Let the pages in flight finish (their extract unit would wait for them anyway)."""
+        with self._lock:
+            pending = list(self._in_flight)
+        concurrent.futures.wait(pending)
+        logger.info(
+            "extracted %d of the crawl's pages while it fetched (%d found the pool busy)",
+            len(self.early),
+            self.skipped,
+        )

@@ -1,0 +1,77 @@
+"""Extraction while the crawl fetches (tasks/crawl/early.py): the crawl stage writes the same documents with it
+as without it, and the extract units take the pages extracted during the fetch instead of extracting them again."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+from gristmill.conf.schema import PipelineConfig, validate_config
+from gristmill.tasks.crawl import stage as crawl_stage
+from gristmill.tasks.crawl.early import EarlyDocuments, body_digest
+from gristmill.tasks.shards import iter_records
+from gristmill.tasks.stage import execute
+from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
+from tests.tasks.crawl.test_extract import pydoc_page
+
+ARTICLES = 12
+
+
+def _config(workspace: Path, seed: str, during_fetch: bool) -> PipelineConfig:
+    crawl = {
+        "seeds": [seed],
+        "allow_private_networks": ["127.0.0.0/8"],
+        "progress_bar": False,
+        "extract_workers": 2,
+        "extract_during_fetch": during_fetch,
+        "use_sitemaps": False,
+        "max_depth": 1,  # not the links of the pydoc page (to modules this site does not have)
+    }
+    return validate_config({"workspace": str(workspace), "crawl": crawl})
+
+
+def _site() -> HandMadeSite:
+    site = HandMadeSite()
+    links = [f"/article/{i}" for i in range(ARTICLES)] + ["/reference", "/notes.txt"]
+    site.page("/", "An index of articles about canals, locks and the boats that use them.", links)
+    for i in range(ARTICLES):
+        site.page(f"/article/{i}", f"Article {i}: how lock number {i} on the canal lifts boats up the hill.")
+    site.routes["/reference"] = Route(pydoc_page(difflib).encode())  # long: resiliparse's (LONG_TEXT_CHARS)
+    site.routes["/notes.txt"] = Route(b"Plain notes about towpaths.", content_type="text/plain")
+    return site
+
+
+def _run(workspace: Path, seed: str, during_fetch: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    summary = execute(_config(workspace, seed, during_fetch), "crawl", crawl_stage.run)
+    documents = list(iter_records(sorted((workspace / "crawl" / "documents").glob("*.parquet"))))
+    return documents, json.loads(Path(summary.manifest).read_text())["stats"]["extract"]
+
+
+def _without_fetch_time(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["url"]: {k: v for k, v in d.items() if k != "fetched_at"} for d in documents}
+
+
+def test_documents_are_the_same_with_and_without_extraction_during_the_fetch(tmp_path) -> None:
+    with serve(_site()) as base:
+        early, early_stats = _run(tmp_path / "early", base, during_fetch=True)
+        after, after_stats = _run(tmp_path / "after", base, during_fetch=False)
+    assert len(early) == ARTICLES + 3
+    assert _without_fetch_time(early) == _without_fetch_time(after)
+    assert _without_fetch_time(early)[base + "reference"]["extractor"] == "resiliparse"
+    # Every page was extracted while the crawl fetched (each fits the in-flight bound); none again afterwards.
+    assert early_stats["during_fetch"] == early_stats["records"] == ARTICLES + 3
+    assert after_stats.get("during_fetch", 0) == 0 and after_stats["records"] == ARTICLES + 3
+
+
+def test_an_early_document_is_used_only_for_the_same_bytes() -> None:
+    raw = {"doc_id": "d1", "content": b"<p>first version</p>"}
+    early = EarlyDocuments()
+    early.add(b"", {"doc_id": "d1", "text": "stale"})  # a digest that is not the body's: a changed page
+    assert early.take(raw) is None
+    early.add(body_digest(raw), {"doc_id": "d1", "text": "first version"})
+    assert early.take(raw) == {"doc_id": "d1", "text": "first version"}
+    assert early.take(raw) is None  # handed out once
+    assert pickle.loads(pickle.dumps(EarlyDocuments(pool=object()))).pool is None  # the pool stays behind
