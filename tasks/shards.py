@@ -197,7 +197,7 @@ class ShardWriter:
 
     A `prefix` other than "part" lets several units write one dataset without name clashes. With `max_bytes`, a
     shard is also closed once the sizes passed to `write` add up to it: rows of very different sizes (web pages
-    of 1 KB and 5 MB) then bound memory by bytes, not only by count.
+    of 1 KB and 5 MB) then bound memory by bytes, not only by count. `use_dictionary`: as `write_shard`'s.
     """
 
     def __init__(
@@ -208,8 +208,10 @@ class ShardWriter:
         first_index: int = 0,
         prefix: str = "part",
         max_bytes: int | None = None,
+        use_dictionary: bool | list[str] = True,
     ) -> None:
         self.directory = directory
+        self.use_dictionary = use_dictionary
         self.prefix = prefix
         self.max_bytes = max_bytes
         self.buffered_bytes = 0
@@ -228,7 +230,8 @@ class ShardWriter:
     def flush(self) -> ShardInfo | None:
         if not self.buffer:
             return None
-        info = write_shard(self.directory / shard_name(self.next_index, self.prefix), self._batches(), self.schema)
+        path = self.directory / shard_name(self.next_index, self.prefix)
+        info = write_shard(path, self._batches(), self.schema, use_dictionary=self.use_dictionary)
         self.shards.append(info)
         self.buffer.clear()
         self.buffered_bytes = 0

@@ -154,6 +154,7 @@ class Crawler:
         self._started = time.monotonic()
         self._last_progress = 0.0
         self._progress_task: asyncio.Task[None] | None = None
+        self._archiver: ThreadPoolExecutor | None = None  # writes the WARC during `crawl`
 
     def run(self, seeds: list[str]) -> None:
         """Crawl until the frontier is empty or max_pages pages are stored (blocking)."""
@@ -172,6 +173,7 @@ class Crawler:
         )
         self.state.enqueue((seed, 0) for seed in normal_seeds)  # a resumed crawl has them already
         self._started = time.monotonic()
+        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc")  # one writer: records in order
         async with self._client() as client:
             self._fetcher = Fetcher(
                 client,
@@ -185,6 +187,7 @@ class Crawler:
                 for task in self._running:
                     task.cancel()
                 await asyncio.gather(*self._running, return_exceptions=True)
+                self._archiver.shutdown()  # the records of stored pages are written
         await self._report(finished=True)
         logger.info("crawl finished: %s", self.state.outcome_counts())
 
@@ -260,14 +263,19 @@ class Crawler:
         """Fetch one queued URL (redirects followed) and record its outcome; never raises a fetch error."""
         fetch = Fetch(url, depth, outcome="failed")
         started = time.monotonic()
+        fetched = None
         page, links, response = None, [], None
         try:
             response = await self._follow(url, depth, fetch, self.state.validators(url))
+            fetched = time.monotonic()
             if response.status == 304:  # a refresh: the stored page is still current, keep it
                 fetch.outcome = "not_modified"
             else:
                 page, links = self._page(response), self._links(response, depth)
                 fetch.outcome, fetch.bytes = "stored", len(response.body)
+                # Before the commit (a kill in between duplicates a record, loses none), and while this URL is
+                # still claimed: the visit waits here, so no other visit may take the URL up again meanwhile.
+                await self._archive(response)
         except FetchError as err:
             fetch.outcome = "skipped" if err.reason in SKIP_REASONS else "failed"
             if err.status in GONE_STATUSES and self.state.had_page(url):
@@ -281,19 +289,18 @@ class Crawler:
             # is only ever a URL this visit claimed). A target left claimed would stay in the set for the rest of
             # the crawl, and each scheduling pass reads len(claimed) more queued rows.
             self._claimed.difference_update([url, *fetch.redirects, *([fetch.final_url] if fetch.final_url else [])])
-        fetch.elapsed_ms = round((time.monotonic() - started) * 1000, 3)
-        if page is not None and response is not None:
-            self._archive(response)  # before the commit: a kill in between duplicates a record, loses none
+        fetch.elapsed_ms = round(((fetched or time.monotonic()) - started) * 1000, 3)
         self.state.finish(fetch, page, links)
         self._session_stored += page is not None
         if page is not None and self.on_page is not None:
             self.on_page(page)
 
-    def _archive(self, response: Response) -> None:
+    async def _archive(self, response: Response) -> None:
         """Stored pages go to the WARC (robots.txt and sitemaps do not: re-ingesting the WARC gives the same
-        documents as the crawl did)."""
-        if self.warc is not None:
-            self.warc.write(response)
+        documents as the crawl did). On the archiving thread: gzip and the record digests release the GIL, and on
+        the event loop they took as long as fetching (150 documentation pages, 29 MB: 0.8 s)."""
+        if self.warc is not None and self._archiver is not None:
+            await asyncio.get_running_loop().run_in_executor(self._archiver, self.warc.write, response)
 
     async def _follow(
         self, url: str, depth: int, fetch: Fetch, validators: tuple[str | None, str | None] | None = None
@@ -409,8 +416,7 @@ class Crawler:
     def _links(self, response: Response, depth: int) -> list[tuple[str, int]]:
         if response.content_type not in HTML_TYPES:
             return []
-        # Bytes, not text: lxml sniffs <meta charset>, and link targets are ASCII in practice.
-        return self._in_scope(extract_links(response.body, response.url), depth + 1)
+        return self._in_scope(extract_links(response.body, response.url, response.charset), depth + 1)
 
     def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
         kept = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import queue
 import threading
 from typing import Any
 
@@ -61,25 +62,42 @@ class EarlyDocuments:
 class EarlyExtraction:
     """Sends stored pages to `pool` as the crawl stores them and collects their documents into `early`.
 
-    `submit` is called from the crawl's event loop and never blocks; results arrive on the pool's threads."""
+    `submit` is called from the crawl's event loop and never blocks: a thread of its own hands the pages to the
+    pool (the pool's first page waits for its workers to start, 0.7 s on a quiet machine, which held up every fetch
+    when the event loop did it) and takes their digests. Results arrive on the pool's threads."""
 
     def __init__(self, pool: ExtractionPool, cfg: CrawlConfig, early: EarlyDocuments) -> None:
         self.pool, self.cfg, self.early = pool, cfg, early
         self._worker = extraction_worker(cfg)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._waiting: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._in_flight: dict[concurrent.futures.Future, int] = {}  # -> body bytes
+        self._bytes = 0  # bodies queued or in a worker
         self.submitted = self.skipped = 0
         self.broken = False
+        self._feeder = threading.Thread(target=self._feed, name="early-extraction", daemon=True)
+        self._feeder.start()
 
     def submit(self, raw: dict[str, Any]) -> None:
+        size = len(raw["content"] or b"")
         with self._lock:
-            size = len(raw["content"] or b"")
-            busy = self._in_flight and sum(self._in_flight.values()) + size > EARLY_BODY_BYTES
+            busy = self._bytes and self._bytes + size > EARLY_BODY_BYTES
             if busy or self.early.text_chars >= EARLY_TEXT_CHARS:
                 self.skipped += 1
                 return
             if self.broken:
                 return
+            self._bytes += size
+            self.submitted += 1
+        self._waiting.put(raw)
+
+    def _feed(self) -> None:
+        self.pool.start()  # the workers start while the crawl fetches its first pages
+        while (raw := self._waiting.get()) is not None:
+            size = len(raw["content"] or b"")
+            if self.broken:
+                self._release(size)
+                continue
             digest = body_digest(raw)
             try:
                 future = self.pool.submit(
@@ -88,23 +106,34 @@ class EarlyExtraction:
             except RuntimeError as error:  # the pool broke: a help, not the crawl's business; the units extract
                 logger.warning("extraction during the fetch stopped (%s); the extract units do the rest", error)
                 self.broken = True
-                return
-            self._in_flight[future] = size
-            self.submitted += 1
-        future.add_done_callback(lambda done: self._collect(done, digest))
+                self._release(size)
+                continue
+            with self._lock:
+                self._in_flight[future] = size
+            future.add_done_callback(lambda done, digest=digest: self._collect(done, digest))
+
+    def _release(self, size: int) -> None:
+        with self._lock:
+            self._bytes -= size
 
     def _collect(self, future: concurrent.futures.Future, digest: bytes) -> None:
         with self._lock:
-            self._in_flight.pop(future, None)
+            self._bytes -= self._in_flight.pop(future, 0)
+            self._lock.notify_all()
             if future.cancelled() or future.exception() is not None:
                 return  # timed out or failed: its extract unit tries again, with the time-limit fallback
             self.early.add(digest, future.result())
 
+    def close(self) -> None:
+        """No more pages: the feeding thread ends once it has handed on the ones queued."""
+        self._waiting.put(None)
+        self._feeder.join()
+
     def wait(self) -> None:
         """Let the pages in flight finish (their extract unit would wait for them anyway)."""
-        with self._lock:
-            pending = list(self._in_flight)
-        concurrent.futures.wait(pending)
+        self.close()
+        with self._lock:  # until every page's callback has run (a future counts as done before its callbacks)
+            self._lock.wait_for(lambda: not self._in_flight)
         logger.info(
             "extracted %d of the crawl's pages while it fetched (%d found the pool busy)",
             len(self.early),

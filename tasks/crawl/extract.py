@@ -18,6 +18,7 @@ from htmldate import find_date
 from lxml.etree import ParserError
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
+from selectolax.lexbor import LexborHTMLParser
 from trafilatura import bare_extraction
 from trafilatura.metadata import examine_meta, extract_title
 from trafilatura.utils import load_html
@@ -288,19 +289,27 @@ def warm_up() -> None:
 # links
 
 
-def extract_links(html: str | bytes, base_url: str) -> list[str]:
-    """Absolute http(s) targets of the page's <a>/<area> links, without fragments, in page order, unique."""
-    tree = _parse(html)
-    if tree is None:
+def extract_links(html: str | bytes, base_url: str, charset: str | None = None) -> list[str]:
+    """Absolute http(s) targets of the page's <a>/<area> links, without fragments, in page order, unique. Bytes
+    are decoded with `decode_html` (`charset`: the declared one, if any)."""
+    if isinstance(html, bytes):
+        html = decode_html(html, charset)
+    if not html or html.isspace():
         return []
+    # lexbor (selectolax), not lxml: the crawler parses every page it stores for links alone, and on documentation
+    # pages of 50 KB-2.5 MB lexbor's parse took a third of lxml's (docs/benchmarks.md, "Crawl speed").
+    tree = LexborHTMLParser(html)
     base = _document_base(tree, base_url)
     links: dict[str, None] = {}  # an ordered set: page order makes the crawl order reproducible
     hrefs: set[str] = set()
-    for element in tree.iter("a", "area"):
-        href = (element.get("href") or "").strip()
-        # Resolved once per page: reference pages repeat their links (2,703 links, 98 distinct on a pydoc page),
-        # and urljoin was most of the crawler's own CPU time on them.
-        if not href or href in hrefs:
+    for element in tree.css("a[href], area[href]"):
+        href = (element.attributes.get("href") or "").strip()
+        if not href:
+            continue
+        # Resolved once per target: reference pages repeat their links (2,703 links, 98 distinct on a pydoc page,
+        # most of them anchors of one page), and urljoin was most of the crawler's own CPU time on them.
+        href = href.split("#", 1)[0]
+        if href in hrefs:
             continue
         hrefs.add(href)
         try:
@@ -313,10 +322,10 @@ def extract_links(html: str | bytes, base_url: str) -> list[str]:
     return list(links)
 
 
-def _document_base(tree: lxml.html.HtmlElement, base_url: str) -> str:
+def _document_base(tree: LexborHTMLParser, base_url: str) -> str:
     # <base href> changes what relative links mean; it may itself be relative to the page URL.
-    for element in tree.iter("base"):
-        href = (element.get("href") or "").strip()
+    for element in tree.css("base[href]"):
+        href = (element.attributes.get("href") or "").strip()
         if href:
             return urljoin(base_url, href)
     return base_url

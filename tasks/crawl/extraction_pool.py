@@ -133,6 +133,12 @@ class ExtractionPool:
                 future.cancel()
                 self._in_flight.discard(future)
 
+    def start(self) -> None:
+        """Start the workers now (they start at the first page otherwise, which then waits for them)."""
+        if self._pool is None:
+            raise RuntimeError("ExtractionPool.start needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        self._pool.schedule(os.getpid)
+
     def submit(
         self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
     ) -> concurrent.futures.Future:

@@ -11,7 +11,8 @@ from typing import Any
 
 from gristmill.conf.schema import PipelineConfig, validate_config
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.early import EarlyDocuments, body_digest
+from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
@@ -75,3 +76,40 @@ def test_an_early_document_is_used_only_for_the_same_bytes() -> None:
     assert early.take(raw) == {"doc_id": "d1", "text": "first version"}
     assert early.take(raw) is None  # handed out once
     assert pickle.loads(pickle.dumps(EarlyDocuments(pool=object()))).pool is None  # the pool stays behind
+
+
+def _raw(i: int) -> dict[str, Any]:
+    body = f"<html><body><p>Page {i} about the towpath and its lock keepers.</p></body></html>".encode()
+    return {"doc_id": f"d{i}", "url": f"http://example.org/{i}", "source": "crawl", "source_offset": None,
+            "fetched_at": None, "status": 200, "content_type": "text/html", "charset": "utf-8", "lang_hint": None,
+            "content": body}  # fmt: skip
+
+
+def test_every_page_submitted_is_there_when_wait_returns() -> None:
+    """submit only queues (the event loop never waits for the pool); wait returns once every page's document is in,
+    callbacks included (a future counts as done before its callbacks have run)."""
+    config = validate_config({"crawl": {"seeds": ["http://example.org/"], "extract_workers": 2}})
+    with ExtractionPool(2) as pool:
+        early = EarlyDocuments(pool)
+        extraction = EarlyExtraction(pool, config.crawl, early)
+        raws = [_raw(i) for i in range(40)]
+        for raw in raws:
+            extraction.submit(raw)
+        extraction.wait()
+    assert extraction.submitted == len(early) == 40
+    assert [early.take(raw)["text"] for raw in raws] == [
+        f"Page {i} about the towpath and its lock keepers." for i in range(40)
+    ]
+
+
+def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch) -> None:
+    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
+    config = validate_config({"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1}})
+    with ExtractionPool(1) as pool:
+        early = EarlyDocuments(pool)
+        extraction = EarlyExtraction(pool, config.crawl, early)
+        for i in range(5):
+            extraction.submit(_raw(i))
+        extraction.wait()
+    assert extraction.submitted + extraction.skipped == 5 and extraction.skipped >= 1
+    assert len(early) == extraction.submitted

@@ -115,6 +115,15 @@ def test_links_from_bytes_and_from_nothing() -> None:
     assert extract_links("", "https://example.org/") == []
 
 
+def test_links_from_bytes_in_the_page_s_own_charset() -> None:
+    """A link with non-ASCII characters in a latin-1 page: decoded as the page says (header, else <meta>)."""
+    page = '<html><body><a href="/caf\u00e9.html">caf\u00e9</a><a href="/a#x">a</a></body></html>'
+    expected = ["https://example.org/caf\u00e9.html", "https://example.org/a"]
+    assert extract_links(page.encode("latin-1"), "https://example.org/", "iso-8859-1") == expected
+    meta = '<html><head><meta charset="iso-8859-1"></head>' + page[6:]
+    assert extract_links(meta.encode("latin-1"), "https://example.org/") == expected
+
+
 # --- every extractor on a realistic article page ---------------------------------------------------------------
 
 NEWS = [
