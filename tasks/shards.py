@@ -22,10 +22,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -173,11 +174,8 @@ def write_shard(
     worth dictionary-encoding when not all are, `uncompressed` the columns zstd is not worth running on: on
     columns of hash values both only cost time."""
     rows = 0
-    compression: str | dict[str, str] = "zstd"
-    if uncompressed:
-        compression = {name: "none" if name in uncompressed else "zstd" for name in schema.names}
     with temporary_for(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression=compression, use_dictionary=use_dictionary) as writer:
+        with parquet_writer(tmp, schema, use_dictionary, uncompressed) as writer:
             for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
                 writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
                 rows += batch.num_rows
@@ -185,19 +183,33 @@ def write_shard(
     return info
 
 
+def parquet_writer(
+    path: Path, schema: pa.Schema, use_dictionary: bool | list[str] = True, uncompressed: list[str] | None = None
+) -> pq.ParquetWriter:
+    """The project's Parquet settings: zstd, except on the `uncompressed` columns."""
+    compression: str | dict[str, str] = "zstd"
+    if uncompressed:
+        compression = {name: "none" if name in uncompressed else "zstd" for name in schema.names}
+    return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=use_dictionary)
+
+
 def shard_name(index: int, prefix: str = "part") -> str:
     return f"{prefix}-{index:05d}.parquet"
 
 
-BATCH_BYTES = 4 << 20  # ShardWriter with max_bytes: rows per written batch (row group), by the sizes passed
+BATCH_BYTES = 4 << 20  # ShardWriter with max_bytes: the sizes (passed to `write`) of the rows of one written batch
 
 
 class ShardWriter:
     """Streams records into shards of at most `rows_per_shard` rows: `part-00000.parquet`, `part-00001…`.
 
     A `prefix` other than "part" lets several units write one dataset without name clashes. With `max_bytes`, a
-    shard is also closed once the sizes passed to `write` add up to it: rows of very different sizes (web pages
-    of 1 KB and 5 MB) then bound memory by bytes, not only by count. `use_dictionary`: as `write_shard`'s.
+    shard is also closed once the sizes passed to `write` add up to it, and rows go to the open shard (its temporary
+    file) a batch of about BATCH_BYTES at a time: rows of very different sizes (web pages of 1 KB and 5 MB) then
+    bound memory by bytes, one batch's, not by count. Holding a whole 29 MB shard of pages before writing it took the
+    crawl stage's process up by 110 MB. A shard appears under its name only when it is complete; if the block
+    fails, the open shard's temporary file is deleted and the finished shards stay. `use_dictionary`: as
+    `write_shard`'s.
     """
 
     def __init__(
@@ -211,48 +223,72 @@ class ShardWriter:
         use_dictionary: bool | list[str] = True,
     ) -> None:
         self.directory = directory
-        self.use_dictionary = use_dictionary
         self.prefix = prefix
         self.max_bytes = max_bytes
-        self.buffered_bytes = 0
+        self.use_dictionary = use_dictionary
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.next_index = first_index
         self.buffer: list[dict[str, Any]] = []
+        self.buffered_bytes = 0  # of the rows in `buffer`
         self.shards: list[ShardInfo] = []
+        self._open: ExitStack | None = None  # the open shard's temporary file, renamed when it closes
+        self._tmp: Path | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = self._bytes = 0  # in the open shard, buffer included
 
     def write(self, record: dict[str, Any], nbytes: int = 0) -> ShardInfo | None:
+        """Add a record; the shard it closed, if it was the last one the shard takes."""
         self.buffer.append(record)
         self.buffered_bytes += nbytes
-        full = len(self.buffer) >= self.rows_per_shard
-        return self.flush() if full or (self.max_bytes and self.buffered_bytes >= self.max_bytes) else None
+        self._rows += 1
+        self._bytes += nbytes
+        if self._rows >= self.rows_per_shard or (self.max_bytes and self._bytes >= self.max_bytes):
+            return self.flush()
+        if self.max_bytes and self.buffered_bytes >= BATCH_BYTES:
+            self._write_buffer()
+        return None
 
     def flush(self) -> ShardInfo | None:
-        if not self.buffer:
+        """Close the open shard (written atomically: the temporary file renamed); None if it has no rows."""
+        if self._rows == 0:
             return None
-        path = self.directory / shard_name(self.next_index, self.prefix)
-        info = write_shard(path, self._batches(), self.schema, use_dictionary=self.use_dictionary)
+        self._write_buffer()
+        assert self._open is not None and self._writer is not None and self._tmp is not None
+        self._writer.close()
+        name = shard_name(self.next_index, self.prefix)
+        info = ShardInfo(name=name, rows=self._rows, bytes=self._tmp.stat().st_size, sha256=file_sha256(self._tmp))
+        self._open.close()  # the rename
+        self._open = self._writer = self._tmp = None
         self.shards.append(info)
-        self.buffer.clear()
-        self.buffered_bytes = 0
         self.next_index += 1
+        self._rows = self._bytes = 0
         return info
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        """The buffer as one batch; with `max_bytes` (large rows), as batches of about BATCH_BYTES each: a whole
-        table of 29 MB of web pages took the process up by 110 MB before the write, and the write by 40-60 MB more."""
-        rows = len(self.buffer)
-        if self.max_bytes and self.buffered_bytes > BATCH_BYTES:
-            rows = max(1, rows * BATCH_BYTES // self.buffered_bytes)
-        for start in range(0, len(self.buffer), rows):
-            yield pa.RecordBatch.from_pylist(self.buffer[start : start + rows], schema=self.schema)
+    def _write_buffer(self) -> None:
+        if not self.buffer:
+            return
+        if self._open is None:
+            self._open = ExitStack()
+            path = self.directory / shard_name(self.next_index, self.prefix)
+            self._tmp = self._open.enter_context(temporary_for(path))
+            self._writer = self._open.enter_context(parquet_writer(self._tmp, self.schema, self.use_dictionary))
+        assert self._writer is not None
+        self._writer.write_batch(pa.RecordBatch.from_pylist(self.buffer, schema=self.schema))
+        self.buffer.clear()
+        self.buffered_bytes = 0
 
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
             self.flush()
+        elif self._open is not None:  # the open shard's temporary file goes; a full disk becomes a ShardError
+            opened, self._open = self._open, None
+            opened.__exit__(exc_type, exc, tb)
 
 
 # --------------------------------------------------------------------------------------------- reading

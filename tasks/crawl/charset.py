@@ -77,3 +77,16 @@ def _decode_strictly(content: bytes, codec: str) -> str | None:
         return codecs.getincrementaldecoder(codec)("strict").decode(content, final=False)
     except (LookupError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
+
+
+def parse_content_type(value: str | None) -> tuple[str | None, str | None]:
+    """("text/html", "utf-8") from "text/html; charset=UTF-8"; (None, None) when absent."""
+    if not value:
+        return None, None
+    media_type, *params = (part.strip() for part in value.split(";"))
+    charset = None
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset" and val.strip():
+            charset = val.strip().strip("\"'").lower()
+    return media_type.lower() or None, charset

@@ -23,8 +23,7 @@ from trafilatura import bare_extraction
 from trafilatura.metadata import examine_meta, extract_title
 from trafilatura.utils import load_html
 
-from gristmill.tasks.crawl.charset import decode_html
-from gristmill.tasks.crawl.fetch import parse_content_type
+from gristmill.tasks.crawl.charset import decode_html, parse_content_type
 
 logger = logging.getLogger("gristmill.crawl.extract")
 

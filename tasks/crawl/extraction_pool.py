@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pebble
 
-from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
+
+if TYPE_CHECKING:  # not at run time: the forkserver imports this module, and every import is its workers' memory
+    from gristmill.conf.schema import CrawlConfig
 
 logger = logging.getLogger("gristmill.crawl.extract")
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from gristmill.tasks.crawl.charset import parse_content_type
+
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ACCEPT_ENCODING = "gzip, deflate"  # what we can decode with a size limit (no brotli/zstd bombs to worry about)
 
@@ -57,19 +59,6 @@ class Response:
     @property
     def redirect_location(self) -> str | None:
         return self.header("location") if self.status in REDIRECT_STATUSES else None
-
-
-def parse_content_type(value: str | None) -> tuple[str | None, str | None]:
-    """("text/html", "utf-8") from "text/html; charset=UTF-8"; (None, None) when absent."""
-    if not value:
-        return None, None
-    media_type, *params = (part.strip() for part in value.split(";"))
-    charset = None
-    for param in params:
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val.strip():
-            charset = val.strip().strip("\"'").lower()
-    return media_type.lower() or None, charset
 
 
 class BoundedDecoder:

@@ -38,7 +38,7 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParserException
 
 from gristmill.conf.schema import ConfigError, SourceConfig, UserError
-from gristmill.tasks.crawl.fetch import parse_content_type
+from gristmill.tasks.crawl.charset import parse_content_type
 from gristmill.tasks.crawl.records import record_id
 from gristmill.tasks.shards import atomic_write_json
 

@@ -27,6 +27,38 @@ def test_shard_writer_rolls_over_and_leaves_no_temporary_files(tmp_path):
     assert pq.read_schema(tmp_path / "part-00000.parquet") == SCHEMA
 
 
+BODY = pa.schema([pa.field("x", pa.int64(), nullable=False), pa.field("body", pa.binary(), nullable=False)])
+
+
+def test_shard_writer_by_bytes_streams_batches_into_the_open_shard(tmp_path, monkeypatch):
+    """With max_bytes, rows go to the open shard a batch (BATCH_BYTES of sizes) at a time: the buffer never holds
+    more than one batch, a shard closes once its sizes reach max_bytes, and nothing is under a shard's name before
+    it is complete."""
+    monkeypatch.setattr("gristmill.tasks.shards.BATCH_BYTES", 300)
+    most_buffered = 0
+    with ShardWriter(tmp_path, BODY, rows_per_shard=1000, max_bytes=1000) as writer:
+        for i in range(25):
+            writer.write({"x": i, "body": bytes(100)}, 100)
+            most_buffered = max(most_buffered, writer.buffered_bytes)
+            assert sorted(p.name for p in tmp_path.glob("*.parquet")) == [s.name for s in writer.shards]
+    assert most_buffered < 300
+    assert [s.rows for s in writer.shards] == [10, 10, 5]
+    assert pq.ParquetFile(tmp_path / "part-00000.parquet").num_row_groups == 4  # 3 + 3 + 3 + 1 rows
+    assert [r["x"] for r in iter_records(tmp_path / s.name for s in writer.shards)] == list(range(25))
+    assert writer.shards[1].sha256 == file_sha256(tmp_path / "part-00001.parquet")
+
+
+def test_a_failure_mid_shard_keeps_the_finished_shards_and_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("gristmill.tasks.shards.BATCH_BYTES", 300)
+    writer = ShardWriter(tmp_path, BODY, rows_per_shard=1000, max_bytes=1000)
+    with pytest.raises(RuntimeError, match="killed"), writer:
+        for i in range(15):
+            writer.write({"x": i, "body": bytes(100)}, 100)
+        raise RuntimeError("killed mid-shard")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-00000.parquet"]
+    assert [r["x"] for r in iter_records([tmp_path / "part-00000.parquet"])] == list(range(10))
+
+
 def test_a_failed_write_leaves_nothing_under_the_final_name(tmp_path):
     def batches():
         yield pa.record_batch([pa.array([1, 2])], schema=SCHEMA)
