@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS pages (
     url TEXT NOT NULL, fetched_at REAL NOT NULL, status INTEGER NOT NULL, content_type TEXT, charset TEXT,
     lang_hint TEXT, content BLOB NOT NULL
 );
+-- A URL's latest page (`validators`, once per visit): without it, each visit scanned every stored page.
+CREATE INDEX IF NOT EXISTS pages_url ON pages(url, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added for refresh crawls (corpus generations); a state file from before them gets them on open.

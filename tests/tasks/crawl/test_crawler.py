@@ -637,3 +637,17 @@ def test_the_transport_itself_refuses_unchecked_addresses(site) -> None:
         asyncio.run(get([]))
     assert hand_made.hits == []
     assert asyncio.run(get(LOCAL)) == 200
+
+
+def test_a_url_s_latest_page_is_found_by_index_not_by_scanning_every_page(tmp_path) -> None:
+    """`validators` runs once per visit: a scan of every stored page made a crawl's cost grow with its square."""
+    state = CrawlState(tmp_path / "state.sqlite")
+    plan = " ".join(
+        row[3]
+        for row in state._db.execute(
+            "EXPLAIN QUERY PLAN SELECT etag, last_modified FROM pages WHERE url=? ORDER BY seq DESC LIMIT 1",
+            ("http://example.org/",),
+        )
+    )
+    state.close()
+    assert "USING INDEX pages_url" in plan or "USING COVERING INDEX pages_url" in plan, plan
