@@ -6,12 +6,15 @@ from __future__ import annotations
 import difflib
 import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
 from gristmill.conf.schema import PipelineConfig, validate_config
+from gristmill.tasks.crawl import extraction_pool
 from gristmill.tasks.crawl import stage as crawl_stage
 from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
+from gristmill.tasks.crawl.extract import document_from_raw
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import execute
@@ -113,3 +116,11 @@ def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch) ->
         extraction.wait()
     assert extraction.submitted + extraction.skipped == 5 and extraction.skipped >= 1
     assert len(early) == extraction.submitted
+
+
+def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() -> None:
+    raw = {**_raw(0), "content": pydoc_page(difflib).encode() * 16}  # past LARGE_PAGE_BYTES
+    assert len(raw["content"]) > extraction_pool.LARGE_PAGE_BYTES
+    assert extraction_pool.extract_in_worker(raw, "trafilatura", 20_000) == document_from_raw(raw, "trafilatura")
+    if sys.platform == "linux":  # glibc's malloc_trim (elsewhere nothing is handed back, and nothing fails)
+        assert extraction_pool._malloc_trim() is not None
