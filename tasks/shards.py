@@ -255,9 +255,14 @@ class ShardWriter:
             return None
         self._write_buffer()
         assert self._open is not None and self._writer is not None and self._tmp is not None
-        self._writer.close()
         name = shard_name(self.next_index, self.prefix)
-        info = ShardInfo(name=name, rows=self._rows, bytes=self._tmp.stat().st_size, sha256=file_sha256(self._tmp))
+        try:
+            self._writer.close()  # the footer: a full disk shows here too
+            size, sha256 = self._tmp.stat().st_size, file_sha256(self._tmp)
+        except BaseException as err:
+            self._abort(err)
+            raise
+        info = ShardInfo(name=name, rows=self._rows, bytes=size, sha256=sha256)
         self._open.close()  # the rename
         self._open = self._writer = self._tmp = None
         self.shards.append(info)
@@ -272,11 +277,22 @@ class ShardWriter:
             self._open = ExitStack()
             path = self.directory / shard_name(self.next_index, self.prefix)
             self._tmp = self._open.enter_context(temporary_for(path))
-            self._writer = self._open.enter_context(parquet_writer(self._tmp, self.schema, self.use_dictionary))
-        assert self._writer is not None
-        self._writer.write_batch(pa.RecordBatch.from_pylist(self.buffer, schema=self.schema))
+        try:
+            if self._writer is None:
+                self._writer = self._open.enter_context(parquet_writer(self._tmp, self.schema, self.use_dictionary))
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self.buffer, schema=self.schema))
+        except BaseException as err:
+            self._abort(err)
+            raise
         self.buffer.clear()
         self.buffered_bytes = 0
+
+    def _abort(self, err: BaseException) -> None:
+        """Close the open shard after `err`: its temporary file is deleted, and a full disk raises a ShardError
+        naming the shard (from temporary_for)."""
+        opened, self._open, self._writer, self._tmp = self._open, None, None, None
+        if opened is not None:
+            opened.__exit__(type(err), err, err.__traceback__)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -286,9 +302,8 @@ class ShardWriter:
     ) -> None:
         if exc_type is None:
             self.flush()
-        elif self._open is not None:  # the open shard's temporary file goes; a full disk becomes a ShardError
-            opened, self._open = self._open, None
-            opened.__exit__(exc_type, exc, tb)
+        elif exc is not None:  # the open shard's temporary file goes; a full disk becomes a ShardError
+            self._abort(exc)
 
 
 # --------------------------------------------------------------------------------------------- reading

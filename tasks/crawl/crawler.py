@@ -173,21 +173,22 @@ class Crawler:
         )
         self.state.enqueue((seed, 0) for seed in normal_seeds)  # a resumed crawl has them already
         self._started = time.monotonic()
-        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc")  # one writer: records in order
-        async with self._client() as client:
-            self._fetcher = Fetcher(
-                client,
-                max_body_bytes=cfg.max_body_bytes,
-                total_timeout_s=cfg.request_timeout_s,
-                content_types=cfg.content_types,
-            )
-            try:
-                await self._loop()
-            finally:
-                for task in self._running:
-                    task.cancel()
-                await asyncio.gather(*self._running, return_exceptions=True)
-                self._archiver.shutdown()  # the records of stored pages are written
+        # One writer, so records go in order; leaving the block waits for the records of stored pages.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc") as self._archiver:
+            async with self._client() as client:
+                self._fetcher = Fetcher(
+                    client,
+                    max_body_bytes=cfg.max_body_bytes,
+                    total_timeout_s=cfg.request_timeout_s,
+                    content_types=cfg.content_types,
+                )
+                try:
+                    await self._loop()
+                finally:
+                    for task in self._running:
+                        task.cancel()
+                    await asyncio.gather(*self._running, return_exceptions=True)
+        self._archiver = None
         await self._report(finished=True)
         logger.info("crawl finished: %s", self.state.outcome_counts())
 
@@ -299,7 +300,8 @@ class Crawler:
         """Stored pages go to the WARC (robots.txt and sitemaps do not: re-ingesting the WARC gives the same
         documents as the crawl did). On the archiving thread: gzip and the record digests release the GIL, and on
         the event loop they took as long as fetching (150 documentation pages, 29 MB: 0.8 s)."""
-        if self.warc is not None and self._archiver is not None:
+        if self.warc is not None:
+            assert self._archiver is not None, "pages are archived during crawl() only"
             await asyncio.get_running_loop().run_in_executor(self._archiver, self.warc.write, response)
 
     async def _follow(

@@ -92,25 +92,31 @@ class EarlyExtraction:
         self._waiting.put(raw)
 
     def _feed(self) -> None:
-        self.pool.start()  # the workers start while the crawl fetches its first pages
+        try:
+            self.pool.start()  # the workers start while the crawl fetches its first pages
+        except Exception as error:
+            self._stop(error)
         while (raw := self._waiting.get()) is not None:
             size = len(raw["content"] or b"")
             if self.broken:
                 self._release(size)
                 continue
-            digest = body_digest(raw)
             try:
+                digest = body_digest(raw)
                 future = self.pool.submit(
                     raw, self.cfg.extractor, self.cfg.extract_timeout_s, self._worker, self.cfg.extract_timeout_s_per_mb
                 )
-            except RuntimeError as error:  # the pool broke: a help, not the crawl's business; the units extract
-                logger.warning("extraction during the fetch stopped (%s); the extract units do the rest", error)
-                self.broken = True
+            except Exception as error:  # the pool broke: a help, not the crawl's business; the units extract
+                self._stop(error)
                 self._release(size)
                 continue
             with self._lock:
                 self._in_flight[future] = size
             future.add_done_callback(lambda done, digest=digest: self._collect(done, digest))
+
+    def _stop(self, error: Exception) -> None:
+        logger.warning("extraction during the fetch stopped (%s); the extract units do the rest", error)
+        self.broken = True
 
     def _release(self, size: int) -> None:
         with self._lock:
@@ -124,8 +130,10 @@ class EarlyExtraction:
                 return  # timed out or failed: its extract unit tries again, with the time-limit fallback
             self.early.add(digest, future.result())
 
-    def close(self) -> None:
-        """No more pages: the feeding thread ends once it has handed on the ones queued."""
+    def close(self, abandon: bool = False) -> None:
+        """No more pages: the feeding thread ends once it has handed on the ones queued (`abandon`: dropped)."""
+        if abandon:
+            self.broken = True
         self._waiting.put(None)
         self._feeder.join()
 

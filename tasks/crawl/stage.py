@@ -140,7 +140,7 @@ def early_extraction(cfg: CrawlConfig, early: EarlyDocuments | None) -> Iterator
     try:
         yield lambda page: extraction.submit(raw_record(page))
     except BaseException:
-        extraction.close()
+        extraction.close(abandon=True)  # the fetch failed: its unit runs again, and extracts again
         raise
     extraction.wait()
 

@@ -148,3 +148,37 @@ def test_a_file_size_limit_fails_the_shard_that_does_not_fit_and_a_rerun_resumes
         "part-00001.parquet",
         "part-00002.parquet",
     ]
+
+
+WRITER_LIMITED = """
+import json, os, resource, signal, sys
+from pathlib import Path
+import pyarrow as pa
+from gristmill.tasks.shards import ShardError, ShardWriter
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+schema = pa.schema([pa.field("content", pa.binary(), nullable=False)])
+try:
+    with ShardWriter(Path(sys.argv[1]), schema, rows_per_shard=1000, max_bytes=1 << 30) as writer:
+        for _ in range(8):  # 256 KiB that zstd cannot shrink, all in the shard's last write
+            writer.write({"content": os.urandom(32 << 10)}, 32 << 10)
+except ShardError as err:
+    print(json.dumps({"message": str(err)}))
+    sys.exit(2)
+"""
+
+
+def test_a_shard_writer_whose_last_write_does_not_fit_names_the_shard_and_leaves_no_temporary_file(tmp_path):
+    """The rows of a small crawl all go out when the writer closes: a full disk there is a ShardError naming the
+    shard, as anywhere else, and the open shard's temporary file is gone."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = tmp_path / "raw"
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER_LIMITED, str(out)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["message"] == (
+        f"cannot write {out / 'part-00000.parquet'}: File too large"
+    )
+    assert leftovers(tmp_path) == [] and not any(out.iterdir())
