@@ -36,6 +36,20 @@ def test_dedup_speed_runs_the_stage_against_datasketch_on_a_small_corpus(shared_
     assert "| 1 |" in done.stdout
 
 
+def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
+    """Without Scrapy (a bench extra): our fetch and the whole stage, and the redirecting copy of the site."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "crawl_speed.py"), "--site", "demo", "--pages", "20"]
+        + ["--rounds", "1", "--modes", "fetch", "stage", "--redirects"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "| plain | stage | 20 |" in done.stdout and "| redirects | fetch | 20 |" in done.stdout
+    assert "fetch, pages/s, half the links redirecting / no redirects:" in done.stdout
+
+
 def test_bias_scoring_speed_runs_on_a_few_pairs(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bias_scoring_speed.py"), "--pairs", "20", "--peer-pairs", "4",
