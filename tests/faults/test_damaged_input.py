@@ -70,7 +70,7 @@ def test_any_text_after_the_equals_sign_is_a_value_or_a_config_error(key, value)
     raw: dict = {}
     with contextlib.suppress(ConfigError):
         apply_override(raw, f"{key}={value}")
-        assert json.loads(json.dumps(raw, allow_nan=True)) is not None  # plain data: no dates, sets, bytes, tags
+        json.dumps(raw, allow_nan=True)  # plain data: raises on dates, sets, bytes, tags
     with contextlib.suppress(ConfigError):
         load_config(DEMO, [f"{key}={value}"])
 

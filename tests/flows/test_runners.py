@@ -134,7 +134,7 @@ def test_local_workers_report_to_the_flows_ephemeral_api_and_start_no_server_of_
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
     done = subprocess.run(
-        [sys.executable, "-c", WORKERS_REPORT_HERE], env=env, capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-c", WORKERS_REPORT_HERE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     runs = json.loads(done.stdout.split("RESULT", 1)[1])
@@ -173,8 +173,11 @@ def test_a_chain_starts_each_pool_once_and_its_stages_share_the_warm_workers(pre
 
     seen = chain()
     assert seen["same"] and seen["crawl_threads"]
-    assert set(seen["second"]) <= set(seen["first"])  # the second stage ran on the first one's workers
-    assert len(set(seen["first"])) <= 2 and os.getpid() not in seen["first"]
+    # The second stage ran on the first one's pool: no more than its 2 worker processes across both stages (which of
+    # them took the first stage's few tasks is up to the scheduler: one worker can be up before the other), none of
+    # them this process. A pool started again would bring new processes.
+    workers = set(seen["first"]) | set(seen["second"])
+    assert len(workers) <= 2 and os.getpid() not in workers
 
 
 def test_what_a_units_worker_process_imports_leaves_mlflow_out():

@@ -30,6 +30,7 @@ def _config(workspace: Path, seed: str, during_fetch: bool) -> PipelineConfig:
         "allow_private_networks": ["127.0.0.0/8"],
         "progress_bar": False,
         "extract_workers": 2,
+        "extract_timeout_s": 60,  # tiny pages: a limit only a loaded machine could reach, not what is tested
         "extract_during_fetch": during_fetch,
         "use_sitemaps": False,
         "max_depth": 1,  # not the links of the pydoc page (to modules this site does not have)
@@ -91,7 +92,9 @@ def _raw(i: int) -> dict[str, Any]:
 def test_every_page_submitted_is_there_when_wait_returns() -> None:
     """submit only queues (the event loop never waits for the pool); wait returns once every page's document is in,
     callbacks included (a future counts as done before its callbacks have run)."""
-    config = validate_config({"crawl": {"seeds": ["http://example.org/"], "extract_workers": 2}})
+    config = validate_config(
+        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 2, "extract_timeout_s": 60}}
+    )
     with ExtractionPool(2) as pool:
         early = EarlyDocuments(pool)
         extraction = EarlyExtraction(pool, config.crawl, early)
@@ -107,7 +110,9 @@ def test_every_page_submitted_is_there_when_wait_returns() -> None:
 
 def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch) -> None:
     monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
-    config = validate_config({"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1}})
+    config = validate_config(
+        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
+    )
     with ExtractionPool(1) as pool:
         early = EarlyDocuments(pool)
         extraction = EarlyExtraction(pool, config.crawl, early)
