@@ -35,8 +35,13 @@ def load_model(weights_dir: Path, device: str | torch.device = "cpu") -> tuple[L
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         if not (weights_dir / name).is_file():
             raise FileNotFoundError(f"{weights_dir / name}: no trained model here; run the train stage first")
-    model_config = ModelConfig.from_dict(json.loads((weights_dir / CONFIG_FILE).read_text()))
+    model_config = read_model_config(weights_dir)
     model = Llama(model_config)
     state = torch.load(weights_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), model_config
+
+
+def read_model_config(weights_dir: Path) -> ModelConfig:
+    """The shape of the model saved in `weights_dir` (`model_config.json`), without loading its weights."""
+    return ModelConfig.from_dict(json.loads((Path(weights_dir) / CONFIG_FILE).read_text()))

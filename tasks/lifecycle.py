@@ -34,6 +34,8 @@ KEPT_BY_UNITS = {"crawl"}
 WARC_DIR = "warc"
 KEPT_DIRS = {"crawl": {"state", "warc"}, "train": {"checkpoints", "final"}, "evaluate": {"export"}}
 
+STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}  # tables list stages in pipeline order
+
 
 def history(config: PipelineConfig) -> dict[str, list[dict[str, Any]]]:
     """Three tables: corpus generations, stage runs, model versions (each oldest first)."""
@@ -71,9 +73,8 @@ def pipeline_runs(stage_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         if stage_run["status"] != "up to date":
             row["ran"].append(stage_run["stage"] if stage_run["status"] == "ran" else f"{stage_run['stage']} (failed)")
-    order = {stage: i for i, stage in enumerate(STAGES)}
     for row in runs.values():
-        row["ran"].sort(key=lambda name: order.get(name.split()[0], len(order)))
+        row["ran"].sort(key=lambda name: STAGE_ORDER.get(name.split()[0], len(STAGE_ORDER)))
     return [{**row, "ran": ", ".join(row["ran"]) or "nothing (all up to date)"} for row in runs.values()]
 
 
@@ -119,11 +120,11 @@ def freed_by_stage(freed: list[Freed], workspace: str | Path) -> list[dict[str, 
     """What gc freed, per stage: files and bytes."""
     totals: dict[str, dict[str, Any]] = {}
     for item in freed:
-        row = totals.setdefault(item.stage(workspace), {"stage": item.stage(workspace), "files": 0, "bytes": 0})
+        stage = item.stage(workspace)
+        row = totals.setdefault(stage, {"stage": stage, "files": 0, "bytes": 0})
         row["files"] += item.files
         row["bytes"] += item.bytes
-    order = {stage: i for i, stage in enumerate(STAGES)}
-    return sorted(totals.values(), key=lambda row: order.get(row["stage"], len(order)))
+    return sorted(totals.values(), key=lambda row: STAGE_ORDER.get(row["stage"], len(STAGE_ORDER)))
 
 
 def old_intermediate(output: StageOutput, keep: int) -> list[Freed]:

@@ -42,6 +42,7 @@ from gristmill.tasks.crawl.fetch import (
 from gristmill.tasks.crawl.state import CrawlState, Fetch, Page
 from gristmill.tasks.crawl.urls import Scope, host_of, origin_of
 from gristmill.tasks.crawl.warc import WarcSink
+from gristmill.tasks.removals import REMOVED
 from gristmill.tasks.urls import UrlNormalizer
 
 logger = logging.getLogger("gristmill.crawl")
@@ -280,7 +281,7 @@ class Crawler:
         except FetchError as err:
             fetch.outcome = "skipped" if err.reason in SKIP_REASONS else "failed"
             if err.status in GONE_STATUSES and self.state.had_page(url):
-                fetch.outcome = "removed"  # it had a page: the site took it down
+                fetch.outcome = REMOVED  # it had a page: the site took it down
             fetch.error = err.reason
             fetch.status = err.status if err.status is not None else fetch.status
             level = logging.DEBUG if fetch.outcome == "skipped" else logging.WARNING

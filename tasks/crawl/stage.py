@@ -212,14 +212,19 @@ def write_records(
     directory: Path, schema: pa.Schema, records: Iterable[dict[str, Any]], rows: int, prefix: str
 ) -> list[ShardInfo]:
     """Stream records into shards of at most `rows` rows and (for raw records, by `content`) RAW_SHARD_BYTES."""
-    # Page bodies are all different: a dictionary of them is tried, found useless and dropped, at 3x the write's time.
-    dictionary = [name for name in schema.names if name != "content"]
+    dictionary = dictionary_columns(schema)
     with ShardWriter(
         directory, schema, rows, prefix=prefix, max_bytes=RAW_SHARD_BYTES, use_dictionary=dictionary
     ) as writer:
         for record in records:
             writer.write(record, len(record.get("content") or b""))
     return writer.shards
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth dictionary-encoding in a shard of `schema`: all but page bodies, which are all different
+    (a dictionary of them is tried, found useless and dropped, at 3x the write's time)."""
+    return [name for name in schema.names if name != "content"]
 
 
 # -- ingest ------------------------------------------------------------------------------------------------------
@@ -289,7 +294,7 @@ def narrow_documents(ctx: StageContext, raw_info: ShardInfo, keep: pa.Array, rew
     """Filter one raw shard (when `rewrite_raw`) and the documents extracted from it to the records of `keep`, and
     record the extract unit as done on the result; the raw shard's info after (or, not rewritten, the documents')."""
     raw_path = ctx.output.dataset_dir("raw") / raw_info.name
-    extract = ctx.output.finished_unit(f"extract-{raw_path.stem}", raw_info.sha256)  # on the raw shard as it was
+    extract = ctx.output.finished_unit(extract_unit_name(raw_path), raw_info.sha256)  # on the raw shard as it was
     narrowed = filter_by_source(raw_path, RAW_SCHEMA, keep) if rewrite_raw else None
     if extract is None:  # not extracted yet: its unit runs on the narrowed shard
         return narrowed or raw_info
@@ -310,7 +315,7 @@ def narrow_documents(ctx: StageContext, raw_info: ShardInfo, keep: pa.Array, rew
 def filter_by_source(path: Path, schema: pa.Schema, sources: pa.Array) -> ShardInfo:
     """Rewrite a shard (atomically, under its name) with only the records read from `sources`."""
     batches = (b.filter(pc.is_in(b.column("source"), value_set=sources)) for b in iter_batches([path]))
-    return write_shard(path, batches, schema)
+    return write_shard(path, batches, schema, use_dictionary=dictionary_columns(schema))
 
 
 def ingest_unit(ctx: StageContext, item: tuple[SourceConfig, list[str]]) -> UnitRecord:
@@ -372,10 +377,14 @@ def file_records(
 # -- extract -----------------------------------------------------------------------------------------------------
 
 
+def extract_unit_name(raw_shard: Path) -> str:
+    return f"extract-{raw_shard.stem}"
+
+
 def extract_unit(ctx: StageContext, raw_info: ShardInfo, early: EarlyDocuments | None = None) -> UnitRecord:
     """One raw shard -> one documents shard of the same name; documents with no main text are counted, not kept."""
     raw_shard = ctx.output.dataset_dir("raw") / raw_info.name
-    name = f"extract-{raw_shard.stem}"
+    name = extract_unit_name(raw_shard)
     cfg = ctx.config.crawl
 
     def work() -> UnitRecord:

@@ -299,13 +299,15 @@ class Deduplicator:
         shingler = hasher(self.cfg).shingler
         parts: list[Shingles] = []
         texts: list[pa.Array] = []
+        held = 0  # documents in `texts`
         shards = (docs >> 32) - self.prior_shards
         for shard in np.unique(shards).tolist():
             wanted = docs[shards == shard] & _ROW
             texts.append(_take_texts(self.text_paths[shard], wanted))
-            if sum(len(t) for t in texts) >= _SHINGLE_DOCS:
+            held += len(texts[-1])
+            if held >= _SHINGLE_DOCS:
                 parts.append(shingler.batch(pa.concat_arrays(texts)))
-                texts = []
+                texts, held = [], 0
         if texts or not parts:
             parts.append(shingler.batch(pa.concat_arrays(texts) if texts else pa.array([], pa.string())))
         hashes = np.concatenate([p.hashes for p in parts])

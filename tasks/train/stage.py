@@ -12,7 +12,6 @@ from MLflow, `Tracker.alias_weights`), or from scratch, saying why, when there i
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -35,7 +34,7 @@ from gristmill.lightning_model.data import TokenShardDataModule
 from gristmill.lightning_model.logger import CallerRunLogger
 from gristmill.lightning_model.model import Llama, ModelConfig
 from gristmill.lightning_model.module import LitLlama
-from gristmill.lightning_model.weights import CONFIG_FILE, WEIGHTS_FILE, save_model
+from gristmill.lightning_model.weights import CONFIG_FILE, WEIGHTS_FILE, read_model_config, save_model
 from gristmill.tasks.evaluate.gate import CHAMPION
 from gristmill.tasks.shards import UnitRecord, file_sha256, verified
 from gristmill.tasks.stage import StageContext, StageResult
@@ -296,8 +295,7 @@ def champion_weights(ctx: StageContext, model_config: ModelConfig) -> Iterator[S
         if weights is None:
             yield _scratch(why)
             return
-        shape = weights.with_name(CONFIG_FILE)
-        if not shape.is_file() or ModelConfig.from_dict(json.loads(shape.read_text())) != model_config:
+        if not (weights.parent / CONFIG_FILE).is_file() or read_model_config(weights.parent) != model_config:
             yield _scratch(f"the champion, version {version}, is not of the shape this config trains ({CONFIG_FILE})")
             return
         log.info("train: continuing from the champion, version %d of %s", version, name)
