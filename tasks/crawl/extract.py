@@ -17,7 +17,7 @@ import lxml.html
 from htmldate import find_date
 from lxml.etree import ParserError
 from resiliparse.extract.html2text import extract_plain_text
-from resiliparse.parse.html import HTMLTree
+from resiliparse.parse.html import DOMNode, HTMLTree
 from selectolax.lexbor import LexborHTMLParser
 from trafilatura import bare_extraction
 from trafilatura.metadata import examine_meta, extract_title
@@ -116,28 +116,56 @@ def _text_chars(tree: lxml.html.HtmlElement) -> int:
     return chars
 
 
-# Where pages state their publication date, most specific first. resiliparse does not look for dates and
-# htmldate.find_date(extensive_search=False) re-parses the page with lxml: on the 181 pages of the extraction
-# benchmark it took 0.72 s against resiliparse's 0.67 s (it doubles resiliparse's time), so the resiliparse path
-# reads these tags from the tree it already has instead (0.5 ms a page): a date on 127 of the 181 pages
-# (htmldate: 179), the same day as htmldate's original date on 117 of them, a day apart (time zones) on the rest.
-_DATE_SELECTORS = (  # (selector, what the page's markup must contain, lowercased, for it to match)
-    ('meta[property="article:published_time"]', "article:published_time"),
-    ('meta[property="og:published_time"]', "og:published_time"),
-    ('meta[name="article:published_time"]', "article:published_time"),
-    ('meta[itemprop="datePublished"]', "datepublished"),
-    ('meta[name="pubdate"]', "pubdate"),
-    ('meta[name="publishdate"]', "publishdate"),
-    ('meta[name="publish-date"]', "publish-date"),
-    ('meta[name="parsely-pub-date"]', "parsely-pub-date"),
-    ('meta[name="sailthru.date"]', "sailthru.date"),
-    ('meta[name="dc.date.issued" i]', "dc.date.issued"),
-    ('meta[name="dcterms.created" i]', "dcterms.created"),
-    ('meta[name="date"]', "date"),
-    ('[itemprop="datePublished"][datetime]', "datepublished"),
-    ("time[pubdate][datetime]", "pubdate"),
-    ("time[datetime]", "<time"),
+# Where pages state their publication date, most specific first: (tag, or "" for any; attribute; its value, or ""
+# for any). resiliparse does not look for dates and htmldate.find_date(extensive_search=False) re-parses the page
+# with lxml: on the 181 pages of the extraction benchmark it took 0.72 s against resiliparse's 0.67 s (it doubles
+# resiliparse's time), so the resiliparse path reads these tags from the tree it already has instead: a date on 127
+# of the 181 pages (htmldate: 179), the same day as htmldate's original date on 117 of them, a day apart (time
+# zones) on the rest.
+_DATE_RULES = (
+    ("meta", "property", "article:published_time"),
+    ("meta", "property", "og:published_time"),
+    ("meta", "name", "article:published_time"),
+    ("meta", "itemprop", "datepublished"),
+    ("meta", "name", "pubdate"),
+    ("meta", "name", "publishdate"),
+    ("meta", "name", "publish-date"),
+    ("meta", "name", "parsely-pub-date"),
+    ("meta", "name", "sailthru.date"),
+    ("meta", "name", "dc.date.issued"),
+    ("meta", "name", "dcterms.created"),
+    ("meta", "name", "date"),
+    ("", "itemprop", "datepublished"),  # its date in `datetime`, as every rule below: a <meta>'s is in `content`
+    ("time", "pubdate", ""),
+    ("time", "datetime", ""),
 )
+# One query finds every element any rule takes, in one walk of the tree: a query per rule walked it once each (5 ms
+# a page of 15 on 2 MB documentation pages); iterating every <meta> instead is slow where pages have dozens.
+_DATE_SELECTOR = ", ".join(
+    tag + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]") + ("" if tag == "meta" else "[datetime]")
+    for tag, attribute, value in _DATE_RULES
+)
+
+
+def _published(tree: HTMLTree) -> str | None:
+    """The publication date the page's markup states, by the most specific of `_DATE_RULES` that holds one."""
+    if tree.document is None:
+        return None
+    found = [
+        (element, _iso_date(element.getattr("content") or element.getattr("datetime")))
+        for element in tree.document.query_selector_all(_DATE_SELECTOR)
+    ]
+    for rule in _DATE_RULES:
+        date = next((date for element, date in found if date and _matches(element, *rule)), None)
+        if date:
+            return date
+    return None
+
+
+def _matches(element: DOMNode, tag: str, attribute: str, value: str) -> bool:
+    if tag and element.tag != tag:
+        return False
+    return (element.getattr(attribute) or "").strip().lower() == value if value else element.hasattr(attribute)
 
 
 def _resiliparse(html: str, lang: str | None) -> Extracted:
@@ -145,20 +173,7 @@ def _resiliparse(html: str, lang: str | None) -> Extracted:
     # Comment sections and bylines/date lines are not main content (trafilatura runs with include_comments=False
     # too); on the extraction benchmark they take resiliparse's F1 from 0.898 (defaults) to 0.909 and 0.915.
     text = extract_plain_text(tree, main_content=True, comments=False, post_meta=False)
-    published = None
-    if tree.document is not None:
-        # Each query walks the whole tree (5 ms a page of 15 on 2 MB documentation pages); a substring test on the
-        # markup skips the ones that cannot match.
-        markup = html.lower()
-        for selector, needle in _DATE_SELECTORS:
-            if needle not in markup:
-                continue
-            element = tree.document.query_selector(selector)
-            if element is not None:
-                published = _iso_date(element.getattr("content") or element.getattr("datetime"))
-                if published:
-                    break
-    return Extracted(title=_clean(tree.title), text=_clean(text), published=published, lang=lang)
+    return Extracted(title=_clean(tree.title), text=_clean(text), published=_published(tree), lang=lang)
 
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")

@@ -177,6 +177,24 @@ def test_date_from_a_time_element(extractor: str) -> None:
     assert extract(page, "https://gazette.example.org/news/footbridge", extractor).published == "2023-11-20"
 
 
+def test_resiliparse_takes_the_most_specific_date_tag_that_holds_a_date() -> None:
+    """Tags in any order and case; a tag whose date is missing or broken is passed over for the next that has one."""
+    url = "https://gazette.example.org/news/footbridge"
+    tags = (
+        '<time datetime="2020-01-01">1 Jan</time>'
+        '<span itemprop="datePublished" datetime="2019-09-09">9 Sep</span>'
+        '<meta name="DATE" content="2021-02-02">'
+        '<meta property="article:published_time" content="soon">'
+        '<meta name="dc.date.issued" content="2022-03-03">'
+    )
+    assert extract(news_page("").replace("<h1>", f"{tags}<h1>"), url, "resiliparse").published == "2022-03-03"
+    no_meta = (
+        '<time datetime="2020-01-01">1 Jan</time><time pubdate datetime="2018-08-08">8 Aug</time>'
+        '<span itemprop="datePublished" datetime="bad">some day</span>'
+    )
+    assert extract(news_page("").replace("<h1>", f"{no_meta}<h1>"), url, "resiliparse").published == "2018-08-08"
+
+
 @pytest.mark.parametrize("extractor", EXTRACTORS)
 def test_page_without_a_date_or_text(extractor: str) -> None:
     result = extract("<html><head><title>Just a title</title></head><body></body></html>", "https://x.org/", extractor)
