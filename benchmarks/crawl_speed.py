@@ -25,7 +25,9 @@ descendants (the extraction workers and their forkserver), sampled every 0.2 s; 
 - fetch:   our async crawler into its SQLite state (robots, politeness gates, link extraction; no main text)
 - stage:   the crawl stage as the pipeline runs it (fetch unit, raw shards, WARC, extraction in worker processes
            with the per-page time limit, documents shards), default extractor unless --extractor; pages are
-           extracted while the crawl fetches (crawl.extract_during_fetch, the default)
+           extracted while the crawl fetches (crawl.extract_during_fetch, the default); the clock starts after the
+           imports, which include pandas as in the pipeline's process (MLflow imports it), as Scrapy's starts
+           after its own
 - stage-serial: the same with crawl.extract_during_fetch off: extraction starts when the fetch has finished
 """
 
@@ -61,6 +63,7 @@ SKIP_MODULES = re.compile(r"^(antigravity|this|idlelib|tkinter|turtle|turtledemo
 STAGE_CHILD = """
 import json, sys, time
 from pathlib import Path
+import pandas  # the pipeline's process has it (MLflow imports it); pyarrow's first conversion imports it (0.3-0.4 s)
 from gristmill.conf.schema import validate_config
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.state import CrawlState

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import HTML_TYPES
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
-from gristmill.tasks.shards import iter_batches
+from gristmill.tasks.shards import open_shard
 from gristmill.tasks.text.languages import normalize_code
 
 BATCH_ROWS = 64
@@ -92,13 +92,19 @@ def refine(
 
 
 def raw_rows(raw_shard: Path, rows: set[int]) -> Iterator[dict[str, Any]]:
-    """The raw records at `rows` of the shard, in order (read again: raw bodies are not kept in memory)."""
-    row = 0
-    for batch in iter_batches([raw_shard], batch_size=BATCH_ROWS):
-        for raw in batch.to_pylist():
-            if row in rows:
-                yield raw
-            row += 1
+    """The raw records at `rows` of the shard, in order (read again: raw bodies are not kept in memory). Only the
+    row groups holding them are read, and only those rows become Python objects: decoding a whole 30 MB shard to
+    take one page back cost 0.14 s."""
+    with open_shard(raw_shard) as parquet:
+        start = 0
+        for group in range(parquet.num_row_groups):
+            end = start + parquet.metadata.row_group(group).num_rows
+            if any(start <= row < end for row in rows):
+                for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
+                    wanted = [row - start for row in range(start, start + batch.num_rows) if row in rows]
+                    start += batch.num_rows
+                    yield from batch.take(wanted).to_pylist()
+            start = end
 
 
 def is_html_record(raw: dict[str, Any]) -> bool:

@@ -4,14 +4,16 @@ document."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.fallback import needs_fallback, other_extractor
+from gristmill.tasks.crawl.fallback import needs_fallback, other_extractor, raw_rows
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
@@ -97,3 +99,29 @@ def test_which_pages_are_retried():
     assert needs_fallback(docs, html, 3) == {0: "repeated", 1: "repeated", 2: "repeated", 4: "no_text"}
     assert needs_fallback(docs, html, 4) == {4: "no_text"}
     assert other_extractor("trafilatura-recall") == "resiliparse" and other_extractor("resiliparse").startswith("traf")
+
+
+FETCHED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def test_raw_rows_reads_back_exactly_the_rows_asked_for_across_row_groups(tmp_path: Path) -> None:
+    """Rows in several row groups of a shard (each written batch is one), scattered, first and last included."""
+    records = [
+        {
+            "doc_id": f"d{i}",
+            "url": f"https://x.org/{i}",
+            "source": "crawl",
+            "fetched_at": FETCHED_AT,
+            "status": 200,
+            "content": bytes([65 + i % 26]) * 300_000,
+        }
+        for i in range(40)
+    ]
+    (info,) = crawl_stage.write_records(tmp_path, crawl_stage.RAW_SCHEMA, iter(records), 1000, "fetch")
+    shard = tmp_path / info.name
+    assert pq.ParquetFile(shard).num_row_groups > 2
+    wanted = {0, 13, 14, 27, 39}
+    got = list(raw_rows(shard, wanted))
+    assert [r["doc_id"] for r in got] == [f"d{i}" for i in sorted(wanted)]
+    assert [r["content"] for r in got] == [records[i]["content"] for i in sorted(wanted)]
+    assert list(raw_rows(shard, set())) == []
