@@ -23,20 +23,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
-import httpx
 from lxml import etree
 from protego import Protego
 
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import HTML_TYPES, extract_links
 from gristmill.tasks.crawl.fetch import (
-    ACCEPT_ENCODING,
     AddressGuard,
     Fetcher,
     FetchError,
-    GuardedTransport,
     Response,
     backoff_seconds,
+    client_session,
     retry_after_seconds,
 )
 from gristmill.tasks.crawl.state import CrawlState, Fetch, Page
@@ -176,9 +174,15 @@ class Crawler:
         self._started = time.monotonic()
         # One writer, so records go in order; leaving the block waits for the records of stored pages.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc") as self._archiver:
-            async with self._client() as client:
+            session = client_session(
+                self._guard,
+                concurrency=cfg.concurrency,
+                user_agent=cfg.user_agent,
+                connect_timeout_s=cfg.connect_timeout_s,
+            )
+            async with session:
                 self._fetcher = Fetcher(
-                    client,
+                    session,
                     max_body_bytes=cfg.max_body_bytes,
                     total_timeout_s=cfg.request_timeout_s,
                     content_types=cfg.content_types,
@@ -192,19 +196,6 @@ class Crawler:
         self._archiver = None
         await self._report(finished=True)
         logger.info("crawl finished: %s", self.state.outcome_counts())
-
-    def _client(self) -> httpx.AsyncClient:
-        cfg = self.config
-        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-        return httpx.AsyncClient(
-            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-            timeout=httpx.Timeout(cfg.connect_timeout_s),
-            transport=GuardedTransport(self._guard, limits),  # connects only to addresses the guard checked
-            follow_redirects=False,  # each hop is checked by _follow
-            # Proxies from the environment would connect on our behalf, making the address guard meaningless
-            # (and would swallow requests to a 127.0.0.1 site).
-            trust_env=False,
-        )
 
     # -- scheduling -------------------------------------------------------------------------------------------
 

@@ -11,16 +11,18 @@ import asyncio
 import ipaddress
 import random
 import socket
+import ssl
 import zlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+import certifi
+from aiohttp.abc import ResolveResult
 
 from gristmill.tasks.crawl.charset import parse_content_type
 
@@ -64,7 +66,7 @@ class Response:
 class BoundedDecoder:
     """Content-Encoding decoding that never produces more than `limit` bytes, whatever the compression ratio.
 
-    httpx decodes a whole network chunk at once (a 64 KB gzip chunk of zeros is 64 MB); here every call asks
+    HTTP clients decode a whole network chunk at once (a 64 KB gzip chunk of zeros is 64 MB); here every call asks
     zlib for at most what is left of the limit, so a compression bomb costs `limit` bytes of memory at most.
     """
 
@@ -112,9 +114,9 @@ class Fetcher:
     """GETs one URL: redirects not followed (each hop is the crawler's decision), limits enforced."""
 
     def __init__(
-        self, client: httpx.AsyncClient, *, max_body_bytes: int, total_timeout_s: float, content_types: list[str]
+        self, session: aiohttp.ClientSession, *, max_body_bytes: int, total_timeout_s: float, content_types: list[str]
     ) -> None:
-        self._client = client
+        self._session = session
         self._max_body = max_body_bytes
         self._timeout = total_timeout_s
         self._types = frozenset(t.lower() for t in content_types)
@@ -125,44 +127,62 @@ class Fetcher:
         try:
             async with asyncio.timeout(self._timeout):  # the whole exchange: a slow drip cannot stall a slot
                 return await self._get(url, any_type, headers or {})
+        except aiohttp.ServerTimeoutError as err:  # a connect or a read that stalled (connect_timeout_s)
+            raise FetchError("timeout", type(err).__name__, retryable=True) from err
         except TimeoutError as err:
             raise FetchError("timeout", f"no complete response in {self._timeout:g} s", retryable=True) from err
-        except httpx.TimeoutException as err:
-            raise FetchError("timeout", type(err).__name__, retryable=True) from err
-        except (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as err:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as err:
+            # refused, reset, cut short, or not HTTP (a malformed status line or header): maybe better next time
             raise FetchError("connect", f"{type(err).__name__}: {err}", retryable=True) from err
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
+        except (aiohttp.ClientError, ValueError) as err:  # an invalid URL among them
             raise FetchError("http_error", f"{type(err).__name__}: {err}") from err
 
     async def _get(self, url: str, any_type: bool, headers: dict[str, str]) -> Response:
         fetched_at = datetime.now(UTC)
-        async with self._client.stream("GET", url, headers=headers) as response:
+        async with self._session.get(url, headers=headers, allow_redirects=False) as response:
             media_type, charset = parse_content_type(response.headers.get("content-type"))
             body = b""
-            if 200 <= response.status_code < 300:
+            if 200 <= response.status < 300:
                 if not any_type and media_type not in self._types:
                     raise FetchError("content_type", f"{media_type} is not in {sorted(self._types)}")
                 body = await self._read(response)
             return Response(
                 url=url,
-                status=response.status_code,
-                reason_phrase=response.reason_phrase,
-                http_version=response.http_version,
-                headers=[(k, v) for k, v in response.headers.multi_items()],
+                status=response.status,
+                reason_phrase=response.reason or "",
+                http_version=f"HTTP/{response.version.major}.{response.version.minor}",
+                headers=[(str(k), v) for k, v in response.headers.items()],
                 content_type=media_type,
                 charset=charset,
                 body=body,
                 fetched_at=fetched_at,
             )
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         declared = response.headers.get("content-length", "")
         encoding = response.headers.get("content-encoding")
         if declared.isdigit() and int(declared) > self._max_body and not encoding:
             raise FetchError("too_large", f"Content-Length {declared} over {self._max_body} bytes")
-        decoder = BoundedDecoder(encoding, self._max_body)
-        chunks = [decoder.feed(chunk) async for chunk in response.aiter_raw()]
+        decoder = BoundedDecoder(encoding, self._max_body)  # the session leaves bodies encoded (auto_decompress off)
+        chunks = [decoder.feed(chunk) async for chunk in response.content.iter_any()]
         return b"".join(chunks)
+
+
+def client_session(
+    guard: AddressGuard, *, concurrency: int, user_agent: str, connect_timeout_s: float
+) -> aiohttp.ClientSession:
+    """The crawler's HTTP client: connections only to addresses `guard` checked, at most `concurrency` open, bodies
+    as sent (`BoundedDecoder` decodes them), no proxies from the environment (a proxy would connect on our behalf,
+    making the address guard meaningless, and would swallow requests to a 127.0.0.1 site), cookies kept per site."""
+    return aiohttp.ClientSession(
+        connector=GuardedConnector(guard, limit=concurrency),
+        headers={"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        # connect and every read: a server that stops sending fails in connect_timeout_s, not at the total limit
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=connect_timeout_s),
+        auto_decompress=False,
+        trust_env=False,
+        cookie_jar=aiohttp.CookieJar(unsafe=True),  # unsafe: cookies of sites addressed by IP are kept too
+    )
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -192,7 +212,7 @@ class AddressGuard:
     A crawler fed links from the web must not become a way to reach the machine it runs on or its network
     (169.254.169.254 is a cloud's metadata service). Networks in `allowed` are exempt (a local test site).
     `check` is the early, cached refusal (before robots.txt is asked for); `pin` is the enforcement: the
-    transport (`GuardedTransport`) connects to the very address `pin` resolved and checked, so a DNS answer that
+    connector (`GuardedConnector`) connects to the very address `pin` resolved and checked, so a DNS answer that
     changes between a check and the connection (rebinding) gains nothing.
     """
 
@@ -234,47 +254,26 @@ class AddressGuard:
         return any(ip in network for network in self._allowed) or is_public_address(ip)
 
 
-class _GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer with the address check at the socket: connects to the address the guard pinned."""
+# Certificates are checked against Mozilla's CA bundle (certifi), the same on every machine.
+TLS_CONTEXT = ssl.create_default_context(cafile=certifi.where())
 
-    def __init__(self, guard: AddressGuard) -> None:
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector whose connections go only to the address `AddressGuard.pin` resolved and checked, IP
+    literals included. TLS still verifies the host name (SNI and certificate use the URL's host; only the TCP
+    destination is pinned)."""
+
+    def __init__(self, guard: AddressGuard, limit: int) -> None:
+        super().__init__(limit=limit, use_dns_cache=False, ssl=TLS_CONTEXT)
         self._guard = guard
-        self._backend = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def _resolve_host(self, host: str, port: int, traces: Sequence[Any] | None = None) -> list[ResolveResult]:
+        # The one place we reach in: aiohttp connects to what this returns, and calls no resolver for an IP literal,
+        # so a resolver of our own would not see those.
         address = await self._guard.pin(host)
-        return await self._backend.connect_tcp(
-            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
-
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        raise FetchError("private_address", "unix sockets are never crawled")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport whose connections go only to addresses `AddressGuard.pin` allowed. TLS still verifies
-    the host name (SNI and certificate use the URL's host; only the TCP destination is pinned)."""
-
-    def __init__(self, guard: AddressGuard, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        # httpx builds its pool without a way to pass a network backend; this is the one place we reach in.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self._pool._ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedNetworkBackend(guard),
-        )
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        return [{"hostname": host, "host": address, "port": port, "family": family, "proto": 0, "flags": flags}]
 
 
 def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from gristmill.conf.schema import CrawlConfig
@@ -29,7 +28,7 @@ from gristmill.tasks.crawl.fetch import (
     AddressGuard,
     BoundedDecoder,
     FetchError,
-    GuardedTransport,
+    client_session,
     is_public_address,
     retry_after_seconds,
 )
@@ -628,15 +627,17 @@ def test_the_transport_itself_refuses_unchecked_addresses(site) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.")
 
-    async def get(allowed: list[str]) -> int:
-        limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(transport=GuardedTransport(AddressGuard(allowed), limits)) as client:
-            return (await client.get(base.replace("127.0.0.1", "localhost"))).status_code
+    async def get(allowed: list[str], url: str) -> int:
+        session = client_session(AddressGuard(allowed), concurrency=1, user_agent="test", connect_timeout_s=5.0)
+        async with session, session.get(url) as response:
+            return response.status
 
-    with pytest.raises(FetchError, match="private_address"):
-        asyncio.run(get([]))
-    assert hand_made.hits == []
-    assert asyncio.run(get(LOCAL)) == 200
+    for url in (base.replace("127.0.0.1", "localhost"), base):  # a name, and an IP literal (no resolution at all)
+        with pytest.raises(FetchError, match="private_address"):
+            asyncio.run(get([], url))
+        assert hand_made.hits == []
+        assert asyncio.run(get(LOCAL, url)) == 200
+        hand_made.hits.clear()
 
 
 def test_a_url_s_latest_page_is_found_by_index_not_by_scanning_every_page(tmp_path) -> None:
