@@ -27,6 +27,7 @@ from aiohttp.abc import ResolveResult
 from gristmill.tasks.crawl.charset import parse_content_type
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_HEADER_BYTES = 16_384
 ACCEPT_ENCODING = "gzip, deflate"  # what we can decode with a size limit (no brotli/zstd bombs to worry about)
 
 
@@ -182,6 +183,9 @@ def client_session(
         auto_decompress=False,
         trust_env=False,
         cookie_jar=aiohttp.CookieJar(unsafe=True),  # unsafe: cookies of sites addressed by IP are kept too
+        # a header line of up to 16 KB (aiohttp's default is 8 KB; long Content-Security-Policy headers exist)
+        max_line_size=MAX_HEADER_BYTES,
+        max_field_size=MAX_HEADER_BYTES,
     )
 
 

@@ -121,6 +121,7 @@ class HandMadeSite:
         self.first_answers: dict[str, list[Route]] = {}  # served (and used up) before `routes`, in order
         self.hits: list[tuple[str, float]] = []
         self.user_agents: set[str] = set()
+        self.cookies: dict[str, str | None] = {}  # the Cookie header of each path's last request
         self.in_flight = 0
         self.max_in_flight = 0
         self.held: set[str] = set()  # paths whose answers wait until `released` is set
@@ -157,6 +158,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, site: HandMadeSite) -> None:
         site.user_agents.add(self.headers.get("User-Agent", ""))
+        site.cookies[self.path] = self.headers.get("Cookie")
         with site._lock:
             queue = site.first_answers.get(self.path)
             route = queue.pop(0) if queue else site.routes.get(self.path, NOT_FOUND)
@@ -440,6 +442,22 @@ def test_sitemap_xml_is_discovered_without_robots(site, tmp_path) -> None:
     done = crawl(tmp_path, [base])
     assert set(done.pages) == {"/", "/orphan"}
     assert done.fetches["/orphan"]["depth"] == 1
+
+
+def test_pages_with_long_headers_and_cookies_are_fetched_as_a_browser_would(site, tmp_path) -> None:
+    """A 12 KB header line (long Content-Security-Policy headers exist) is no error; a cookie the site sets is sent
+    back on the next request, as before on sites addressed by IP."""
+    hand_made, base = site
+    policy = "default-src 'self'; " + "; ".join(f"img-src https://cdn{i}.example.org" for i in range(400))
+    assert 12_000 < len(policy) < 16_000
+    hand_made.routes["/"] = Route(
+        b"<html><body><p>Home.</p><a href='/next'>next</a></body></html>",
+        headers={"Content-Security-Policy": policy, "Set-Cookie": "session=abc; Path=/"},
+    )
+    hand_made.page("/next", "Next.")
+    done = crawl(tmp_path, [base], respect_robots=False, use_sitemaps=False)
+    assert set(done.pages) == {"/", "/next"}
+    assert hand_made.cookies["/next"] == "session=abc"
 
 
 def test_only_allowed_content_types_are_stored(site, tmp_path) -> None:
