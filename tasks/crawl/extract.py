@@ -135,16 +135,17 @@ _DATE_RULES = (
     ("meta", "name", "dc.date.issued"),
     ("meta", "name", "dcterms.created"),
     ("meta", "name", "date"),
-    ("", "itemprop", "datepublished"),  # its date in `datetime`, as every rule below: a <meta>'s is in `content`
+    ("", "itemprop", "datepublished"),
     ("time", "pubdate", ""),
     ("time", "datetime", ""),
 )
 # One query finds every element any rule takes, in one walk of the tree: a query per rule walked it once each (5 ms
 # a page of 15 on 2 MB documentation pages); iterating every <meta> instead is slow where pages have dozens.
 _DATE_SELECTOR = ", ".join(
-    tag + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]") + ("" if tag == "meta" else "[datetime]")
+    # a <meta>'s date is in `content`; every other element's in `datetime`, which the selector asks for
+    tag + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]") + ("[datetime]" if tag != "meta" else "")
     for tag, attribute, value in _DATE_RULES
-)
+).replace("[datetime][datetime]", "[datetime]")
 
 
 def _published(tree: HTMLTree) -> str | None:
@@ -325,7 +326,10 @@ def extract_links(html: str | bytes, base_url: str, charset: str | None = None) 
             # Resolved once per target: reference pages repeat their links (2,703 links, 98 distinct on a pydoc
             # page, most of them anchors of one page), and urljoin was most of the crawler's own CPU time on them.
             hrefs.setdefault(href.split("#", 1)[0])
-    base = urljoin(base_url, base) if base else base_url  # <base href> may itself be relative to the page
+    try:
+        base = urljoin(base_url, base) if base else base_url  # <base href> may itself be relative to the page
+    except ValueError:  # <base href="http://[x">: relative links mean what they mean without it
+        base = base_url
     links: dict[str, None] = {}
     for href in hrefs:
         try:

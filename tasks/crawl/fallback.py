@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extract import HTML_TYPES
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
@@ -103,7 +105,8 @@ def raw_rows(raw_shard: Path, rows: set[int]) -> Iterator[dict[str, Any]]:
                 for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
                     wanted = [row - start for row in range(start, start + batch.num_rows) if row in rows]
                     start += batch.num_rows
-                    yield from batch.take(wanted).to_pylist()
+                    if wanted:
+                        yield from batch.take(pa.array(wanted, pa.int64())).to_pylist()
             start = end
 
 

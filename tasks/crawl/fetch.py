@@ -8,8 +8,10 @@ ends up in the fetch log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import random
+import re
 import socket
 import ssl
 import zlib
@@ -23,11 +25,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 from aiohttp.abc import ResolveResult
+from yarl import URL
 
 from gristmill.tasks.crawl.charset import parse_content_type
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_HEADER_BYTES = 16_384
+MAX_HEADERS = 512
 ACCEPT_ENCODING = "gzip, deflate"  # what we can decode with a size limit (no brotli/zstd bombs to worry about)
 
 
@@ -56,8 +60,7 @@ class Response:
     fetched_at: datetime
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        return header_value(self.headers, name)
 
     @property
     def redirect_location(self) -> str | None:
@@ -140,8 +143,11 @@ class Fetcher:
 
     async def _get(self, url: str, any_type: bool, headers: dict[str, str]) -> Response:
         fetched_at = datetime.now(UTC)
-        async with self._session.get(url, headers=headers, allow_redirects=False) as response:
-            media_type, charset = parse_content_type(response.headers.get("content-type"))
+        async with self._session.get(request_url(url), headers=headers, allow_redirects=False) as response:
+            received = decoded_headers(response.raw_headers)
+            media_type, charset = parse_content_type(
+                next((v for k, v in received if k.lower() == "content-type"), None)
+            )
             body = b""
             if 200 <= response.status < 300:
                 if not any_type and media_type not in self._types:
@@ -150,9 +156,9 @@ class Fetcher:
             return Response(
                 url=url,
                 status=response.status,
-                reason_phrase=response.reason or "",
+                reason_phrase=(response.reason or "").encode("utf-8", "surrogateescape").decode("latin-1"),
                 http_version=f"HTTP/{response.version.major}.{response.version.minor}",
-                headers=[(str(k), v) for k, v in response.headers.items()],
+                headers=received,
                 content_type=media_type,
                 charset=charset,
                 body=body,
@@ -175,7 +181,7 @@ def client_session(
     """The crawler's HTTP client: connections only to addresses `guard` checked, at most `concurrency` open, bodies
     as sent (`BoundedDecoder` decodes them), no proxies from the environment (a proxy would connect on our behalf,
     making the address guard meaningless, and would swallow requests to a 127.0.0.1 site), cookies kept per site."""
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=GuardedConnector(guard, limit=concurrency),
         headers={"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         # connect and every read: a server that stops sending fails in connect_timeout_s, not at the total limit
@@ -183,10 +189,45 @@ def client_session(
         auto_decompress=False,
         trust_env=False,
         cookie_jar=aiohttp.CookieJar(unsafe=True),  # unsafe: cookies of sites addressed by IP are kept too
-        # a header line of up to 16 KB (aiohttp's default is 8 KB; long Content-Security-Policy headers exist)
+        # Header lines of up to 16 KB (aiohttp's default is 8 KB; long Content-Security-Policy headers exist), and
+        # up to 512 of them (its default is 128; sites send dozens of Set-Cookie lines).
         max_line_size=MAX_HEADER_BYTES,
         max_field_size=MAX_HEADER_BYTES,
+        max_headers=MAX_HEADERS,
     )
+    # aiohttp sends a GET again at once, unspaced and uncounted, when the server closes without answering; every
+    # attempt is the crawler's to make (its retries wait for the host's turn and are counted in the fetch log).
+    session._retry_connection = False
+    return session
+
+
+def request_url(url: str) -> URL:
+    """The URL to request: `url` exactly as the crawler recorded it when it is plain ASCII URL text. yarl would
+    otherwise requote it, decoding escapes of reserved characters (/AT%26T became /AT&T: another resource on some
+    servers); a URL with other characters (non-ASCII, spaces) is left to yarl to encode."""
+    return URL(url, encoded=_URL_TEXT.fullmatch(url) is not None)
+
+
+_URL_TEXT = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")  # RFC 3986's characters, and % escapes
+
+
+def decoded_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Response headers as sent (name case, order, repeats), values decoded as UTF-8, else as latin-1 (HTTP's old
+    default): a stray byte must reach the WARC and the crawl state as text that encodes again."""
+    return [(name.decode("latin-1"), _header_text(value)) for name, value in raw]
+
+
+def header_value(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (any case), or None."""
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
+def _header_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -258,8 +299,10 @@ class AddressGuard:
         return any(ip in network for network in self._allowed) or is_public_address(ip)
 
 
-# Certificates are checked against Mozilla's CA bundle (certifi), the same on every machine.
-TLS_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """Certificates are checked against Mozilla's CA bundle (certifi), the same on every machine."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class GuardedConnector(aiohttp.TCPConnector):
@@ -268,7 +311,7 @@ class GuardedConnector(aiohttp.TCPConnector):
     destination is pinned)."""
 
     def __init__(self, guard: AddressGuard, limit: int) -> None:
-        super().__init__(limit=limit, use_dns_cache=False, ssl=TLS_CONTEXT)
+        super().__init__(limit=limit, use_dns_cache=False, ssl=tls_context())
         self._guard = guard
 
     async def _resolve_host(self, host: str, port: int, traces: Sequence[Any] | None = None) -> list[ResolveResult]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from isal import isal_zlib
 from warcio.statusandheaders import StatusAndHeaders
@@ -40,7 +41,10 @@ class WarcSink:
     def write(self, response: Response) -> None:
         headers = [(k, v) for k, v in response.headers if k.lower() not in DROPPED_HEADERS]
         headers.append(("Content-Length", str(len(response.body))))
-        status_line = f"{response.status} {response.reason_phrase}".strip()
+        # WARC headers are ASCII: a reason phrase in latin-1 ("Très bien") is percent-encoded, as warcio encodes
+        # header values that are not ASCII (it would fail on the status line)
+        reason = response.reason_phrase if response.reason_phrase.isascii() else quote(response.reason_phrase, " ")
+        status_line = f"{response.status} {reason}".strip()
         http_headers = StatusAndHeaders(status_line, headers, protocol=response.http_version)
         record = self._writer.create_warc_record(
             response.url,

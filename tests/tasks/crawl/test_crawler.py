@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from warcio.archiveiterator import ArchiveIterator
 
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.crawler import Crawler, HostGate
@@ -34,6 +35,7 @@ from gristmill.tasks.crawl.fetch import (
 )
 from gristmill.tasks.crawl.state import CrawlState
 from gristmill.tasks.crawl.urls import Scope
+from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.demo_site.build import SiteStats, build_demo_site
 from gristmill.tasks.demo_site.serve import serve_directory, serve_in_thread
 
@@ -108,6 +110,8 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     send_length: bool = True  # False: no Content-Length, the body runs until the connection closes
     delay_s: float = 0.0  # wait before answering
+    reason: str | None = None  # the status line's reason phrase (sent as latin-1); None: the standard one
+    hang_up: bool = False  # close the connection without answering
 
 
 NOT_FOUND = Route(b"<html><head><title>Not found</title></head><body><p>No such page.</p></body></html>", 404)
@@ -165,7 +169,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path in site.held:
             site.released.wait(timeout=120)  # a guard: the test releases them
         time.sleep(route.delay_s)
-        self.send_response(route.status)
+        if route.hang_up:
+            self.close_connection = True
+            return
+        self.send_response(route.status, route.reason)
         if route.content_type:
             self.send_header("Content-Type", route.content_type)
         for key, value in route.headers.items():
@@ -460,6 +467,53 @@ def test_pages_with_long_headers_and_cookies_are_fetched_as_a_browser_would(site
     assert hand_made.cookies["/next"] == "session=abc"
 
 
+def test_headers_in_latin_1_reach_the_warc_and_the_state_as_sent(site, tmp_path) -> None:
+    """Header values and a reason phrase with a latin-1 byte (not UTF-8) are stored, names in the case sent."""
+    hand_made, base = site
+    hand_made.routes["/"] = Route(
+        b"<html><body><p>Caf\xc3\xa9 menu.</p></body></html>",
+        reason="Tr\u00e8s bien",
+        headers={"ETag": '"caf\u00e9"', "Content-Language": "d\u00e9", "x-lower-case": "kept"},
+    )
+    state = CrawlState(tmp_path / "state.sqlite")
+    with WarcSink(tmp_path / "warc", "test") as warc:
+        Crawler(_config(respect_robots=False, use_sitemaps=False), state, warc=warc).run([base])
+    (page,) = state.iter_pages()
+    assert (page.etag, page.lang_hint) == ('"caf\u00e9"', "d\u00e9")
+    with (tmp_path / "warc").glob("*.warc.gz").__next__().open("rb") as fh:
+        (record,) = [r for r in ArchiveIterator(fh) if r.rec_type == "response"]
+    assert record.http_headers.statusline == "200 Tr%C3%A8s bien"  # WARC headers are ASCII: percent-encoded
+    names = [name for name, _ in record.http_headers.headers]
+    assert "ETag" in names and "x-lower-case" in names
+
+
+def test_the_url_requested_is_the_url_recorded(site, tmp_path) -> None:
+    """Escapes of reserved characters are sent as they are: /wiki/AT%26T is not /wiki/AT&T to every server."""
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/wiki/AT%26T", "/q?a=%3D1&b=2"])
+    hand_made.page("/wiki/AT%26T", "A company.")
+    hand_made.page("/q?a=%3D1&b=2", "A query.")
+    done = crawl(tmp_path, [base], respect_robots=False, use_sitemaps=False)
+    assert {"/wiki/AT%26T", "/q?a=%3D1&b=2"} <= set(hand_made.paths)
+    assert {base + "wiki/AT%26T", base + "q?a=%3D1&b=2"} <= {page.url for page in done.state.iter_pages()}
+
+
+def test_every_request_is_an_attempt_the_crawler_counts(site, tmp_path) -> None:
+    """A server that hangs up without answering gets exactly one request per counted attempt (the HTTP client's
+    own silent retry is off), and many headers (200) are no error."""
+    hand_made, base = site
+    hand_made.page("/", "Home.", ["/gone-quiet", "/many-headers"])
+    hand_made.routes["/gone-quiet"] = Route(hang_up=True)
+    hand_made.routes["/many-headers"] = Route(
+        b"<html><body><p>Many headers.</p></body></html>", headers={f"X-Header-{i}": str(i) for i in range(200)}
+    )
+    done = crawl(tmp_path, [base], respect_robots=False, use_sitemaps=False, max_retries=2, backoff_base_s=0.01)
+    quiet = done.fetches["/gone-quiet"]
+    assert (quiet["outcome"], quiet["error"], quiet["attempts"]) == ("failed", "connect", 3)
+    assert hand_made.paths.count("/gone-quiet") == 3
+    assert "/many-headers" in done.pages
+
+
 def test_only_allowed_content_types_are_stored(site, tmp_path) -> None:
     hand_made, base = site
     hand_made.page("/", "Home.", ["/notes.txt", "/data.bin"])
@@ -650,7 +704,8 @@ def test_the_transport_itself_refuses_unchecked_addresses(site) -> None:
         async with session, session.get(url) as response:
             return response.status
 
-    for url in (base.replace("127.0.0.1", "localhost"), base):  # a name, and an IP literal (no resolution at all)
+    # a name; an IP literal (aiohttp resolves none); the legacy short form of 127.0.0.1 (getaddrinfo expands it)
+    for url in (base.replace("127.0.0.1", "localhost"), base, base.replace("127.0.0.1", "127.1")):
         with pytest.raises(FetchError, match="private_address"):
             asyncio.run(get([], url))
         assert hand_made.hits == []

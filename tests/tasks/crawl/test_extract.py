@@ -498,3 +498,8 @@ def test_plain_text_is_decoded_with_its_declared_or_detected_charset() -> None:
            "charset": "cp1252", "lang_hint": None, "content": text.encode("cp1252")}  # fmt: skip
     assert document_from_raw(raw, "trafilatura")["text"] == text
     assert document_from_raw({**raw, "charset": None}, "trafilatura")["text"] == text
+
+
+def test_a_broken_base_href_leaves_relative_links_to_the_page_url() -> None:
+    page = '<html><head><base href="http://[x"></head><body><a href="next.html">n</a></body></html>'
+    assert extract_links(page, "https://docs.example.org/a/index.html") == ["https://docs.example.org/a/next.html"]

@@ -104,8 +104,10 @@ def test_which_pages_are_retried():
 FETCHED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def test_raw_rows_reads_back_exactly_the_rows_asked_for_across_row_groups(tmp_path: Path) -> None:
+@pytest.mark.parametrize("page_bytes", [300_000, 20_000])  # a few rows per row group; more than a read batch's 64
+def test_raw_rows_reads_back_exactly_the_rows_asked_for_across_row_groups(tmp_path: Path, page_bytes: int) -> None:
     """Rows in several row groups of a shard (each written batch is one), scattered, first and last included."""
+    rows = 40 if page_bytes > 100_000 else 400
     records = [
         {
             "doc_id": f"d{i}",
@@ -113,15 +115,15 @@ def test_raw_rows_reads_back_exactly_the_rows_asked_for_across_row_groups(tmp_pa
             "source": "crawl",
             "fetched_at": FETCHED_AT,
             "status": 200,
-            "content": bytes([65 + i % 26]) * 300_000,
+            "content": bytes([65 + i % 26]) * page_bytes,
         }
-        for i in range(40)
+        for i in range(rows)
     ]
     (info,) = crawl_stage.write_records(tmp_path, crawl_stage.RAW_SCHEMA, iter(records), 1000, "fetch")
     shard = tmp_path / info.name
-    assert pq.ParquetFile(shard).num_row_groups > 2
-    wanted = {0, 13, 14, 27, 39}
-    got = list(raw_rows(shard, wanted))
-    assert [r["doc_id"] for r in got] == [f"d{i}" for i in sorted(wanted)]
-    assert [r["content"] for r in got] == [records[i]["content"] for i in sorted(wanted)]
+    assert pq.ParquetFile(shard).num_row_groups > 1
+    for wanted in ({0}, {rows - 1}, {0, 13, 14, rows // 2, rows - 1}, {rows * 3 // 4}, set(range(0, rows, 7))):
+        got = list(raw_rows(shard, wanted))
+        assert [r["doc_id"] for r in got] == [f"d{i}" for i in sorted(wanted)]
+        assert [r["content"] for r in got] == [records[i]["content"] for i in sorted(wanted)]
     assert list(raw_rows(shard, set())) == []
