@@ -1,4 +1,5 @@
-"""HTML and plain-text bytes to text, for pages that state the wrong charset or none (`decode_html`)."""
+"""HTML and plain-text bytes to text, for pages that state the wrong charset or none (`decode_html`), and the
+media type and charset a Content-Type header states (`parse_content_type`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urljoin
 
 from lxml import etree
 from protego import Protego
@@ -38,7 +37,7 @@ from gristmill.tasks.crawl.fetch import (
     retry_after_seconds,
 )
 from gristmill.tasks.crawl.state import CrawlState, Fetch, Page
-from gristmill.tasks.crawl.urls import Scope, host_of, origin_of
+from gristmill.tasks.crawl.urls import Scope, host_of, origin_of, resolve
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.removals import REMOVED
 from gristmill.tasks.urls import UrlNormalizer
@@ -257,7 +256,7 @@ class Crawler:
         fetch = Fetch(url, depth, outcome="failed")
         started = time.monotonic()
         fetched = None
-        page, links, response = None, [], None
+        page, links = None, []
         try:
             response = await self._follow(url, depth, fetch, self.state.validators(url))
             fetched = time.monotonic()
@@ -529,14 +528,6 @@ def conditional_headers(validators: tuple[str | None, str | None] | None) -> dic
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     return headers
-
-
-def resolve(base: str, reference: str) -> str | None:
-    """`reference` made absolute against `base`; None for a reference no URL parser accepts ("http://[broken")."""
-    try:
-        return urljoin(base, reference.strip())
-    except ValueError:
-        return None
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

@@ -24,6 +24,7 @@ from trafilatura.metadata import examine_meta, extract_title
 from trafilatura.utils import load_html
 
 from gristmill.tasks.crawl.charset import decode_html, parse_content_type
+from gristmill.tasks.crawl.urls import resolve
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
@@ -143,9 +144,11 @@ _DATE_RULES = (
 # a page of 15 on 2 MB documentation pages); iterating every <meta> instead is slow where pages have dozens.
 _DATE_SELECTOR = ", ".join(
     # a <meta>'s date is in `content`; every other element's in `datetime`, which the selector asks for
-    tag + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]") + ("[datetime]" if tag != "meta" else "")
+    tag
+    + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]")
+    + ("[datetime]" if tag != "meta" and attribute != "datetime" else "")
     for tag, attribute, value in _DATE_RULES
-).replace("[datetime][datetime]", "[datetime]")
+)
 
 
 def _published(tree: HTMLTree) -> str | None:
@@ -326,10 +329,8 @@ def extract_links(html: str | bytes, base_url: str, charset: str | None = None) 
             # Resolved once per target: reference pages repeat their links (2,703 links, 98 distinct on a pydoc
             # page, most of them anchors of one page), and urljoin was most of the crawler's own CPU time on them.
             hrefs.setdefault(href.split("#", 1)[0])
-    try:
-        base = urljoin(base_url, base) if base else base_url  # <base href> may itself be relative to the page
-    except ValueError:  # <base href="http://[x">: relative links mean what they mean without it
-        base = base_url
+    # <base href> may itself be relative to the page; a broken one ("http://[x") is left out
+    base = (resolve(base_url, base) or base_url) if base else base_url
     links: dict[str, None] = {}
     for href in hrefs:
         try:
@@ -342,21 +343,14 @@ def extract_links(html: str | bytes, base_url: str, charset: str | None = None) 
     return list(links)
 
 
-def _parse(html: str | bytes) -> lxml.html.HtmlElement | None:
-    if not html or not html.strip():
-        return None
-    # lxml refuses str input that carries an XML encoding declaration, so str goes in as UTF-8 bytes.
-    data = html.encode("utf-8") if isinstance(html, str) else html
-    parser = lxml.html.HTMLParser(encoding="utf-8") if isinstance(html, str) else None
+def _html_title(html: str) -> str | None:
+    """<title> of a page trafilatura could not load (lxml, more lenient)."""
+    # lxml refuses str input that carries an XML encoding declaration, so the page goes in as UTF-8 bytes.
     try:
-        return lxml.html.document_fromstring(data, parser=parser)
+        tree = lxml.html.document_fromstring(html.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8"))
     except (ParserError, ValueError):
         return None
-
-
-def _html_title(html: str | bytes) -> str | None:
-    tree = _parse(html)
-    return _clean(tree.findtext(".//title")) if tree is not None else None
+    return _clean(tree.findtext(".//title"))
 
 
 def _clean(value: str | None) -> str | None:

@@ -130,8 +130,7 @@ class ExtractionPool:
         ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
         `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
         flight. `ready` may hold a record's document already (extracted while the crawl fetched): it is used as is."""
-        if self._pool is None:
-            raise RuntimeError("ExtractionPool.map needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        self._entered("map")
         if extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
         window: deque[tuple[dict, float, concurrent.futures.Future]] = deque()
@@ -166,25 +165,26 @@ class ExtractionPool:
 
     def start(self) -> None:
         """Start the workers now (they start at the first page otherwise, which then waits for them)."""
-        if self._pool is None:
-            raise RuntimeError("ExtractionPool.start needs the pool entered: use `with ExtractionPool(n) as pool:`")
-        self._pool.schedule(os.getpid)
+        self._entered("start").schedule(os.getpid)
 
     def submit(
         self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
     ) -> concurrent.futures.Future:
         """One record, on its own (no time-limit fallback): the future's result is its document, or the error."""
-        if self._pool is None:
-            raise RuntimeError("ExtractionPool.submit needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        self._entered("submit")
         future = self._schedule(worker, raw, extractor, time_limit(raw, timeout_s, timeout_s_per_mb))
         future.add_done_callback(self._in_flight.discard)  # its caller keeps the future; the pool need not
         return future
 
+    def _entered(self, method: str) -> pebble.ProcessPool:
+        if self._pool is None:
+            raise RuntimeError(f"ExtractionPool.{method} needs the pool entered: use `with ExtractionPool(n) as pool:`")
+        return self._pool
+
     def _schedule(
         self, worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit: float
     ) -> concurrent.futures.Future:
-        assert self._pool is not None
-        future = self._pool.schedule(worker, args=(raw, extractor), timeout=limit)
+        future = self._entered("_schedule").schedule(worker, args=(raw, extractor), timeout=limit)
         self._in_flight.add(future)
         return future
 

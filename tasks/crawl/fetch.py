@@ -145,9 +145,7 @@ class Fetcher:
         fetched_at = datetime.now(UTC)
         async with self._session.get(request_url(url), headers=headers, allow_redirects=False) as response:
             received = decoded_headers(response.raw_headers)
-            media_type, charset = parse_content_type(
-                next((v for k, v in received if k.lower() == "content-type"), None)
-            )
+            media_type, charset = parse_content_type(header_value(received, "content-type"))
             body = b""
             if 200 <= response.status < 300:
                 if not any_type and media_type not in self._types:
@@ -156,7 +154,7 @@ class Fetcher:
             return Response(
                 url=url,
                 status=response.status,
-                reason_phrase=(response.reason or "").encode("utf-8", "surrogateescape").decode("latin-1"),
+                reason_phrase=_header_text((response.reason or "").encode("utf-8", "surrogateescape")),
                 http_version=f"HTTP/{response.version.major}.{response.version.minor}",
                 headers=received,
                 content_type=media_type,

@@ -53,9 +53,10 @@ from gristmill.tasks.stage import StageContext, StageResult, sum_stats
 log = logging.getLogger("gristmill.crawl")
 
 FETCH_LOG_ROWS = 100_000  # rows per fetch-log shard
-# A raw shard also closes at this many body bytes (pages run from 1 KB to 5 MB). Writing a shard took the stage
-# process's memory up by ~4x its body bytes (records, Arrow table, Parquet buffers: 253 -> 413 MB for 150 docs
-# pages); at the earlier 256 MB that alone was past the stage's 500 MB.
+# A raw shard also closes at this many body bytes (pages run from 1 KB to 5 MB). Its writing streams a batch at a
+# time (ShardWriter), so the bound is for what holds a whole shard's worth: its extract unit's documents, and the
+# rewrite of a narrowed ingest unit (`filter_by_source`). When writing held the whole shard it took the stage
+# process up by ~4x its body bytes (253 -> 413 MB for 150 docs pages), past 500 MB at the earlier 256 MB.
 RAW_SHARD_BYTES = 32 << 20
 FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batches, not one unit per file
 FILE_DIGESTS = "file_digests"  # an ingest unit of plain files: each file's sha256, so a later run keeps the unchanged

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 
 def host_of(url: str) -> str:
     """host[:port] of a normalised URL: the unit of politeness (another port is another server)."""
     return urlsplit(url).netloc
+
+
+def resolve(base: str, reference: str) -> str | None:
+    """`reference` made absolute against `base`; None for a reference no URL parser accepts ("http://[broken")."""
+    try:
+        return urljoin(base, reference.strip())
+    except ValueError:
+        return None
 
 
 def origin_of(url: str) -> str:

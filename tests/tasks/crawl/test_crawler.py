@@ -479,8 +479,9 @@ def test_headers_in_latin_1_reach_the_warc_and_the_state_as_sent(site, tmp_path)
     with WarcSink(tmp_path / "warc", "test") as warc:
         Crawler(_config(respect_robots=False, use_sitemaps=False), state, warc=warc).run([base])
     (page,) = state.iter_pages()
+    state.close()
     assert (page.etag, page.lang_hint) == ('"caf\u00e9"', "d\u00e9")
-    with (tmp_path / "warc").glob("*.warc.gz").__next__().open("rb") as fh:
+    with next((tmp_path / "warc").glob("*.warc.gz")).open("rb") as fh:
         (record,) = [r for r in ArchiveIterator(fh) if r.rec_type == "response"]
     assert record.http_headers.statusline == "200 Tr%C3%A8s bien"  # WARC headers are ASCII: percent-encoded
     names = [name for name, _ in record.http_headers.headers]
@@ -716,12 +717,10 @@ def test_the_transport_itself_refuses_unchecked_addresses(site) -> None:
 def test_a_url_s_latest_page_is_found_by_index_not_by_scanning_every_page(tmp_path) -> None:
     """`validators` runs once per visit: a scan of every stored page made a crawl's cost grow with its square."""
     state = CrawlState(tmp_path / "state.sqlite")
-    plan = " ".join(
-        row[3]
-        for row in state._db.execute(
-            "EXPLAIN QUERY PLAN SELECT etag, last_modified FROM pages WHERE url=? ORDER BY seq DESC LIMIT 1",
-            ("http://example.org/",),
-        )
-    )
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)  # the statement validators() runs, its parameters filled in
+    state.validators("http://example.org/")
+    state._db.set_trace_callback(None)
+    plan = " ".join(row[3] for row in state._db.execute("EXPLAIN QUERY PLAN " + statements[-1]))
     state.close()
     assert "USING INDEX pages_url" in plan or "USING COVERING INDEX pages_url" in plan, plan

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import pickle
-import sys
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from gristmill.conf.schema import PipelineConfig, validate_config
 from gristmill.tasks.crawl import extraction_pool
 from gristmill.tasks.crawl import stage as crawl_stage
 from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
-from gristmill.tasks.crawl.extract import document_from_raw
+from gristmill.tasks.crawl.extract import LONG_TEXT_CHARS, document_from_raw
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import execute
@@ -108,24 +109,41 @@ def test_every_page_submitted_is_there_when_wait_returns() -> None:
     ]
 
 
-def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch) -> None:
+def _wait_for_a_writer(raw: dict[str, Any], extractor: str) -> dict[str, Any]:
+    """A worker that holds the pool's only process until the test opens the FIFO named in `url` for writing."""
+    with open(raw["url"]) as fifo:
+        fifo.read()
+    return document_from_raw(_raw(99), extractor)
+
+
+def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tmp_path) -> None:
+    """With room for one page's body and the only worker held busy, the first page waits in the pool and the four
+    after it find no room: they are left to their shard's extract unit."""
     monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
     config = validate_config(
         {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
     )
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
     with ExtractionPool(1) as pool:
+        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
         early = EarlyDocuments(pool)
         extraction = EarlyExtraction(pool, config.crawl, early)
         for i in range(5):
             extraction.submit(_raw(i))
+        with open(fifo, "w"):
+            pass
         extraction.wait()
-    assert extraction.submitted + extraction.skipped == 5 and extraction.skipped >= 1
-    assert len(early) == extraction.submitted
+        held.result()
+    assert (extraction.submitted, extraction.skipped) == (1, 4)
+    assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
 
 
 def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() -> None:
     raw = {**_raw(0), "content": pydoc_page(difflib).encode() * 16}  # past LARGE_PAGE_BYTES
     assert len(raw["content"]) > extraction_pool.LARGE_PAGE_BYTES
-    assert extraction_pool.extract_in_worker(raw, "trafilatura", 20_000) == document_from_raw(raw, "trafilatura")
-    if sys.platform == "linux":  # glibc's malloc_trim (elsewhere nothing is handed back, and nothing fails)
+    assert extraction_pool.extract_in_worker(raw, "trafilatura", LONG_TEXT_CHARS) == document_from_raw(
+        raw, "trafilatura"
+    )
+    if platform.libc_ver()[0] == "glibc":  # glibc's malloc_trim (elsewhere nothing is handed back, nothing fails)
         assert extraction_pool._malloc_trim() is not None
