@@ -50,6 +50,27 @@ def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
     assert "fetch, pages/s, half the links redirecting / no redirects:" in done.stdout
 
 
+def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "crawl_parts.py"), "--site", "demo", "--pages", "20"]
+        + ["--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    for line in (
+        "extraction, document_from_raw whole",
+        "links, extract_links",
+        "WARC gzip, ISA-L level 3",
+        "WARC gzip, zlib level 6",
+        "HTTP, 16 at a time, aiohttp (ours)",
+        "HTTP, 16 at a time, httpx",
+    ):
+        assert line in done.stdout, line  # fmt: skip
+    assert "two at once" in done.stdout
+
+
 def test_bias_scoring_speed_runs_on_a_few_pairs(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bias_scoring_speed.py"), "--pairs", "20", "--peer-pairs", "4",
