@@ -7,6 +7,11 @@ alone, over 5 s on a busy 2-core machine, so the first page of each new worker t
 no longer runs that whole-text search; the other first-call costs remain.)
 """
 
+import gc
+
 from gristmill.tasks.crawl.extract import warm_up
 
 warm_up()
+# The server's objects (modules, the extractors' warm caches) are its workers' too: frozen, a worker's garbage
+# collections never walk them (nor write to the pages holding them, which stay shared with the server).
+gc.freeze()
