@@ -37,22 +37,6 @@ from gristmill.conf.schema import UserError
 
 log = logging.getLogger("gristmill.shards")
 
-
-def use_system_allocator_for_arrow() -> str:
-    """Arrow's buffers from the C library's malloc, unless ARROW_DEFAULT_MEMORY_POOL names a pool; the pool's name.
-
-    pyarrow's default pool on Linux is mimalloc, which hands freed memory back to the OS within milliseconds and
-    asks for it again in 2 MB huge pages: each shard written or read faulted in and zeroed fresh pages. After a
-    crawl of 400 documentation pages (79 MB), the stage's last part (raw shards written, read back, documents
-    written) took 1.39 s with mimalloc and 0.97 s with the system allocator (means of 4 runs each; jemalloc 0.90 s),
-    and the stage's peak memory was 421-433 MB with mimalloc, 393-398 MB with it (jemalloc 451-462 MB)."""
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        pa.set_memory_pool(pa.system_memory_pool())
-    return pa.default_memory_pool().backend_name
-
-
-use_system_allocator_for_arrow()
-
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = "_progress"

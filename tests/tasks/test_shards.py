@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -113,14 +109,3 @@ def test_begin_keeps_finished_units_for_the_same_key_and_wipes_them_for_another(
 def test_input_hash_of_a_stage_that_never_ran_is_a_clear_error(tmp_path):
     with pytest.raises(ShardError, match="stage 'crawl' has no output.*run it first"):
         StageOutput(tmp_path, "crawl").input_hash()
-
-
-@pytest.mark.parametrize(("env", "pool"), [(None, "system"), ("mimalloc", "mimalloc")])
-def test_arrow_allocates_from_the_system_allocator_unless_the_user_names_a_pool(env, pool):
-    # In a fresh interpreter: the choice is made when the project's Parquet module is imported.
-    environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    if env:
-        environ["ARROW_DEFAULT_MEMORY_POOL"] = env
-    code = "import gristmill.tasks.shards, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
-    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == pool
