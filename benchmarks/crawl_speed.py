@@ -19,6 +19,9 @@ Each mode runs in a child process; modes alternate over `--rounds` rounds (load 
 then falls on all of them alike) and the median of the rounds is printed. Memory: the peak over the run of the sum
 of the proportional set size (PSS: shared pages split between the processes sharing them) of the child and all its
 descendants (the extraction workers and their forkserver), sampled every 0.2 s; and the child's own VmHWM.
+CPU: the child's own CPU seconds within its clock, its helper processes' (sampled with the memory), and
+this process's while the child ran (the site's server threads); with them, the cores the child kept busy and its
+CPU per page: on 2 cores a stage that does more than fetch must keep both busy to match a one-core fetcher.
 
 - scrapy:  Scrapy 2.x, 16 requests in flight (CONCURRENT_REQUESTS and _PER_DOMAIN, the site is one host),
            otherwise default settings; follows every http link on the site, parses nothing else
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -74,7 +78,7 @@ from gristmill.tasks.stage import execute
 def main():  # guarded: the extraction pool's forkserver imports __main__
     mode, raw = sys.argv[1], json.loads(sys.argv[2])
     config = validate_config(raw)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     extract, requests = {}, 0
     if mode == "fetch":
         state = CrawlState(Path(config.workspace) / "state.sqlite")
@@ -85,10 +89,11 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
         summary = execute(config, "crawl", stage.run)
         pages = summary.count_in
         extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-    result = {"pages": pages, "seconds": seconds, "hwm_mb": hwm / 1024, "timeouts": extract.get("timeouts", 0),
-              "requests": requests, "during_fetch": extract.get("during_fetch", 0)}
+    result = {"pages": pages, "seconds": seconds, "cpu_s": cpu_s, "hwm_mb": hwm / 1024,
+              "timeouts": extract.get("timeouts", 0), "requests": requests,
+              "during_fetch": extract.get("during_fetch", 0)}
     print(json.dumps(result))
 
 
@@ -122,10 +127,10 @@ process = CrawlerProcess({"CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DO
                           "CLOSESPIDER_PAGECOUNT": pages, "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": False})
 crawler = process.create_crawler(FetchOnly)
 def opened(spider):
-    clock["opened"] = time.perf_counter()
+    clock["opened"], clock["cpu_opened"] = time.perf_counter(), time.process_time()
 
 def closed(spider, reason):
-    clock["closed"] = time.perf_counter()
+    clock["closed"], clock["cpu_closed"] = time.perf_counter(), time.process_time()
 
 def received(response, request, spider):  # pages fetched (parsing may lag behind and is cut off at the close)
     clock["pages"] = clock.get("pages", 0) + 1
@@ -137,7 +142,8 @@ crawler.signals.connect(received, signals.response_received)
 process.crawl(crawler)
 process.start()
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(json.dumps({"pages": clock["pages"], "seconds": clock["closed"] - clock["opened"], "hwm_mb": hwm / 1024}))
+print(json.dumps({"pages": clock["pages"], "seconds": clock["closed"] - clock["opened"],
+                  "cpu_s": clock["cpu_closed"] - clock["cpu_opened"], "hwm_mb": hwm / 1024}))
 """
 
 RENDER_CHILD = """
@@ -262,6 +268,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -279,17 +294,26 @@ def run_child(args: list[str]) -> dict[str, float]:
         script = Path(tmp) / "child.py"  # a file, not -c: Scrapy reads its spiders' source
         script.write_text(code)
         # Output to files, not pipes: a chatty child must not stall on a full pipe.
+        here = os.times()
         process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, stdout=out, stderr=err)
-        peak = 0.0
+        peak, helpers_cpu = 0.0, {}
         while process.poll() is None:
-            peak = max(peak, sum(_pss_mb(pid) for pid in _descendants(process.pid)))
+            tree = _descendants(process.pid)
+            peak = max(peak, sum(_pss_mb(pid) for pid in tree))
+            helpers_cpu.update((pid, cpu) for pid in tree[1:] if (cpu := _cpu_s(pid)) is not None)
             time.sleep(0.2)
+        now = os.times()
         out.seek(0)
         err.seek(0)
         if process.returncode:
             raise RuntimeError(f"child failed ({process.returncode}):\n{err.read().decode()[-3000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
     result["peak_pss_mb"] = peak
+    # CPU seconds: the child's own within its clock (it reports them), its helper processes' (the extraction
+    # forkserver and workers; sampled, so the last 0.2 s of each may be missing), and this process's over the
+    # child's whole run (the site's server threads and this sampler)
+    result["helpers_cpu_s"] = sum(helpers_cpu.values())
+    result["server_cpu_s"] = (now.user + now.system) - (here.user + here.system)
     return result
 
 
@@ -375,6 +399,9 @@ def main() -> None:
         report(runs)
 
 
+CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
+
+
 def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
     median = {key: statistics.median(r["rate"] for r in results) for key, results in runs.items()}
     print("\n| site | mode | pages | pages/s (median; each round) | peak PSS, all processes | child VmHWM |")
@@ -385,6 +412,18 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
             f"| {name} | {mode} | {results[0]['pages']} | **{median[name, mode]:.1f}** ({each}) | "
             f"{max(r['peak_pss_mb'] for r in results):.0f} MB | {max(r['hwm_mb'] for r in results):.0f} MB |"
         )
+    print(
+        "\nCPU seconds, median of the rounds: the child within its clock | its helper processes (extraction "
+        "forkserver and workers) | this process (the site's server, the sampler); cores kept busy = the child's "
+        "and its helpers' CPU / the child's seconds\n"
+    )
+    print("| site | mode | child | helpers | site server | cores kept busy | CPU ms per page |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (name, mode), results in runs.items():
+        own, helpers, server = (statistics.median(r[k] for r in results) for k in CPU_KEYS)
+        busy = statistics.median((r["cpu_s"] + r["helpers_cpu_s"]) / r["seconds"] for r in results)
+        per_page = statistics.median(1000 * (r["cpu_s"] + r["helpers_cpu_s"]) / r["pages"] for r in results)
+        print(f"| {name} | {mode} | {own:.2f} | {helpers:.2f} | {server:.2f} | {busy:.2f} | {per_page:.1f} |")
     for key, label in (
         (("plain", "stage"), "whole stage / Scrapy fetching"),
         (("plain", "stage-serial"), "whole stage, extraction after the fetch / Scrapy fetching"),

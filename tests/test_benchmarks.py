@@ -48,6 +48,16 @@ def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
     )
     assert "| plain | stage | 20 |" in done.stdout and "| redirects | fetch | 20 |" in done.stdout
     assert "fetch, pages/s, half the links redirecting / no redirects:" in done.stdout
+    # The CPU table: the stage's extraction ran in helper processes, our fetch alone has none.
+    cpu_rows = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=7)}
+    assert float(cpu_rows["plain", "stage"][1]) > 0 and float(cpu_rows["plain", "fetch"][1]) == 0
+    assert float(cpu_rows["plain", "stage"][0]) > 0
+
+
+def _table_rows(text: str, columns: int) -> list[list[str]]:
+    """The cells of the Markdown table rows of `text` with that many columns (header and rule left out)."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [cells for cells in rows if len(cells) == columns and cells[0] not in ("site", "---")]
 
 
 def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
