@@ -19,9 +19,10 @@ Each mode runs in a child process; modes alternate over `--rounds` rounds (load 
 then falls on all of them alike) and the median of the rounds is printed. Memory: the peak over the run of the sum
 of the proportional set size (PSS: shared pages split between the processes sharing them) of the child and all its
 descendants (the extraction workers and their forkserver), sampled every 0.2 s; and the child's own VmHWM.
-CPU: the child's own CPU seconds within its clock, its helper processes' (sampled with the memory), and
-this process's while the child ran (the site's server threads); with them, the cores the child kept busy and its
-CPU per page: on 2 cores a stage that does more than fetch must keep both busy to match a one-core fetcher.
+CPU: the child's own CPU seconds within its clock, its helper processes' (sampled with the memory), and the site's
+server's (its threads' CPU handling requests); with them, the cores the child kept busy and its CPU per page: the
+rate is the cores kept busy over the CPU per page, so on 2 cores a stage that does more than fetch must keep both
+busy to match a one-core fetcher.
 
 - scrapy:  Scrapy 2.x, 16 requests in flight (CONCURRENT_REQUESTS and _PER_DOMAIN, the site is one host),
            otherwise default settings; follows every http link on the site, parses nothing else
@@ -45,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -224,7 +226,19 @@ def _redirected(page_path: str, counter: Iterator[int], match: re.Match[bytes]) 
 
 
 class SiteHandler(SimpleHTTPRequestHandler):
-    """Static files; `/__r/<path>` answers 301 -> `<path>`."""
+    """Static files; `/__r/<path>` answers 301 -> `<path>`. `cpu_s` adds up the CPU seconds its threads spent
+    handling requests: what serving the site costs this machine (a remote site would cost it nothing)."""
+
+    cpu_s = 0.0
+    _cpu_lock = threading.Lock()
+
+    def handle(self) -> None:
+        started = time.thread_time()
+        try:
+            super().handle()
+        finally:
+            with SiteHandler._cpu_lock:
+                SiteHandler.cpu_s += time.thread_time() - started
 
     def do_GET(self) -> None:
         if self.path.startswith(REDIRECT_PREFIX + "/"):
@@ -294,26 +308,27 @@ def run_child(args: list[str]) -> dict[str, float]:
         script = Path(tmp) / "child.py"  # a file, not -c: Scrapy reads its spiders' source
         script.write_text(code)
         # Output to files, not pipes: a chatty child must not stall on a full pipe.
-        here = os.times()
+        served_before = SiteHandler.cpu_s
         process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, stdout=out, stderr=err)
-        peak, helpers_cpu = 0.0, {}
+        peak = 0.0
+        helpers_cpu: dict[int, float] = {}  # pid -> CPU seconds so far
         while process.poll() is None:
-            tree = _descendants(process.pid)
+            tree = _descendants(process.pid)  # the child first, then its descendants
             peak = max(peak, sum(_pss_mb(pid) for pid in tree))
             helpers_cpu.update((pid, cpu) for pid in tree[1:] if (cpu := _cpu_s(pid)) is not None)
             time.sleep(0.2)
-        now = os.times()
+        served = SiteHandler.cpu_s - served_before
         out.seek(0)
         err.seek(0)
         if process.returncode:
             raise RuntimeError(f"child failed ({process.returncode}):\n{err.read().decode()[-3000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
     result["peak_pss_mb"] = peak
-    # CPU seconds: the child's own within its clock (it reports them), its helper processes' (the extraction
-    # forkserver and workers; sampled, so the last 0.2 s of each may be missing), and this process's over the
-    # child's whole run (the site's server threads and this sampler)
+    # CPU seconds: the child's own within its clock (it reports them), its helper processes' over their lives (the
+    # extraction forkserver and workers; sampled, so the last 0.2 s of each may be missing), and the site's request
+    # handling while the child ran
     result["helpers_cpu_s"] = sum(helpers_cpu.values())
-    result["server_cpu_s"] = (now.user + now.system) - (here.user + here.system)
+    result["server_cpu_s"] = served
     return result
 
 
@@ -414,8 +429,8 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         )
     print(
         "\nCPU seconds, median of the rounds: the child within its clock | its helper processes (extraction "
-        "forkserver and workers) | this process (the site's server, the sampler); cores kept busy = the child's "
-        "and its helpers' CPU / the child's seconds\n"
+        "forkserver and workers) | the site's server handling its requests; cores kept busy = the child's and its "
+        "helpers' CPU / the child's seconds\n"
     )
     print("| site | mode | child | helpers | site server | cores kept busy | CPU ms per page |")
     print("|---|---|---:|---:|---:|---:|---:|")
