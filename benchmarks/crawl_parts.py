@@ -8,6 +8,7 @@ One process, CPU time (`time.process_time`), the best of `--repeat` passes over 
 - extraction, the resiliparse path the long pages take: the parse, `extract_plain_text` with and without its
   main-content heuristics, the publication date (`_published`), and `document_from_raw` whole (default extractor);
 - links: `extract_links` (the crawler parses every stored page for them) and lexbor's parse alone;
+- digest: the early documents' body digest (each page's body, twice a crawl) against blake2b;
 - WARC: each page's record gzipped by ISA-L at our level against zlib at 6 (time and compressed/raw size);
 - HTTP: the pages fetched 16 at a time from a server in another process, by aiohttp (our client, as
   `tasks/crawl/fetch.py` sets it: raw bodies) and by httpx (streamed raw), bodies read whole;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import multiprocessing
 import statistics
 import sys
@@ -39,7 +41,14 @@ from resiliparse.extract.html2text import extract_plain_text  # noqa: E402
 from resiliparse.parse.html import HTMLTree  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
-from gristmill.tasks.crawl.extract import _published, document_from_raw, extract_links, warm_up  # noqa: E402
+from gristmill.tasks.crawl.early import body_digest  # noqa: E402
+from gristmill.tasks.crawl.extract import (  # noqa: E402
+    _published,
+    _resiliparse_text,
+    document_from_raw,
+    extract_links,
+    warm_up,
+)
 from gristmill.tasks.crawl.warc import GZIP_LEVEL  # noqa: E402
 from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
 
@@ -126,11 +135,13 @@ def run(root: Path, paths: list[Path], repeat: int) -> None:
     rows = [
         ("extraction, document_from_raw whole", lambda: [document_from_raw(r, "trafilatura-precision") for r in raws]),
         ("  resiliparse parse", lambda: [HTMLTree.parse(t) for t in texts]),
-        ("  extract_plain_text, main content (ours)", lambda: [_main_text(t) for t in trees]),
+        ("  extract_plain_text, main content (ours)", lambda: [_resiliparse_text(t) for t in trees]),
         ("  extract_plain_text, all text", lambda: [extract_plain_text(t) for t in trees]),
         ("  publication date (_published)", lambda: [_published(t) for t in trees]),
         ("links, extract_links", lambda: [extract_links(page, "http://127.0.0.1/x.html", "utf-8") for page in pages]),
         ("  lexbor parse alone", lambda: [LexborHTMLParser(t) for t in texts]),
+        ("early documents' body digest, sha256 (ours)", lambda: [body_digest(r) for r in raws]),
+        ("  blake2b, 16 bytes", lambda: [hashlib.blake2b(page, digest_size=16).digest() for page in pages]),
     ]
     for name, fn in rows:
         report(name, cpu(fn, repeat))
@@ -145,10 +156,6 @@ def run(root: Path, paths: list[Path], repeat: int) -> None:
 
 def report(name: str, seconds: float, extra: str = "") -> None:
     print(f"{name:45s} {seconds:6.2f} s{extra}")
-
-
-def _main_text(tree: HTMLTree) -> str:
-    return extract_plain_text(tree, main_content=True, comments=False, post_meta=False)
 
 
 def http_clients(root: Path, paths: list[Path], repeat: int) -> None:

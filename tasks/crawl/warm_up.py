@@ -13,7 +13,7 @@ from gristmill.tasks.crawl.extract import warm_up
 
 warm_up()
 # The server's objects (modules, the extractors' warm caches) are its workers' too: frozen, a worker's garbage
-# collections never walk them (0.04-0.06 s -> 0.002 s per 400 documentation pages) and never write the collector's
-# bookkeeping into them (reference counts still do). Collected first, so no garbage of the warm-up is frozen too.
+# collections never walk them, and never write the collector's bookkeeping into them (reference counts still do).
+# Collected first, so no garbage of the warm-up is frozen too.
 gc.collect()
 gc.freeze()
