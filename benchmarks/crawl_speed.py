@@ -33,6 +33,9 @@ busy to match a one-core fetcher.
            imports, which include pandas as in the pipeline's process (MLflow imports it), as Scrapy's starts
            after its own
 - stage-serial: the same with crawl.extract_during_fetch off: extraction starts when the fetch has finished
+- stage-huge-pages: the stage with the kernel's transparent huge pages left as the machine has them (the stage
+           turns them off for its processes: tasks/crawl/memory.py); the same as stage where they are not `always`
+           (/sys/kernel/mm/transparent_hugepage/enabled)
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ REDIRECT_PREFIX = "/__r"
 SKIP_MODULES = re.compile(r"^(antigravity|this|idlelib|tkinter|turtle|turtledemo|test|lib2to3|pydoc_data|__main__)\b")
 
 STAGE_CHILD = """
-import json, sys, time
+import contextlib, json, sys, time
 from pathlib import Path
 import pandas  # the pipeline's process has it (MLflow imports it); pyarrow's first conversion imports it (0.3-0.4 s)
 from gristmill.conf.schema import validate_config
@@ -88,6 +91,8 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
         pages = state.stored
         requests = int(state.totals()["attempts"])  # every request, redirect hops included
     else:
+        if mode == "stage-huge-pages":
+            stage.without_transparent_huge_pages = contextlib.nullcontext
         summary = execute(config, "crawl", stage.run)
         pages = summary.count_in
         extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
@@ -366,7 +371,7 @@ def main() -> None:
         "--modes",
         nargs="+",
         default=["scrapy", "fetch", "stage", "stage-serial"],
-        choices=["scrapy", "fetch", "stage", "stage-serial"],
+        choices=["scrapy", "fetch", "stage", "stage-serial", "stage-huge-pages"],
     )
     parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight (Scrapy: 16)")
     parser.add_argument("--extractor", default=None, help="crawl.extractor (default: the config's default)")
@@ -454,6 +459,14 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
                 + ", ".join(f"{r:.2f}" for r in ratios)
                 + f"; ratio of the medians {median[key] / median['plain', 'scrapy']:.2f}x)"
             )
+    if ("plain", "stage-huge-pages") in median and ("plain", "stage") in median:
+        stage_runs, thp_runs = runs["plain", "stage"], runs["plain", "stage-huge-pages"]
+        ratios = [a["rate"] / b["rate"] for a, b in zip(stage_runs, thp_runs, strict=True)]
+        cpu = [a["cpu_s"] / b["cpu_s"] for a, b in zip(stage_runs, thp_runs, strict=True)]
+        print(
+            f"whole stage / the same with transparent huge pages left on: {statistics.median(ratios):.2f}x pages/s "
+            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); the child's CPU {statistics.median(cpu):.2f}x"
+        )
     if ("redirects", "fetch") in median and ("plain", "fetch") in median:
         ratios = [
             a["rate"] / b["rate"] for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)

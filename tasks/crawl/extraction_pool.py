@@ -7,7 +7,6 @@ and is extracted again with resiliparse (a few milliseconds where trafilatura ta
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import functools
 import io
 import logging
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pebble
 
 from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
+from gristmill.tasks.crawl.memory import give_back_free_memory
 
 if TYPE_CHECKING:  # not at run time: the forkserver imports this module, and every import is its workers' memory
     from gristmill.conf.schema import CrawlConfig
@@ -49,22 +49,8 @@ LARGE_PAGE_BYTES = 1_000_000
 def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     document = document_from_raw(raw, extractor, long_text_chars)
     if len(raw["content"] or b"") > LARGE_PAGE_BYTES:
-        _give_back_free_memory()
+        give_back_free_memory()
     return document
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; elsewhere there is none and nothing is done
-    except (AttributeError, OSError):
-        return None
-
-
-def _give_back_free_memory() -> None:
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:

@@ -29,6 +29,7 @@ from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
 from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
+from gristmill.tasks.crawl.memory import without_transparent_huge_pages
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
 from gristmill.tasks.crawl.raw_stream import RawShardStream
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
@@ -76,7 +77,7 @@ def run(ctx: StageContext) -> StageResult:
         kept += earlier
         batches += [(source, urls) for urls in to_read]
     raw_units: list[UnitRecord] = []
-    with ExtractionPool(cfg.extract_workers) as pool:
+    with without_transparent_huge_pages(), ExtractionPool(cfg.extract_workers) as pool:
         # One pool for the stage: the fetch extracts pages while it crawls, the extract units (in this process)
         # take those documents and extract the rest; a new pool's first page waited seconds for its workers.
         early = EarlyDocuments(pool)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.conf.schema import PipelineConfig, validate_config
-from gristmill.tasks.crawl import extraction_pool
+from gristmill.tasks.crawl import extraction_pool, memory
 from gristmill.tasks.crawl import stage as crawl_stage
 from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
 from gristmill.tasks.crawl.extract import LONG_TEXT_CHARS, document_from_raw
@@ -146,4 +146,4 @@ def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() 
         raw, "trafilatura"
     )
     if platform.libc_ver()[0] == "glibc":  # glibc's malloc_trim (elsewhere nothing is handed back, nothing fails)
-        assert extraction_pool._malloc_trim() is not None
+        assert memory._libc().malloc_trim is not None
