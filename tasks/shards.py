@@ -287,12 +287,6 @@ class ShardWriter:
         self.buffer.clear()
         self.buffered_bytes = 0
 
-    def discard(self) -> None:
-        """Give up the open shard: its temporary file is deleted, its rows with it; the finished shards stay."""
-        self.buffer.clear()
-        self.buffered_bytes = self._rows = self._bytes = 0
-        self._abort(RuntimeError("shard discarded"))
-
     def _abort(self, err: BaseException) -> None:
         """Close the open shard after `err`: its temporary file is deleted, and a full disk raises a ShardError
         naming the shard (from temporary_for)."""

@@ -31,7 +31,6 @@ from gristmill.tasks.crawl.fallback import is_html_record, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.memory import without_transparent_huge_pages
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
-from gristmill.tasks.crawl.raw_stream import RawShardStream
 from gristmill.tasks.crawl.records import CRAWL_SOURCE, FETCH_SCHEMA, RAW_SCHEMA, doc_id
 from gristmill.tasks.crawl.sources import (
     IngestCounts,
@@ -126,24 +125,22 @@ def fetch_unit(ctx: StageContext, generation: int = 0, early: EarlyDocuments | N
     `early`, stored pages are extracted while the crawl goes on (tasks/crawl/early.py)."""
     state = CrawlState(state_path(ctx.workspace))
     try:
-        with early_extraction(ctx.config.crawl, early) as extract:
-            return crawl_and_write(ctx, generation, state, extract)
+        with early_extraction(ctx.config.crawl, early) as on_page:
+            return crawl_and_write(ctx, generation, state, on_page)
     finally:
         state.close()
 
 
 @contextmanager
-def early_extraction(
-    cfg: CrawlConfig, early: EarlyDocuments | None
-) -> Iterator[Callable[[dict[str, Any]], None] | None]:
-    """What extracts each stored page's raw record at once (None when that is off); on the way out, the pages in
-    flight are waited for, so their documents are there for the extract units."""
+def early_extraction(cfg: CrawlConfig, early: EarlyDocuments | None) -> Iterator[Callable[[Page], None] | None]:
+    """The crawl's `on_page` that extracts each stored page at once (None when that is off); on the way out, the
+    pages in flight are waited for, so their documents are there for the extract units."""
     if early is None or early.pool is None or not cfg.extract_during_fetch:
         yield None
         return
     extraction = EarlyExtraction(early.pool, cfg, early)
     try:
-        yield extraction.submit
+        yield lambda page: extraction.submit(raw_record(page))
     except BaseException:
         extraction.close(abandon=True)  # the fetch failed: its unit runs again, and extracts again
         raise
@@ -151,25 +148,12 @@ def early_extraction(
 
 
 def crawl_and_write(
-    ctx: StageContext, generation: int, state: CrawlState, extract: Callable[[dict[str, Any]], None] | None
+    ctx: StageContext, generation: int, state: CrawlState, on_page: Callable[[Page], None] | None
 ) -> UnitRecord:
-    """The fetch unit's work: crawl into `state`, its pages going to raw shards as they are stored (and to
-    `extract`), then write its fetch log (fetches) as shards."""
+    """The fetch unit's work: crawl into `state`, then write its pages (raw) and fetch log (fetches) as shards."""
     cfg = ctx.config.crawl
     name = fetch_unit_name(generation)
     state.start_generation(generation)
-    raw_dir = ctx.output.dataset_dir("raw")
-    # A resumed crawl's earlier pages are only in the state: its shards are all written from there, after it.
-    resumed = state.page_count() > 0
-    stream = None if resumed else RawShardStream(records_writer(raw_dir, RAW_SCHEMA, cfg.shard_rows, name))
-
-    def on_page(page: Page) -> None:
-        record = raw_record(page)
-        if stream is not None:
-            stream.write(record)
-        if extract is not None:
-            extract(record)
-
     with ExitStack() as stack:
         seeds = list(cfg.seeds)
         if cfg.demo_site.enabled:
@@ -180,16 +164,10 @@ def crawl_and_write(
         artifact = partial(ctx.progress, "crawl")
         reporter = stack.enter_context(CrawlProgressReporter(cfg.max_pages, bar=cfg.progress_bar, artifact=artifact))
         crawler = Crawler(cfg, state, warc=warc, on_progress=reporter, on_page=on_page)
-        try:
-            crawler.run(seeds)
-        except BaseException:
-            if stream is not None:
-                stream.abort()
-            raise
+        crawler.run(seeds)
     state.set_meta(f"finished_{generation}", str(time.time()))  # a refresh is due recrawl_after from here
-    raw = stream.finish() if stream is not None else None
-    if raw is None:
-        raw = write_records(raw_dir, RAW_SCHEMA, map(raw_record, state.iter_pages()), cfg.shard_rows, name)
+    pages = map(raw_record, state.iter_pages())
+    raw = write_records(ctx.output.dataset_dir("raw"), RAW_SCHEMA, pages, cfg.shard_rows, name)
     log_rows = state.iter_fetches()
     fetches = write_records(ctx.output.dataset_dir("fetches"), FETCH_SCHEMA, log_rows, FETCH_LOG_ROWS, name)
     stats = {
@@ -236,16 +214,13 @@ def write_records(
     directory: Path, schema: pa.Schema, records: Iterable[dict[str, Any]], rows: int, prefix: str
 ) -> list[ShardInfo]:
     """Stream records into shards of at most `rows` rows and (for raw records, by `content`) RAW_SHARD_BYTES."""
-    with records_writer(directory, schema, rows, prefix) as writer:
+    dictionary = dictionary_columns(schema)
+    with ShardWriter(
+        directory, schema, rows, prefix=prefix, max_bytes=RAW_SHARD_BYTES, use_dictionary=dictionary
+    ) as writer:
         for record in records:
             writer.write(record, len(record.get("content") or b""))
     return writer.shards
-
-
-def records_writer(directory: Path, schema: pa.Schema, rows: int, prefix: str) -> ShardWriter:
-    """`write_records`'s writer: raw shards streamed during the crawl are the ones it writes from the state."""
-    dictionary = dictionary_columns(schema)
-    return ShardWriter(directory, schema, rows, prefix=prefix, max_bytes=RAW_SHARD_BYTES, use_dictionary=dictionary)
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:

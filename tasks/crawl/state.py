@@ -236,10 +236,6 @@ class CrawlState:
         ).fetchone()
         return {"attempts": attempts or 0, "bytes": body_bytes or 0}
 
-    def page_count(self) -> int:
-        """Pages stored in this generation so far (a resumed crawl's earlier ones)."""
-        return self._db.execute("SELECT count(*) FROM pages WHERE generation=?", (self.generation,)).fetchone()[0]
-
     def iter_pages(self) -> Iterator[Page]:
         """This generation's stored pages (new or changed) in the order they were stored, streamed from disk."""
         cursor = self._db.execute(
