@@ -34,26 +34,31 @@ def give_back_free_memory() -> None:
         trim(0)
 
 
-def huge_pages_disabled() -> bool | None:
-    """Whether this process has transparent huge pages turned off; None where that cannot be asked (not Linux)."""
+def _prctl(option: int, value: int) -> int | None:
+    """prctl(option, value, 0, 0, 0), its arguments as the kernel reads them (unsigned longs; the unused ones must
+    be 0); None where there is no prctl (not Linux)."""
     prctl = getattr(_libc(), "prctl", None)
     if prctl is None:
         return None
-    state = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)
-    return None if state < 0 else bool(state)
+    zero = ctypes.c_ulong(0)
+    return prctl(ctypes.c_int(option), ctypes.c_ulong(value), zero, zero, zero)
+
+
+def huge_pages_disabled() -> bool | None:
+    """Whether this process has transparent huge pages turned off; None where that cannot be asked."""
+    state = _prctl(PR_GET_THP_DISABLE, 0)
+    return None if state is None or state < 0 else bool(state)
 
 
 @contextmanager
 def without_transparent_huge_pages() -> Iterator[None]:
     """Transparent huge pages off for this process (and the processes it starts meanwhile, which keep it) until the
     block ends, then as they were: a process-wide setting, so later stages in the same process get theirs back."""
-    before = huge_pages_disabled()
-    if before is None or before:
+    if huge_pages_disabled() is not False:  # off already (an enclosing block), or not Linux
         yield
         return
-    prctl = _libc().prctl  # type: ignore[union-attr]  # huge_pages_disabled found it
-    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    _prctl(PR_SET_THP_DISABLE, 1)
     try:
         yield
     finally:
-        prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0)
+        _prctl(PR_SET_THP_DISABLE, 0)
