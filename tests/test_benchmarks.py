@@ -37,10 +37,11 @@ def test_dedup_speed_runs_the_stage_against_datasketch_on_a_small_corpus(shared_
 
 
 def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
-    """Without Scrapy (a bench extra): our fetch and the whole stage, and the redirecting copy of the site."""
+    """Without Scrapy (a bench extra): our fetch, the whole stage (and with huge pages left on), and the
+    redirecting copy of the site."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "crawl_speed.py"), "--site", "demo", "--pages", "20"]
-        + ["--rounds", "1", "--modes", "fetch", "stage", "--redirects"],
+        + ["--rounds", "1", "--modes", "fetch", "stage", "stage-huge-pages", "--redirects"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -48,6 +49,7 @@ def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
     )
     assert "| plain | stage | 20 |" in done.stdout and "| redirects | fetch | 20 |" in done.stdout
     assert "fetch, pages/s, half the links redirecting / no redirects:" in done.stdout
+    assert "whole stage / the same with transparent huge pages left on:" in done.stdout
     # The CPU table: the stage's extraction ran in helper processes, our fetch alone has none.
     cpu_rows = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=7)}
     assert float(cpu_rows["plain", "stage"][1]) > 0 and float(cpu_rows["plain", "fetch"][1]) == 0
