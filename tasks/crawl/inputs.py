@@ -51,7 +51,8 @@ def fetch_generation(config: PipelineConfig, now: float | None = None) -> int:
     path = state_path(config.workspace)
     if not path.is_file():
         return 0
-    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+    # A URI, for read-only mode: of the absolute path (a workspace may be relative, as the demo's is)
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     generation = int(meta.get("generation", 0))
     finished = meta.get(f"finished_{generation}")

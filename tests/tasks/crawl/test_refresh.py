@@ -177,6 +177,17 @@ def test_a_refresh_is_due_after_recrawl_after_on_the_crawls_own_clock(site, tmp_
     assert fetch_generation(never, now=finished + 10 * 86400) == 0
 
 
+def test_a_rerun_in_a_relative_workspace_reads_the_crawl_state(site, tmp_path, monkeypatch):
+    """The demo's workspace is relative (workspace/demo): the second run reads the crawl state there to key the
+    stage, and finds it up to date (it failed with "relative path can't be expressed as a file URI")."""
+    _, seed, _ = site
+    monkeypatch.chdir(tmp_path)
+    config = refresh_config(Path("ws"), seed, "1d")
+    assert execute(config, "crawl", crawl_stage.run).status != "up to date"
+    assert fetch_generation(config) == 0
+    assert execute(config, "crawl", crawl_stage.run).status == "up to date"
+
+
 def _meta(workspace: Path) -> dict[str, str]:
     import sqlite3
 
