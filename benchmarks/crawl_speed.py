@@ -51,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -424,6 +424,20 @@ def main() -> None:
 CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
 
 
+Run = dict[str, float]
+
+
+def per_round(runs: list[Run], peers: list[Run], value: Callable[[Run], float] | None = None) -> list[float]:
+    """Each round's ratio of a mode's value (pages/s unless `value` says) to its peer's: the two ran back to back in
+    the round, so load from elsewhere fell on both alike."""
+    value = value or (lambda r: r["rate"])
+    return [value(a) / value(b) for a, b in zip(runs, peers, strict=True)]
+
+
+def joined(ratios: list[float]) -> str:
+    return ", ".join(f"{r:.2f}" for r in ratios)
+
+
 def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
     median = {key: statistics.median(r["rate"] for r in results) for key, results in runs.items()}
     print("\n| site | mode | pages | pages/s (median; each round) | peak PSS, all processes | child VmHWM |")
@@ -452,37 +466,31 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         (("plain", "fetch"), "our fetch / Scrapy"),
     ):
         if key in median and ("plain", "scrapy") in median:
-            # Per round: the two ran back to back, so load from elsewhere fell on both alike.
-            ratios = [a["rate"] / b["rate"] for a, b in zip(runs[key], runs["plain", "scrapy"], strict=True)]
+            ratios = per_round(runs[key], runs["plain", "scrapy"])
             print(
                 f"{label}: {statistics.median(ratios):.2f}x, the median of the rounds' ratios (per round: "
-                + ", ".join(f"{r:.2f}" for r in ratios)
+                + joined(ratios)
                 + f"; ratio of the medians {median[key] / median['plain', 'scrapy']:.2f}x)"
             )
     if ("plain", "stage-huge-pages") in median and ("plain", "stage") in median:
         stage_runs, thp_runs = runs["plain", "stage"], runs["plain", "stage-huge-pages"]
-        ratios = [a["rate"] / b["rate"] for a, b in zip(stage_runs, thp_runs, strict=True)]
-        cpu = [a["cpu_s"] / b["cpu_s"] for a, b in zip(stage_runs, thp_runs, strict=True)]
+        ratios = per_round(stage_runs, thp_runs)
+        cpu = per_round(stage_runs, thp_runs, lambda r: r["cpu_s"])
         print(
             f"whole stage / the same with transparent huge pages left on: {statistics.median(ratios):.2f}x pages/s "
-            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); the child's CPU {statistics.median(cpu):.2f}x"
+            f"(per round: {joined(ratios)}); the child's CPU {statistics.median(cpu):.2f}x"
         )
     if ("redirects", "fetch") in median and ("plain", "fetch") in median:
-        ratios = [
-            a["rate"] / b["rate"] for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
-        ]
-        requests = [
-            (a["requests"] / a["seconds"]) / (b["requests"] / b["seconds"])
-            for a, b in zip(runs["redirects", "fetch"], runs["plain", "fetch"], strict=True)
-        ]
+        ratios = per_round(runs["redirects", "fetch"], runs["plain", "fetch"])
+        requests = per_round(runs["redirects", "fetch"], runs["plain", "fetch"], lambda r: r["requests"] / r["seconds"])
         print(
             "fetch, requests/s (each redirect hop a request), half the links redirecting / no redirects: "
-            f"{statistics.median(requests):.2f}x (per round: " + ", ".join(f"{r:.2f}" for r in requests) + ")"
+            f"{statistics.median(requests):.2f}x (per round: " + joined(requests) + ")"
         )
         print(
             "fetch, pages/s, half the links redirecting / no redirects: "
             f"{median['redirects', 'fetch'] / median['plain', 'fetch']:.2f}x"
-            " (per round: " + ", ".join(f"{r:.2f}" for r in ratios) + ")"
+            " (per round: " + joined(ratios) + ")"
         )
 
 
