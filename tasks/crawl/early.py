@@ -2,12 +2,17 @@
 and extracting overlap instead of running one after the other (the extract units used to start only when the fetch
 unit had finished).
 
-Opportunistic and bounded. At most EARLY_BODY_BYTES of bodies wait in this process for a worker (a page that finds
-that much waiting is left to its shard's extract unit, as before), and at most EARLY_TEXT_CHARS of extracted text
-is held (past that, the rest waits for the extract units too). An extract unit takes a page's early document only
-when the record holds the same bytes (a digest of the body) and the early extraction succeeded within its time
-limit; everything else it extracts itself. The documents are therefore the ones the extract units would have made,
-with or without this. The stage's one pool serves both (`EarlyDocuments.pool`).
+Bounded. At most EARLY_BODY_BYTES of bodies wait in this process for a worker: a page that finds that much waiting
+keeps only its place in the queue, and its body is read back from the crawl state when there is room (without the
+state, it is left to its shard's extract unit). Fetching outruns extraction on large pages, and the pages left to
+the extract units were extracted after the crawl, a few at a time (on 400 documentation pages, 20-70 of them):
+reading them back keeps both workers busy to the end (docs/benchmarks.md, "Crawl speed"). At most EARLY_TEXT_CHARS of
+extracted text is held (past that, the rest waits for the extract units).
+
+An extract unit takes a page's early document only when the record holds the same bytes (a digest of the body) and
+the early extraction succeeded within its time limit; everything else it extracts itself. The documents are
+therefore the ones the extract units would have made, with or without this. The stage's one pool serves both
+(`EarlyDocuments.pool`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from gristmill.conf.schema import CrawlConfig
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
+from gristmill.tasks.crawl.state import StoredBodies
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
@@ -66,16 +72,25 @@ class EarlyExtraction:
 
     `submit` is called from the crawl's event loop and never blocks: a thread of its own hands the pages to the
     pool (the pool's first page waits for its workers to start, 0.7 s on a quiet machine, which held up every fetch
-    when the event loop did it) and takes their digests. Results arrive on the pool's threads."""
+    when the event loop did it), waits for room for the bodies it reads back with `stored_body`, and takes their
+    digests. Results arrive on the pool's threads."""
 
-    def __init__(self, pool: ExtractionPool, cfg: CrawlConfig, early: EarlyDocuments) -> None:
+    def __init__(
+        self,
+        pool: ExtractionPool,
+        cfg: CrawlConfig,
+        early: EarlyDocuments,
+        stored_body: StoredBodies | None = None,
+    ) -> None:
         self.pool, self.cfg, self.early = pool, cfg, early
+        self._stored_body = stored_body  # a stored page's body by URL; called on the feeding thread only
         self._worker = extraction_worker(cfg)
         self._lock = threading.Condition()
-        self._waiting: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        # (record, body bytes, whether its body is to be read back)
+        self._waiting: queue.SimpleQueue[tuple[dict[str, Any], int, bool] | None] = queue.SimpleQueue()
         self._in_flight: dict[concurrent.futures.Future, int] = {}  # -> body bytes
-        self._bytes = 0  # bodies queued or in a worker
-        self.submitted = self.skipped = 0
+        self._bytes = 0  # bodies held: queued with their record, or in a worker
+        self.submitted = self.skipped = self.read_back = 0
         self.broken = False
         self._feeder = threading.Thread(target=self._feed, name="early-extraction", daemon=True)
         self._feeder.start()
@@ -83,25 +98,38 @@ class EarlyExtraction:
     def submit(self, raw: dict[str, Any]) -> None:
         size = len(raw["content"] or b"")
         with self._lock:
-            busy = self._bytes and self._bytes + size > EARLY_BODY_BYTES
-            if busy or self.early.text_chars >= EARLY_TEXT_CHARS:
-                self.skipped += 1
-                return
             if self.broken:
                 return
-            self._bytes += size
+            room = not self._bytes or self._bytes + size <= EARLY_BODY_BYTES
+            if self.early.text_chars >= EARLY_TEXT_CHARS or not (room or self._stored_body):
+                self.skipped += 1
+                return
+            if room:
+                self._bytes += size
             self.submitted += 1
-        self._waiting.put(raw)
+        self._waiting.put(({**raw, "content": None}, size, True) if not room else (raw, size, False))
 
     def _feed(self) -> None:
+        try:
+            self._hand_on()
+        finally:
+            if self._stored_body is not None:
+                self._stored_body.close()  # on the thread that opened it
+
+    def _hand_on(self) -> None:
         try:
             self.pool.start()  # the workers start while the crawl fetches its first pages
         except Exception as error:
             self._stop(error)
-        while (raw := self._waiting.get()) is not None:
-            size = len(raw["content"] or b"")
-            if self.broken:
-                self._release(size)
+        while (item := self._waiting.get()) is not None:
+            raw, size, deferred = item
+            if deferred and not self.broken:
+                raw = self._read_back(raw, size)
+                if raw is None:
+                    continue
+            elif self.broken:
+                if not deferred:
+                    self._release(size)
                 continue
             try:
                 digest = body_digest(raw)
@@ -115,6 +143,22 @@ class EarlyExtraction:
             with self._lock:
                 self._in_flight[future] = size
             future.add_done_callback(lambda done, digest=digest: self._collect(done, digest))
+
+    def _read_back(self, raw: dict[str, Any], size: int) -> dict[str, Any] | None:
+        """The record with its body read back from the crawl state, once there is room for it (or nothing is in a
+        worker: the bodies held then are the queue's, which wait behind this one)."""
+        assert self._stored_body is not None
+        with self._lock:
+            self._lock.wait_for(lambda: not self._in_flight or self._bytes + size <= EARLY_BODY_BYTES)
+            self._bytes += size
+        body = self._stored_body(raw["url"])
+        if body is None or len(body) != size:  # not the page the crawl stored (cannot happen): its unit extracts
+            self._release(size)
+            with self._lock:
+                self.skipped += 1
+            return None
+        self.read_back += 1
+        return {**raw, "content": body}
 
     def _stop(self, error: Exception) -> None:
         logger.warning("extraction during the fetch stopped (%s); the extract units do the rest", error)
@@ -145,7 +189,9 @@ class EarlyExtraction:
         with self._lock:  # until every page's callback has run (a future counts as done before its callbacks)
             self._lock.wait_for(lambda: not self._in_flight)
         logger.info(
-            "extracted %d of the crawl's pages while it fetched (%d found the pool busy)",
+            "extracted %d of the crawl's pages while it fetched (%d read back from the crawl state when the pool had "
+            "room; %d left to the extract units)",
             len(self.early),
+            self.read_back,
             self.skipped,
         )

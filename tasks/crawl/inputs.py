@@ -7,13 +7,13 @@ crawl's included, without importing the stage itself.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
 
 from gristmill.conf.schema import ConfigError, CrawlConfig, PipelineConfig
 from gristmill.tasks.crawl.sources import sources_digest
+from gristmill.tasks.crawl.state import read_only
 from gristmill.tasks.crawl.urls import Scope
 from gristmill.tasks.urls import UrlNormalizer
 
@@ -51,8 +51,7 @@ def fetch_generation(config: PipelineConfig, now: float | None = None) -> int:
     path = state_path(config.workspace)
     if not path.is_file():
         return 0
-    # A URI, for read-only mode: of the absolute path (a workspace may be relative, as the demo's is)
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+    with closing(read_only(path)) as db:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     generation = int(meta.get("generation", 0))
     finished = meta.get(f"finished_{generation}")

@@ -43,7 +43,7 @@ from gristmill.tasks.crawl.sources import (
     remembered_digests,
     source_kind,
 )
-from gristmill.tasks.crawl.state import CrawlState, Page
+from gristmill.tasks.crawl.state import CrawlState, Page, StoredBodies
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.demo_site.build import build_demo_site
 from gristmill.tasks.demo_site.serve import serve_directory
@@ -125,20 +125,23 @@ def fetch_unit(ctx: StageContext, generation: int = 0, early: EarlyDocuments | N
     `early`, stored pages are extracted while the crawl goes on (tasks/crawl/early.py)."""
     state = CrawlState(state_path(ctx.workspace))
     try:
-        with early_extraction(ctx.config.crawl, early) as on_page:
+        with early_extraction(ctx.config.crawl, early, state) as on_page:
             return crawl_and_write(ctx, generation, state, on_page)
     finally:
         state.close()
 
 
 @contextmanager
-def early_extraction(cfg: CrawlConfig, early: EarlyDocuments | None) -> Iterator[Callable[[Page], None] | None]:
+def early_extraction(
+    cfg: CrawlConfig, early: EarlyDocuments | None, state: CrawlState
+) -> Iterator[Callable[[Page], None] | None]:
     """The crawl's `on_page` that extracts each stored page at once (None when that is off); on the way out, the
     pages in flight are waited for, so their documents are there for the extract units."""
     if early is None or early.pool is None or not cfg.extract_during_fetch:
         yield None
         return
-    extraction = EarlyExtraction(early.pool, cfg, early)
+    # a page that finds the pool's queue full is read back from the state when there is room
+    extraction = EarlyExtraction(early.pool, cfg, early, StoredBodies(state.path))
     try:
         yield lambda page: extraction.submit(raw_record(page))
     except BaseException:

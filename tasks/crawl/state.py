@@ -284,3 +284,30 @@ class CrawlState:
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A connection that reads a state file and can never write it (a URI of the absolute path: a workspace may be
+    relative, as the demo's is)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+class StoredBodies:
+    """The body of a page the crawl has stored and committed, read back by URL (its latest one) on another thread
+    than the crawl's: a read-only connection of its own, opened by the thread that reads (WAL lets it read while
+    the crawl writes). Lets a caller that must bound the bodies it holds drop one and fetch it again later."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def __call__(self, url: str) -> bytes | None:
+        if self._db is None:
+            self._db = read_only(self.path)
+        row = self._db.execute("SELECT content FROM pages WHERE url=? ORDER BY seq DESC LIMIT 1", (url,)).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import platform
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from gristmill.tasks.crawl import stage as crawl_stage
 from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
 from gristmill.tasks.crawl.extract import LONG_TEXT_CHARS, document_from_raw
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool
+from gristmill.tasks.crawl.state import CrawlState, Fetch, Page, StoredBodies
 from gristmill.tasks.shards import iter_records
 from gristmill.tasks.stage import execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
@@ -137,6 +140,68 @@ def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tm
         held.result()
     assert (extraction.submitted, extraction.skipped) == (1, 4)
     assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
+
+
+def _stored(state: CrawlState, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw`, stored in the crawl state as the crawl stores a page."""
+    page = Page(raw["url"], datetime.now(UTC), 200, raw["content_type"], raw["charset"], None, raw["content"])
+    state.finish(Fetch(raw["url"], depth=0, outcome="stored", status=200), page)
+    return raw
+
+
+def test_pages_past_the_body_bound_are_read_back_from_the_crawl_state(monkeypatch, tmp_path) -> None:
+    """The same queue as above, with the crawl state to read from: the four pages that find no room keep their
+    place without their bodies, which are read back from the state when the worker is free; all five are extracted
+    during the fetch, the same as the extract units would extract them."""
+    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
+    config = validate_config(
+        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
+    )
+    state = CrawlState(tmp_path / "state.sqlite")
+    raws = [_stored(state, _raw(i)) for i in range(5)]
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    with ExtractionPool(1) as pool:
+        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
+        early = EarlyDocuments(pool)
+        extraction = EarlyExtraction(pool, config.crawl, early, StoredBodies(state.path))
+        for raw in raws:
+            extraction.submit(raw)
+        with open(fifo, "w"):
+            pass
+        extraction.wait()
+        held.result()
+    state.close()
+    assert (extraction.submitted, extraction.read_back, extraction.skipped) == (5, 4, 0)
+    assert [early.take(raw) for raw in raws] == [document_from_raw(raw, "trafilatura") for raw in raws]
+
+
+def test_stored_bodies_reads_what_the_crawl_committed_from_another_thread(tmp_path) -> None:
+    state = CrawlState(tmp_path / "state.sqlite")
+    _stored(state, _raw(0))
+    bodies = StoredBodies(state.path)
+    found: list[bytes | None] = []
+
+    def read() -> None:  # its connection is opened, used and closed on this thread
+        found.extend([bodies(_raw(0)["url"]), bodies("http://example.org/never-stored")])
+        bodies.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    state.close()
+    assert found == [_raw(0)["content"], None]
+
+
+def test_a_stage_whose_pages_all_find_the_pool_busy_still_extracts_them_during_the_fetch(monkeypatch, tmp_path) -> None:
+    """Room for one body at a time: every other page is read back from the crawl state, none is left to the extract
+    units, and the documents are the ones made without extraction during the fetch."""
+    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
+    with serve(_site()) as base:
+        early, early_stats = _run(tmp_path / "early", base, during_fetch=True)
+        after, _ = _run(tmp_path / "after", base, during_fetch=False)
+    assert _without_fetch_time(early) == _without_fetch_time(after)
+    assert early_stats["during_fetch"] == early_stats["records"] == ARTICLES + 3
 
 
 def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() -> None:
