@@ -75,7 +75,7 @@ def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
     for line in (
         "extraction, document_from_raw whole",
         "links, extract_links",
-        "WARC gzip, ISA-L level 3",
+        "WARC gzip, ISA-L level 2",
         "WARC gzip, zlib level 6",
         "HTTP, 16 at a time, aiohttp (ours)",
         "HTTP, 16 at a time, httpx",

@@ -19,11 +19,12 @@ from warcio.warcwriter import WARCWriter
 from gristmill.tasks.crawl.fetch import Response
 
 DROPPED_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
-# Each record is gzipped by ISA-L (Intel's igzip: any gzip reader reads it), level 3 of its 0-3. On 150
-# documentation pages (29 MB, one process): zlib at level 6 took 0.36 s (ratio 0.107), zlib 1 0.13 s (0.148), ISA-L 3
-# 0.08 s (0.134). The crawl writes a record for every page it stores, on the 2 cores its extraction workers share,
-# so the files are 25% larger than zlib 6's for a fifth of the CPU. (warcio itself gzips at level 9: 7.1 s.)
-GZIP_LEVEL = 3
+# Each record is gzipped by ISA-L (Intel's igzip: any gzip reader reads it) at level 2 of its 0-3. On 400
+# documentation pages (78 MB, one process): zlib at level 6 took 1.16 s (compressed/raw 0.117), zlib 1 0.54 s
+# (0.159), ISA-L 3 0.22 s (0.143), ISA-L 2 0.12 s (0.154). The crawl writes a record for every page it stores, on the
+# 2 cores its extraction workers share, so the files are a third larger than zlib 6's for a tenth of the CPU (level 3
+# would save another 7% of the size for twice the time). (warcio itself gzips at level 9.)
+GZIP_LEVEL = 2
 
 
 class WarcSink:
