@@ -123,13 +123,11 @@ class EarlyExtraction:
             self._stop(error)
         while (item := self._waiting.get()) is not None:
             raw, size, deferred = item
-            if deferred and not self.broken:
-                raw = self._read_back(raw, size)
-                if raw is None:
-                    continue
-            elif self.broken:
+            if self.broken:  # its extract unit extracts it
                 if not deferred:
                     self._release(size)
+                continue
+            if deferred and (raw := self._read_back(raw, size)) is None:
                 continue
             try:
                 digest = body_digest(raw)
@@ -151,7 +149,11 @@ class EarlyExtraction:
         with self._lock:
             self._lock.wait_for(lambda: not self._in_flight or self._bytes + size <= EARLY_BODY_BYTES)
             self._bytes += size
-        body = self._stored_body(raw["url"])
+        try:
+            body = self._stored_body(raw["url"])
+        except Exception as error:  # an unreadable state file: a help, not the crawl's business; the units extract
+            self._stop(error)
+            body = None
         if body is None or len(body) != size:  # not the page the crawl stored (cannot happen): its unit extracts
             self._release(size)
             with self._lock:

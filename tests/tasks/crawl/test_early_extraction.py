@@ -176,6 +176,29 @@ def test_pages_past_the_body_bound_are_read_back_from_the_crawl_state(monkeypatc
     assert [early.take(raw) for raw in raws] == [document_from_raw(raw, "trafilatura") for raw in raws]
 
 
+def test_a_crawl_state_that_cannot_be_read_leaves_the_pages_to_the_extract_units(monkeypatch, tmp_path) -> None:
+    """Reading a body back fails (here: no state file): extraction during the fetch stops, as when the pool breaks,
+    and the pages not extracted are left to their extract units; nothing is raised into the crawl."""
+    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
+    config = validate_config(
+        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
+    )
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    with ExtractionPool(1) as pool:
+        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
+        early = EarlyDocuments(pool)
+        extraction = EarlyExtraction(pool, config.crawl, early, StoredBodies(tmp_path / "missing.sqlite"))
+        for i in range(5):
+            extraction.submit(_raw(i))
+        with open(fifo, "w"):
+            pass
+        extraction.wait()
+        held.result()
+    assert extraction.broken and extraction.read_back == 0
+    assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
+
+
 def test_stored_bodies_reads_what_the_crawl_committed_from_another_thread(tmp_path) -> None:
     state = CrawlState(tmp_path / "state.sqlite")
     _stored(state, _raw(0))
