@@ -353,24 +353,32 @@ def extract_links(html: str | bytes, base_url: str, charset: str | None = None) 
 # parsing it into a tree: on 421 documentation pages (50 KB-2.5 MB) the scan took 0.4 s against 0.9-1.2 s for
 # lexbor's parse (itself a third of lxml's), and it found the same links in the same order there, on 6,000 rustdoc
 # pages and on the shared WARCs' web pages (tests/tasks/crawl/test_links.py checks it against lexbor on
-# documentation pages, those web pages and the tokenizer's corner cases). Where it differs: a literal "<a href" inside
-# another tag's attribute value (legal, rare) is taken for a link.
+# documentation pages, those web pages and the tokenizer's corner cases, and that pages of half-open tags take it
+# linear time). Where it differs: a literal "<a href" inside another tag's attribute value (legal, rare) is taken for a
+# link; a tag with more than 64 attributes before its href, or with "<" or a quote in an attribute name or "<" in an
+# unquoted value before it, is not read.
 # Where "<a" is no tag to an HTML parser: comments and other markup declarations, and the contents of elements that
 # hold text, never tags (raw text, RCDATA, template contents; <plaintext> to the end). The lookahead turns most tags
-# away at their first letter.
+# away at their first letter. Each alternative consumes what it matches, to the end of the page where nothing closes
+# it (as a parser reads it), so the scan stays linear on a page of unclosed tags.
 _NOT_MARKUP = re.compile(
     r"<(?=[!?stxinp])(?:!--.*?(?:-->|\Z)|[!?][^>]*>?"
-    r"|(script|style|textarea|title|xmp|iframe|noembed|noframes|template)(?=[\s/>])[^>]*>.*?(?:</\1(?=[\s/>])[^>]*>|\Z)"
+    r"|(script|style|textarea|title|xmp|iframe|noembed|noframes|template)(?=[\s/>])[^>]*(?:>|\Z)"
+    r".*?(?:</\1(?=[\s/>])[^>]*(?:>|\Z)|\Z)"
     r"|plaintext(?=[\s/>]).*)",
     re.DOTALL | re.IGNORECASE,
 )
 # An <a>, <area> or <base> start tag's href, attribute by attribute as the HTML tokenizer reads them: a quoted value
 # may hold ">" or white space, an unquoted one ends at either; the first href counts, and an attribute merely ending
-# in "href" (data-href) is not it. Each other attribute is an atomic group: read one way only, so a long tag without an
-# href fails in one pass instead of trying every way of reading its values.
-_NOT_HREF = r"""(?>[\s/]*(?!href[\s/>=])[^\s/>=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>][^\s>]*))?)"""
+# in "href" (data-href) is not it. Each other attribute is an atomic group (read one way only), at most 64 of them,
+# a name never holds "<" or a quote and an unquoted value no "<" (the tokenizer keeps them there as errors; pages do
+# not write them): so a tag that is not one ends at the next "<", and a hostile page of half-open tags ("<a <a <a",
+# '<a b="<a b="') costs the scan a few characters a tag, not the rest of the page each.
+_NAME = r"""[^\s/>=<"'][^\s/>=<"']*"""
+_UNQUOTED = r"""[^\s"'<>`][^\s<>]*"""
+_NOT_HREF = rf"""(?>[\s/]*(?!href[\s/>=]){_NAME}(?:\s*=\s*(?:"[^"]*"|'[^']*'|{_UNQUOTED}))?)"""
 _LINK_TAG = re.compile(
-    rf"""<(?=[ab])(a|area|base)(?=[\s/>]){_NOT_HREF}*?[\s/]*href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>][^\s>]*))""",
+    rf"""<(?=[ab])(a|area|base)(?=[\s/>]){_NOT_HREF}{{0,64}}?[\s/]*href\s*=\s*(?:"([^"]*)"|'([^']*)'|({_UNQUOTED}))""",
     re.IGNORECASE,
 )
 
