@@ -11,6 +11,7 @@ from __future__ import annotations
 import html as html_module
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.entities import html5 as NAMED_REFERENCES
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -326,9 +327,15 @@ def extract_links(html: str | bytes, base_url: str, charset: str | None = None) 
         html = decode_html(html, charset)
     if not html or html.isspace():
         return []
+    return resolve_links(link_attributes(html), base_url)
+
+
+def resolve_links(attributes: Iterable[tuple[str, str]], base_url: str) -> list[str]:
+    """Absolute http(s) targets, without fragments, in order, unique, of a page's (tag, href) pairs: <a>/<area>
+    hrefs resolved against the page's first <base href> (relative to the page itself), or the page's URL."""
     base: str | None = None
     hrefs: dict[str, None] = {}  # an ordered set: page order makes the crawl order reproducible
-    for tag, href in link_attributes(html):
+    for tag, href in attributes:
         if tag == "base":  # it changes what relative links mean, wherever it stands; the first one counts
             base = base or href
         elif href:

@@ -119,10 +119,11 @@ def _wait_for_a_writer(raw: dict[str, Any], extractor: str) -> dict[str, Any]:
     return document_from_raw(_raw(99), extractor)
 
 
-def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tmp_path) -> None:
-    """With room for one page's body and the only worker held busy, the first page waits in the pool and the four
-    after it find no room: they are left to their shard's extract unit."""
-    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
+def _with_the_only_worker_held(
+    tmp_path: Path, raws: list[dict[str, Any]], stored_body: StoredBodies | None = None
+) -> tuple[EarlyExtraction, EarlyDocuments]:
+    """`raws` submitted while a page holds the pool's only worker (EARLY_BODY_BYTES patched by the caller), then
+    the worker released and the extraction waited for."""
     config = validate_config(
         {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
     )
@@ -131,13 +132,21 @@ def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tm
     with ExtractionPool(1) as pool:
         held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
         early = EarlyDocuments(pool)
-        extraction = EarlyExtraction(pool, config.crawl, early)
-        for i in range(5):
-            extraction.submit(_raw(i))
+        extraction = EarlyExtraction(pool, config.crawl, early, stored_body)
+        for raw in raws:
+            extraction.submit(raw)
         with open(fifo, "w"):
             pass
         extraction.wait()
         held.result()
+    return extraction, early
+
+
+def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tmp_path) -> None:
+    """With room for one page's body and the only worker held busy, the first page waits in the pool and the four
+    after it find no room: they are left to their shard's extract unit."""
+    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
+    extraction, early = _with_the_only_worker_held(tmp_path, [_raw(i) for i in range(5)])
     assert (extraction.submitted, extraction.skipped) == (1, 4)
     assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
 
@@ -154,23 +163,9 @@ def test_pages_past_the_body_bound_are_read_back_from_the_crawl_state(monkeypatc
     place without their bodies, which are read back from the state when the worker is free; all five are extracted
     during the fetch, the same as the extract units would extract them."""
     monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
-    config = validate_config(
-        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
-    )
     state = CrawlState(tmp_path / "state.sqlite")
     raws = [_stored(state, _raw(i)) for i in range(5)]
-    fifo = tmp_path / "release"
-    os.mkfifo(fifo)
-    with ExtractionPool(1) as pool:
-        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
-        early = EarlyDocuments(pool)
-        extraction = EarlyExtraction(pool, config.crawl, early, StoredBodies(state.path))
-        for raw in raws:
-            extraction.submit(raw)
-        with open(fifo, "w"):
-            pass
-        extraction.wait()
-        held.result()
+    extraction, early = _with_the_only_worker_held(tmp_path, raws, StoredBodies(state.path))
     state.close()
     assert (extraction.submitted, extraction.read_back, extraction.skipped) == (5, 4, 0)
     assert [early.take(raw) for raw in raws] == [document_from_raw(raw, "trafilatura") for raw in raws]
@@ -180,21 +175,8 @@ def test_a_crawl_state_that_cannot_be_read_leaves_the_pages_to_the_extract_units
     """Reading a body back fails (here: no state file): extraction during the fetch stops, as when the pool breaks,
     and the pages not extracted are left to their extract units; nothing is raised into the crawl."""
     monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
-    config = validate_config(
-        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
-    )
-    fifo = tmp_path / "release"
-    os.mkfifo(fifo)
-    with ExtractionPool(1) as pool:
-        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
-        early = EarlyDocuments(pool)
-        extraction = EarlyExtraction(pool, config.crawl, early, StoredBodies(tmp_path / "missing.sqlite"))
-        for i in range(5):
-            extraction.submit(_raw(i))
-        with open(fifo, "w"):
-            pass
-        extraction.wait()
-        held.result()
+    missing = StoredBodies(tmp_path / "missing.sqlite")
+    extraction, early = _with_the_only_worker_held(tmp_path, [_raw(i) for i in range(5)], missing)
     assert extraction.broken and extraction.read_back == 0
     assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
 

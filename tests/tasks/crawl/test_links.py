@@ -20,30 +20,14 @@ from selectolax.lexbor import LexborHTMLParser
 from warcio.archiveiterator import ArchiveIterator
 
 from gristmill.tasks.crawl.charset import decode_html
-from gristmill.tasks.crawl.extract import FOLLOWABLE_SCHEMES, extract_links
-from gristmill.tasks.crawl.urls import resolve
+from gristmill.tasks.crawl.extract import extract_links, resolve_links
 from tests.tasks.crawl.test_extract import pydoc_page
 
 
 def parser_links(html: str, base_url: str) -> list[str]:
     """The links as the crawler found them from lexbor's tree: <a>/<area> hrefs and the first <base href>."""
-    base, hrefs = None, {}
-    for element in LexborHTMLParser(html).css("a[href], area[href], base[href]"):
-        href = (element.attributes.get("href") or "").strip()
-        if element.tag == "base":
-            base = base or href
-        elif href:
-            hrefs.setdefault(href.split("#", 1)[0])
-    base = (resolve(base_url, base) or base_url) if base else base_url
-    links: dict[str, None] = {}
-    for href in hrefs:
-        try:
-            absolute, _ = urllib.parse.urldefrag(urllib.parse.urljoin(base, href))
-        except ValueError:
-            continue
-        if urllib.parse.urlsplit(absolute).scheme in FOLLOWABLE_SCHEMES:
-            links.setdefault(absolute)
-    return list(links)
+    elements = LexborHTMLParser(html).css("a[href], area[href], base[href]")
+    return resolve_links(((e.tag, (e.attributes.get("href") or "").strip()) for e in elements), base_url)
 
 
 # What the scan must read as a parser does: each case holds links it must find and markup where "<a" is no link.
