@@ -9,7 +9,6 @@ One process, CPU time (`time.process_time`), the best of `--repeat` passes over 
   main-content heuristics, the publication date (`_published`), and `document_from_raw` whole (default extractor);
 - links: `extract_links` (the crawler scans every stored page for them) against lexbor's parse and link query, the
   way it found them before;
-- digest: the early documents' body digest (each page's body, twice a crawl) against blake2b;
 - WARC: each page's record gzipped by ISA-L at our level against zlib at 6 (time and compressed/raw size);
 - HTTP: the pages fetched 16 at a time from a server in another process, by aiohttp (our client, as
   `tasks/crawl/fetch.py` sets it: raw bodies) and by httpx (streamed raw), bodies read whole;
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import multiprocessing
 import statistics
 import sys
@@ -42,7 +40,6 @@ from resiliparse.extract.html2text import extract_plain_text  # noqa: E402
 from resiliparse.parse.html import HTMLTree  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
-from gristmill.tasks.crawl.early import body_digest  # noqa: E402
 from gristmill.tasks.crawl.extract import (  # noqa: E402
     _published,
     _resiliparse_text,
@@ -143,8 +140,6 @@ def run(root: Path, paths: list[Path], repeat: int) -> None:
         ("  publication date (_published)", lambda: [_published(t) for t in trees]),
         ("links, extract_links", lambda: [extract_links(page, "http://127.0.0.1/x.html", "utf-8") for page in pages]),
         ("  lexbor parse and link query", lambda: [LexborHTMLParser(t).css(LINK_QUERY) for t in texts]),
-        ("early documents' body digest, sha256 (ours)", lambda: [body_digest(r) for r in raws]),
-        ("  blake2b, 16 bytes", lambda: [hashlib.blake2b(page, digest_size=16).digest() for page in pages]),
     ]
     for name, fn in rows:
         report(name, cpu(fn, repeat))

@@ -9,16 +9,16 @@ the extract units were extracted after the crawl, a few at a time (on 400 docume
 reading them back keeps both workers busy to the end (docs/benchmarks.md, "Crawl speed"). At most EARLY_TEXT_CHARS of
 extracted text is held (past that, the rest waits for the extract units).
 
-An extract unit takes a page's early document only when the record holds the same bytes (a digest of the body) and
-the early extraction succeeded within its time limit; everything else it extracts itself. The documents are
-therefore the ones the extract units would have made, with or without this. The stage's one pool serves both
-(`EarlyDocuments.pool`).
+An extract unit takes a page's early document only when the record is the same fetch (the page's URL and fetch time,
+which the crawl state stores with the body, and a read-back asks for) and the early extraction succeeded within its
+time limit; everything else it extracts itself. The documents are therefore the ones the extract units would have
+made, with or without this, and the extract units need not read the bodies of the pages extracted already. The
+stage's one pool serves both (`EarlyDocuments.pool`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import logging
 import queue
 import threading
@@ -34,34 +34,29 @@ EARLY_TEXT_CHARS = 64_000_000  # text held for the extract units: a bound on the
 EARLY_BODY_BYTES = 16_000_000  # each page in flight holds its body in this process until a worker is done with it
 
 
-def body_digest(raw: dict[str, Any]) -> bytes:
-    # sha256, not blake2b: with the SHA extensions of current x86 and ARM CPUs it is the faster of the two (0.04
-    # against 0.06 s for 400 documentation pages, 79 MB: benchmarks/crawl_parts.py), and each page is digested twice
-    return hashlib.sha256(raw["content"] or b"").digest()
-
-
 class EarlyDocuments:
     """Documents extracted during the fetch, by doc_id, for the extract units, and the stage's extraction pool.
     Picklable once the fetch is done (a process runner sends it to the units): without the pool, which stays."""
 
     def __init__(self, pool: ExtractionPool | None = None) -> None:
         self.pool = pool
-        self.documents: dict[str, tuple[bytes, dict[str, Any]]] = {}  # doc_id -> (body digest, document)
+        self.documents: dict[str, dict[str, Any]] = {}  # by doc_id
         self.text_chars = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "pool": None}
 
-    def add(self, digest: bytes, document: dict[str, Any]) -> None:
-        self.documents[document["doc_id"]] = (digest, document)
+    def add(self, document: dict[str, Any]) -> None:
+        self.documents[document["doc_id"]] = document
         self.text_chars += len(document.get("text") or "")
 
     def take(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """The early document of this record if it was made from the same bytes (handed out once: memory)."""
+        """The early document of this record (which need not hold its body) if it was made from the same fetch:
+        the same page fetched at the same time. Handed out once (memory)."""
         found = self.documents.pop(raw["doc_id"], None)
-        if found is None or found[0] != body_digest(raw):
+        if found is None or found["fetched_at"] != raw["fetched_at"]:
             return None
-        return found[1]
+        return found
 
     def __len__(self) -> int:
         return len(self.documents)
@@ -72,8 +67,8 @@ class EarlyExtraction:
 
     `submit` is called from the crawl's event loop and never blocks: a thread of its own hands the pages to the
     pool (the pool's first page waits for its workers to start, 0.7 s on a quiet machine, which held up every fetch
-    when the event loop did it), waits for room for the bodies it reads back with `stored_body`, and takes their
-    digests. Results arrive on the pool's threads."""
+    when the event loop did it) and waits for room for the bodies it reads back with `stored_body`. Results arrive
+    on the pool's threads."""
 
     def __init__(
         self,
@@ -83,7 +78,7 @@ class EarlyExtraction:
         stored_body: StoredBodies | None = None,
     ) -> None:
         self.pool, self.cfg, self.early = pool, cfg, early
-        self._stored_body = stored_body  # a stored page's body by URL; called on the feeding thread only
+        self._stored_body = stored_body  # a stored page's body by URL and fetch time; called on the feeding thread only
         self._worker = extraction_worker(cfg)
         self._lock = threading.Condition()
         # (record, body bytes, whether its body is to be read back)
@@ -130,7 +125,6 @@ class EarlyExtraction:
             if deferred and (raw := self._read_back(raw, size)) is None:
                 continue
             try:
-                digest = body_digest(raw)
                 future = self.pool.submit(
                     raw, self.cfg.extractor, self.cfg.extract_timeout_s, self._worker, self.cfg.extract_timeout_s_per_mb
                 )
@@ -140,7 +134,7 @@ class EarlyExtraction:
                 continue
             with self._lock:
                 self._in_flight[future] = size
-            future.add_done_callback(lambda done, digest=digest: self._collect(done, digest))
+            future.add_done_callback(self._collect)
 
     def _read_back(self, raw: dict[str, Any], size: int) -> dict[str, Any] | None:
         """The record with its body read back from the crawl state, once there is room for it (or nothing is in a
@@ -150,7 +144,7 @@ class EarlyExtraction:
             self._lock.wait_for(lambda: not self._in_flight or self._bytes + size <= EARLY_BODY_BYTES)
             self._bytes += size
         try:
-            body = self._stored_body(raw["url"])
+            body = self._stored_body(raw["url"], raw["fetched_at"])
         except Exception as error:  # an unreadable state file: a help, not the crawl's business; the units extract
             self._stop(error)
             body = None
@@ -170,13 +164,13 @@ class EarlyExtraction:
         with self._lock:
             self._bytes -= size
 
-    def _collect(self, future: concurrent.futures.Future, digest: bytes) -> None:
+    def _collect(self, future: concurrent.futures.Future) -> None:
         with self._lock:
             self._bytes -= self._in_flight.pop(future, 0)
             self._lock.notify_all()
             if future.cancelled() or future.exception() is not None:
                 return  # timed out or failed: its extract unit tries again, with the time-limit fallback
-            self.early.add(digest, future.result())
+            self.early.add(future.result())
 
     def close(self, abandon: bool = False) -> None:
         """No more pages: the feeding thread ends once it has handed on the ones queued (`abandon`: dropped)."""

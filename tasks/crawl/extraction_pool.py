@@ -56,7 +56,7 @@ def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
 def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
     """The seconds a page may take: the base limit, plus an allowance per MB of body (extraction time grows with
     the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load)."""
-    return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6
+    return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6  # None: a record extracted already
 
 
 class ExtractionPool:
@@ -115,7 +115,9 @@ class ExtractionPool:
         """(document, problem) for each raw record, in input order; problem is None, or what went wrong
         ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
         `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
-        flight. `ready` may hold a record's document already (extracted while the crawl fetched): it is used as is."""
+        flight. `ready` is asked once for each record, in input order, as the record is taken: it may hold the record's
+        document already (extracted while the crawl fetched), which is used as is (and then the record need not hold
+        its body)."""
         self._entered("map")
         if extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")

@@ -27,7 +27,7 @@ from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_wor
 from gristmill.tasks.shards import open_shard
 from gristmill.tasks.text.languages import normalize_code
 
-BATCH_ROWS = 64
+RAW_READ_ROWS = 16  # decoded at a time: 16 pages of up to 5 MB (64 of 2 MB pages cost ~130 MB, twice)
 
 
 def other_extractor(extractor: str) -> str:
@@ -108,7 +108,7 @@ def raw_rows(raw_shard: Path, rows: set[int]) -> Iterator[dict[str, Any]]:
 
 
 def _rows_of_group(parquet: pq.ParquetFile, group: int, first_row: int, rows: set[int]) -> Iterator[dict[str, Any]]:
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
+    for batch in parquet.iter_batches(batch_size=RAW_READ_ROWS, row_groups=[group]):
         wanted = [row - first_row for row in range(first_row, first_row + batch.num_rows) if row in rows]
         first_row += batch.num_rows
         if wanted:

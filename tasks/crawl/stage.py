@@ -27,7 +27,7 @@ from gristmill.conf.schema import CrawlConfig, SourceConfig, UserError
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool, extraction_worker
-from gristmill.tasks.crawl.fallback import is_html_record, refine
+from gristmill.tasks.crawl.fallback import RAW_READ_ROWS, is_html_record, raw_rows, refine
 from gristmill.tasks.crawl.inputs import fetch_generation, state_path
 from gristmill.tasks.crawl.memory import without_transparent_huge_pages
 from gristmill.tasks.crawl.progress import CrawlProgressReporter
@@ -63,7 +63,7 @@ FILES_PER_UNIT = 1000  # small files (a directory of .txt) are ingested in batch
 FILE_DIGESTS = "file_digests"  # an ingest unit of plain files: each file's sha256, so a later run keeps the unchanged
 PROBLEM_ROWS = 200  # problems kept per unit for the report table (all are counted)
 EXTRACT_BATCH = 64
-RAW_READ_ROWS = 16  # raw records read at a time: 16 pages of up to 5 MB (64 of 2 MB pages cost ~130 MB, twice)
+RAW_METADATA = [name for name in RAW_SCHEMA.names if name != "content"]  # a raw record without its body
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -427,18 +427,15 @@ def document_batches(
     documents with text. Memory: one shard's documents, not its bodies."""
     where: deque[str] = deque()  # the pool keeps input order: each result pops its record's location
     is_html: list[bool] = []
+    taken: deque[dict[str, Any] | None] = deque()  # each record's early document, for `ready` (asked in order)
 
     def raws() -> Iterator[dict[str, Any]]:
-        for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS):
-            for raw in batch.to_pylist():
-                where.append(record_location(raw))
-                is_html.append(is_html_record(raw))
-                yield raw
-
-    def extracted_during_fetch(raw: dict[str, Any]) -> dict[str, Any] | None:
-        document = early.take(raw) if early is not None else None
-        counts["during_fetch"] += document is not None
-        return document
+        for raw, document in shard_records(raw_shard, early):
+            where.append(record_location(raw))
+            is_html.append(is_html_record(raw))
+            taken.append(document)
+            counts["during_fetch"] += document is not None
+            yield raw
 
     documents: list[dict[str, Any]] = []
     for document, problem in pool.map(
@@ -447,7 +444,7 @@ def document_batches(
         cfg.extract_timeout_s,
         worker=extraction_worker(cfg),
         timeout_s_per_mb=cfg.extract_timeout_s_per_mb,
-        ready=extracted_during_fetch,
+        ready=lambda _raw: taken.popleft(),
     ):
         location = where.popleft()
         counts["records"] += 1
@@ -460,6 +457,25 @@ def document_batches(
     counts["no_text"] += len(documents) - len(kept)
     for start in range(0, len(kept), EXTRACT_BATCH):
         yield pa.RecordBatch.from_pylist(kept[start : start + EXTRACT_BATCH], schema=DOCUMENT_SCHEMA)
+
+
+def shard_records(
+    raw_shard: Path, early: EarlyDocuments | None
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The shard's records in order, each with its document when the fetch extracted it already. Such a record
+    comes without its body (content None), which is then never read: a crawl's bodies are most of its raw shards
+    (80 MB for 400 documentation pages), and reading them back only to set them aside cost the stage's end a
+    tenth of its time. An untyped record keeps its body: whether it is HTML is read from it (`is_html_record`)."""
+    if early is None or not len(early):
+        for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS):
+            yield from ((raw, None) for raw in batch.to_pylist())
+        return
+    records = [raw for batch in iter_batches([raw_shard], columns=RAW_METADATA) for raw in batch.to_pylist()]
+    found = [early.take(raw) for raw in records]
+    without_body = {row for row, raw in enumerate(records) if found[row] is not None and raw["content_type"]}
+    bodies = raw_rows(raw_shard, set(range(len(records))) - without_body)
+    for row, raw in enumerate(records):
+        yield ({**raw, "content": None} if row in without_body else next(bodies)), found[row]
 
 
 def record_location(raw: dict[str, Any]) -> str:

@@ -293,18 +293,21 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 
 class StoredBodies:
-    """The body of a page the crawl has stored and committed, read back by URL (its latest one) on another thread
-    than the crawl's: a read-only connection of its own, opened by the thread that reads (WAL lets it read while
-    the crawl writes). Lets a caller that must bound the bodies it holds drop one and fetch it again later."""
+    """The body of a page the crawl has stored and committed, read back by URL and fetch time (that fetch's body,
+    or None when the state no longer holds it) on another thread than the crawl's: a read-only connection of its
+    own, opened by the thread that reads (WAL lets it read while the crawl writes). Lets a caller that must bound the
+    bodies it holds drop one and fetch it again later."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
 
-    def __call__(self, url: str) -> bytes | None:
+    def __call__(self, url: str, fetched_at: datetime) -> bytes | None:
         if self._db is None:
             self._db = read_only(self.path)
-        row = self._db.execute("SELECT content FROM pages WHERE url=? ORDER BY seq DESC LIMIT 1", (url,)).fetchone()
+        # the time as `finish` stores it: the same float, so equality is exact
+        query = "SELECT content FROM pages WHERE url=? AND fetched_at=?"
+        row = self._db.execute(query, (url, fetched_at.timestamp())).fetchone()
         return row[0] if row else None
 
     def close(self) -> None:

@@ -13,14 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from gristmill.conf.schema import PipelineConfig, validate_config
 from gristmill.tasks.crawl import extraction_pool, memory
 from gristmill.tasks.crawl import stage as crawl_stage
-from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction, body_digest
+from gristmill.tasks.crawl.early import EarlyDocuments, EarlyExtraction
 from gristmill.tasks.crawl.extract import LONG_TEXT_CHARS, document_from_raw
 from gristmill.tasks.crawl.extraction_pool import ExtractionPool
+from gristmill.tasks.crawl.records import RAW_SCHEMA
 from gristmill.tasks.crawl.state import CrawlState, Fetch, Page, StoredBodies
-from gristmill.tasks.shards import iter_records
+from gristmill.tasks.shards import iter_records, write_shard
 from gristmill.tasks.stage import execute
 from tests.tasks.crawl.test_crawler import HandMadeSite, Route, serve
 from tests.tasks.crawl.test_extract import pydoc_page
@@ -75,21 +78,24 @@ def test_documents_are_the_same_with_and_without_extraction_during_the_fetch(tmp
     assert after_stats.get("during_fetch", 0) == 0 and after_stats["records"] == ARTICLES + 3
 
 
-def test_an_early_document_is_used_only_for_the_same_bytes() -> None:
-    raw = {"doc_id": "d1", "content": b"<p>first version</p>"}
+def test_an_early_document_is_used_only_for_the_same_fetch() -> None:
+    raw = {"doc_id": "d1", "fetched_at": FETCHED_AT, "content": None}  # the record need not hold its body
     early = EarlyDocuments()
-    early.add(b"", {"doc_id": "d1", "text": "stale"})  # a digest that is not the body's: a changed page
+    early.add({"doc_id": "d1", "fetched_at": datetime(2026, 1, 1, tzinfo=UTC), "text": "stale"})  # an earlier fetch
     assert early.take(raw) is None
-    early.add(body_digest(raw), {"doc_id": "d1", "text": "first version"})
-    assert early.take(raw) == {"doc_id": "d1", "text": "first version"}
+    early.add({"doc_id": "d1", "fetched_at": FETCHED_AT, "text": "this fetch"})
+    assert early.take(raw) == {"doc_id": "d1", "fetched_at": FETCHED_AT, "text": "this fetch"}
     assert early.take(raw) is None  # handed out once
     assert pickle.loads(pickle.dumps(EarlyDocuments(pool=object()))).pool is None  # the pool stays behind
+
+
+FETCHED_AT = datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=UTC)
 
 
 def _raw(i: int) -> dict[str, Any]:
     body = f"<html><body><p>Page {i} about the towpath and its lock keepers.</p></body></html>".encode()
     return {"doc_id": f"d{i}", "url": f"http://example.org/{i}", "source": "crawl", "source_offset": None,
-            "fetched_at": None, "status": 200, "content_type": "text/html", "charset": "utf-8", "lang_hint": None,
+            "fetched_at": FETCHED_AT, "status": 200, "content_type": "text/html", "charset": "utf-8", "lang_hint": None,
             "content": body}  # fmt: skip
 
 
@@ -153,7 +159,7 @@ def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tm
 
 def _stored(state: CrawlState, raw: dict[str, Any]) -> dict[str, Any]:
     """`raw`, stored in the crawl state as the crawl stores a page."""
-    page = Page(raw["url"], datetime.now(UTC), 200, raw["content_type"], raw["charset"], None, raw["content"])
+    page = Page(raw["url"], raw["fetched_at"], 200, raw["content_type"], raw["charset"], None, raw["content"])
     state.finish(Fetch(raw["url"], depth=0, outcome="stored", status=200), page)
     return raw
 
@@ -181,21 +187,26 @@ def test_a_crawl_state_that_cannot_be_read_leaves_the_pages_to_the_extract_units
     assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
 
 
-def test_stored_bodies_reads_what_the_crawl_committed_from_another_thread(tmp_path) -> None:
+def test_stored_bodies_reads_the_fetch_the_crawl_committed_from_another_thread(tmp_path) -> None:
+    """By URL and fetch time: a page fetched again gives each fetch's own body, and a time the state does not hold
+    gives none (the caller then extracts nothing from a body that is not the record's)."""
     state = CrawlState(tmp_path / "state.sqlite")
-    _stored(state, _raw(0))
+    first = _stored(state, _raw(0))
+    again = _stored(state, {**_raw(0), "fetched_at": datetime(2026, 12, 3, tzinfo=UTC), "content": b"<p>new</p>"})
     bodies = StoredBodies(state.path)
     found: list[bytes | None] = []
 
     def read() -> None:  # its connection is opened, used and closed on this thread
-        found.extend([bodies(_raw(0)["url"]), bodies("http://example.org/never-stored")])
+        found.extend(bodies(raw["url"], raw["fetched_at"]) for raw in (first, again))
+        found.append(bodies(first["url"], datetime(2026, 12, 1, tzinfo=UTC)))
+        found.append(bodies("http://example.org/never-stored", FETCHED_AT))
         bodies.close()
 
     reader = threading.Thread(target=read)
     reader.start()
     reader.join()
     state.close()
-    assert found == [_raw(0)["content"], None]
+    assert found == [first["content"], b"<p>new</p>", None, None]
 
 
 def test_a_stage_whose_pages_all_find_the_pool_busy_still_extracts_them_during_the_fetch(monkeypatch, tmp_path) -> None:
@@ -217,3 +228,32 @@ def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() 
     )
     if platform.libc_ver()[0] == "glibc":  # glibc's malloc_trim (elsewhere nothing is handed back, nothing fails)
         assert memory._libc().malloc_trim is not None
+
+
+def test_the_extract_unit_reads_only_the_bodies_of_pages_not_extracted_during_the_fetch(tmp_path) -> None:
+    """A record whose document the fetch made comes without its body, unless it is untyped (whether it is HTML is
+    read from its body); a record whose early document is another fetch's, or that has none, comes with it."""
+    records = [
+        _raw(0),  # extracted during the fetch
+        _raw(1),  # extracted during the fetch, from an earlier fetch of the page
+        {**_raw(2), "content_type": None},  # extracted during the fetch, untyped
+        _raw(3),  # left to the extract unit
+    ]
+    shard = tmp_path / "raw" / "fetch-00000.parquet"
+    shard.parent.mkdir()
+    write_shard(shard, [pa.RecordBatch.from_pylist(records, schema=RAW_SCHEMA)], RAW_SCHEMA)
+    early = EarlyDocuments()
+    for raw in records[:3]:
+        early.add(document_from_raw(raw, "trafilatura"))
+    early.add({**document_from_raw(records[1], "trafilatura"), "fetched_at": datetime(2026, 1, 1, tzinfo=UTC)})
+
+    read = list(crawl_stage.shard_records(shard, early))
+    assert [raw["content"] for raw, _ in read] == [
+        None,
+        records[1]["content"],
+        records[2]["content"],
+        records[3]["content"],
+    ]
+    assert [raw["doc_id"] for raw, _ in read] == ["d0", "d1", "d2", "d3"]
+    assert [document is not None for _, document in read] == [True, False, True, False]
+    assert read[0][1] == document_from_raw(records[0], "trafilatura")
