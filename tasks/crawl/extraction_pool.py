@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ import pebble
 
 from gristmill.tasks.crawl.extract import EXTRACTORS, document_from_raw, document_without_text
 from gristmill.tasks.crawl.memory import give_back_free_memory
+from gristmill.tasks.crawl.state import StoredBodies
 
 if TYPE_CHECKING:  # not at run time: the forkserver imports this module, and every import is its workers' memory
     from gristmill.conf.schema import CrawlConfig
@@ -46,6 +48,26 @@ def extraction_worker(cfg: CrawlConfig) -> Callable[[dict, str], dict]:
 LARGE_PAGE_BYTES = 1_000_000
 
 
+def stored_page_worker(cfg: CrawlConfig, state_path: Path) -> Callable[[dict, str], dict]:
+    """`extraction_worker` for a record sent without its body, which the worker reads from the crawl state."""
+    return functools.partial(
+        extract_stored_page, state_path=str(state_path), long_text_chars=cfg.extract_long_text_chars
+    )
+
+
+def extract_stored_page(raw: dict, extractor: str, state_path: str, long_text_chars: int) -> dict:
+    body = _stored_bodies(state_path)(raw["url"], raw["fetched_at"])
+    if body is None:
+        raise LookupError(f"{raw['url']}: no body fetched at {raw['fetched_at']} in the crawl state {state_path}")
+    return extract_in_worker({**raw, "content": body}, extractor, long_text_chars)
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_bodies(state_path: str) -> StoredBodies:
+    """The worker's one read-only connection to the crawl state (a worker serves one stage's pool)."""
+    return StoredBodies(Path(state_path))
+
+
 def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     document = document_from_raw(raw, extractor, long_text_chars)
     if len(raw["content"] or b"") > LARGE_PAGE_BYTES:
@@ -53,10 +75,12 @@ def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     return document
 
 
-def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
+def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float, body_bytes: int | None = None) -> float:
     """The seconds a page may take: the base limit, plus an allowance per MB of body (extraction time grows with
-    the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load)."""
-    return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6  # None: a record extracted already
+    the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load).
+    `body_bytes`: the body's size, for a record sent without it."""
+    size = len(raw["content"] or b"") if body_bytes is None else body_bytes  # None: a record extracted already
+    return timeout_s + timeout_s_per_mb * size / 1e6
 
 
 class ExtractionPool:
@@ -156,11 +180,19 @@ class ExtractionPool:
         self._entered("start").schedule(os.getpid)
 
     def submit(
-        self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
+        self,
+        raw: dict,
+        extractor: str,
+        timeout_s: float,
+        worker: Callable[[dict, str], dict],
+        timeout_s_per_mb: float,
+        body_bytes: int | None = None,
     ) -> concurrent.futures.Future:
-        """One record, on its own (no time-limit fallback): the future's result is its document, or the error."""
+        """One record, on its own (no time-limit fallback): the future's result is its document, or the error.
+        `body_bytes`: the size of the body of a record sent without it (`stored_page_worker`), for its time limit."""
         self._entered("submit")
-        future = self._schedule(worker, raw, extractor, time_limit(raw, timeout_s, timeout_s_per_mb))
+        limit = time_limit(raw, timeout_s, timeout_s_per_mb, body_bytes)
+        future = self._schedule(worker, raw, extractor, limit)
         future.add_done_callback(self._in_flight.discard)  # its caller keeps the future; the pool need not
         return future
 

@@ -43,7 +43,7 @@ from gristmill.tasks.crawl.sources import (
     remembered_digests,
     source_kind,
 )
-from gristmill.tasks.crawl.state import CrawlState, Page, StoredBodies
+from gristmill.tasks.crawl.state import CrawlState, Page
 from gristmill.tasks.crawl.warc import WarcSink
 from gristmill.tasks.demo_site.build import build_demo_site
 from gristmill.tasks.demo_site.serve import serve_directory
@@ -140,8 +140,7 @@ def early_extraction(
     if early is None or early.pool is None or not cfg.extract_during_fetch:
         yield None
         return
-    # a page that finds the pool's queue full is read back from the state when there is room
-    extraction = EarlyExtraction(early.pool, cfg, early, StoredBodies(state.path))
+    extraction = EarlyExtraction(early.pool, cfg, early, state.path)
     try:
         yield lambda page: extraction.submit(raw_record(page))
     except BaseException:

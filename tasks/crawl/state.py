@@ -93,6 +93,10 @@ class CrawlState:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+        # 16 KB pages, not 4 KB, for a new file (an existing one keeps its own): pages' bodies are most of what the
+        # state holds, in chains of overflow pages, and storing 400 documentation pages (78 MB) took 0.12 s of CPU
+        # against 0.21 s, reading them back half as long.
+        self._db.execute("PRAGMA page_size=16384")
         # WAL: readers never block the writer; NORMAL sync survives a killed process (not a power cut).
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -294,9 +298,9 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 class StoredBodies:
     """The body of a page the crawl has stored and committed, read back by URL and fetch time (that fetch's body,
-    or None when the state no longer holds it) on another thread than the crawl's: a read-only connection of its
-    own, opened by the thread that reads (WAL lets it read while the crawl writes). Lets a caller that must bound the
-    bodies it holds drop one and fetch it again later."""
+    or None when the state no longer holds it) by another thread or process than the crawl's: a read-only
+    connection of its own, opened on first use by the thread that reads (WAL lets it read while the crawl writes).
+    The extraction workers read the pages the crawl hands them so (`extraction_pool.stored_page_worker`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -7,6 +7,8 @@ are dropped and Content-Length set to the stored length, so any WARC reader sees
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +27,14 @@ DROPPED_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-l
 # 2 cores its extraction workers share, so the files are a third larger than zlib 6's for a tenth of the CPU (level 3
 # would save another 7% of the size for twice the time). (warcio itself gzips at level 9.)
 GZIP_LEVEL = 2
+
+
+def sha1_digest(*parts: bytes) -> str:
+    """A WARC digest header's value (as warcio writes it): `sha1:` and the base32 of the parts' SHA-1."""
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(part)
+    return "sha1:" + base64.b32encode(digest.digest()).decode("ascii")
 
 
 class WarcSink:
@@ -47,12 +57,21 @@ class WarcSink:
         reason = response.reason_phrase if response.reason_phrase.isascii() else quote(response.reason_phrase, " ")
         status_line = f"{response.status} {reason}".strip()
         http_headers = StatusAndHeaders(status_line, headers, protocol=response.http_version)
+        http_headers.compute_headers_buffer()
+        # The digests warcio would compute, computed here in one call each: warcio reads the payload 16 KB at a
+        # time into both digests and a temporary file, which took the archiving thread twice their time.
+        warc_headers = {
+            "WARC-Date": response.fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "WARC-Payload-Digest": sha1_digest(response.body),
+            "WARC-Block-Digest": sha1_digest(http_headers.headers_buff, response.body),
+        }
         record = self._writer.create_warc_record(
             response.url,
             "response",
             payload=io.BytesIO(response.body),
+            length=len(response.body),
             http_headers=http_headers,
-            warc_headers_dict={"WARC-Date": response.fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            warc_headers_dict=warc_headers,
         )
         self._write(record)
         self.records += 1

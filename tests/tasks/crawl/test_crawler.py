@@ -468,7 +468,8 @@ def test_pages_with_long_headers_and_cookies_are_fetched_as_a_browser_would(site
 
 
 def test_headers_in_latin_1_reach_the_warc_and_the_state_as_sent(site, tmp_path) -> None:
-    """Header values and a reason phrase with a latin-1 byte (not UTF-8) are stored, names in the case sent."""
+    """Header values and a reason phrase with a latin-1 byte (not UTF-8) are stored, names in the case sent, and
+    the record's digests hold."""
     hand_made, base = site
     hand_made.routes["/"] = Route(
         b"<html><body><p>Caf\xc3\xa9 menu.</p></body></html>",
@@ -482,7 +483,11 @@ def test_headers_in_latin_1_reach_the_warc_and_the_state_as_sent(site, tmp_path)
     state.close()
     assert (page.etag, page.lang_hint) == ('"caf\u00e9"', "d\u00e9")
     with next((tmp_path / "warc").glob("*.warc.gz")).open("rb") as fh:
-        (record,) = [r for r in ArchiveIterator(fh) if r.rec_type == "response"]
+        # each record's payload and block digests (those headers bytes included) verified as they are read
+        records = [(r, r.content_stream().read()) for r in ArchiveIterator(fh, check_digests="raise")]
+    ((record, payload),) = [(r, payload) for r, payload in records if r.rec_type == "response"]
+    assert payload == b"<html><body><p>Caf\xc3\xa9 menu.</p></body></html>"
+    assert record.rec_headers.get_header("WARC-Payload-Digest") and record.rec_headers.get_header("WARC-Block-Digest")
     assert record.http_headers.statusline == "200 Tr%C3%A8s bien"  # WARC headers are ASCII: percent-encoded
     names = [name for name, _ in record.http_headers.headers]
     assert "ETag" in names and "x-lower-case" in names

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import pickle
 import platform
 import threading
@@ -99,64 +98,6 @@ def _raw(i: int) -> dict[str, Any]:
             "content": body}  # fmt: skip
 
 
-def test_every_page_submitted_is_there_when_wait_returns() -> None:
-    """submit only queues (the event loop never waits for the pool); wait returns once every page's document is in,
-    callbacks included (a future counts as done before its callbacks have run)."""
-    config = validate_config(
-        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 2, "extract_timeout_s": 60}}
-    )
-    with ExtractionPool(2) as pool:
-        early = EarlyDocuments(pool)
-        extraction = EarlyExtraction(pool, config.crawl, early)
-        raws = [_raw(i) for i in range(40)]
-        for raw in raws:
-            extraction.submit(raw)
-        extraction.wait()
-    assert extraction.submitted == len(early) == 40
-    assert [early.take(raw)["text"] for raw in raws] == [
-        f"Page {i} about the towpath and its lock keepers." for i in range(40)
-    ]
-
-
-def _wait_for_a_writer(raw: dict[str, Any], extractor: str) -> dict[str, Any]:
-    """A worker that holds the pool's only process until the test opens the FIFO named in `url` for writing."""
-    with open(raw["url"]) as fifo:
-        fifo.read()
-    return document_from_raw(_raw(99), extractor)
-
-
-def _with_the_only_worker_held(
-    tmp_path: Path, raws: list[dict[str, Any]], stored_body: StoredBodies | None = None
-) -> tuple[EarlyExtraction, EarlyDocuments]:
-    """`raws` submitted while a page holds the pool's only worker (EARLY_BODY_BYTES patched by the caller), then
-    the worker released and the extraction waited for."""
-    config = validate_config(
-        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 1, "extract_timeout_s": 60}}
-    )
-    fifo = tmp_path / "release"
-    os.mkfifo(fifo)
-    with ExtractionPool(1) as pool:
-        held = pool.submit({**_raw(99), "url": str(fifo)}, "trafilatura", 600, _wait_for_a_writer, 0)
-        early = EarlyDocuments(pool)
-        extraction = EarlyExtraction(pool, config.crawl, early, stored_body)
-        for raw in raws:
-            extraction.submit(raw)
-        with open(fifo, "w"):
-            pass
-        extraction.wait()
-        held.result()
-    return extraction, early
-
-
-def test_pages_past_the_body_bound_are_left_to_the_extract_units(monkeypatch, tmp_path) -> None:
-    """With room for one page's body and the only worker held busy, the first page waits in the pool and the four
-    after it find no room: they are left to their shard's extract unit."""
-    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)  # room for one page at a time
-    extraction, early = _with_the_only_worker_held(tmp_path, [_raw(i) for i in range(5)])
-    assert (extraction.submitted, extraction.skipped) == (1, 4)
-    assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
-
-
 def _stored(state: CrawlState, raw: dict[str, Any]) -> dict[str, Any]:
     """`raw`, stored in the crawl state as the crawl stores a page."""
     page = Page(raw["url"], raw["fetched_at"], 200, raw["content_type"], raw["charset"], None, raw["content"])
@@ -164,27 +105,51 @@ def _stored(state: CrawlState, raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def test_pages_past_the_body_bound_are_read_back_from_the_crawl_state(monkeypatch, tmp_path) -> None:
-    """The same queue as above, with the crawl state to read from: the four pages that find no room keep their
-    place without their bodies, which are read back from the state when the worker is free; all five are extracted
-    during the fetch, the same as the extract units would extract them."""
-    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
+def _extract_during_fetch(state_path: Path, raws: list[dict[str, Any]]) -> tuple[EarlyExtraction, EarlyDocuments]:
+    """`raws` handed to an early extraction (two workers reading bodies from `state_path`), then waited for."""
+    config = validate_config(
+        {"crawl": {"seeds": ["http://example.org/"], "extract_workers": 2, "extract_timeout_s": 60}}
+    )
+    with ExtractionPool(2) as pool:
+        early = EarlyDocuments(pool)
+        extraction = EarlyExtraction(pool, config.crawl, early, state_path)
+        for raw in raws:
+            extraction.submit(raw)
+        extraction.wait()
+    return extraction, early
+
+
+def test_every_page_submitted_is_there_when_wait_returns(tmp_path) -> None:
+    """submit only queues (the event loop never waits for the pool); wait returns once every page's document is in,
+    callbacks included (a future counts as done before its callbacks have run)."""
     state = CrawlState(tmp_path / "state.sqlite")
-    raws = [_stored(state, _raw(i)) for i in range(5)]
-    extraction, early = _with_the_only_worker_held(tmp_path, raws, StoredBodies(state.path))
+    raws = [_stored(state, _raw(i)) for i in range(40)]
+    extraction, early = _extract_during_fetch(state.path, raws)
     state.close()
-    assert (extraction.submitted, extraction.read_back, extraction.skipped) == (5, 4, 0)
+    assert extraction.submitted == len(early) == 40
     assert [early.take(raw) for raw in raws] == [document_from_raw(raw, "trafilatura") for raw in raws]
 
 
-def test_a_crawl_state_that_cannot_be_read_leaves_the_pages_to_the_extract_units(monkeypatch, tmp_path) -> None:
-    """Reading a body back fails (here: no state file): extraction during the fetch stops, as when the pool breaks,
-    and the pages not extracted are left to their extract units; nothing is raised into the crawl."""
-    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
-    missing = StoredBodies(tmp_path / "missing.sqlite")
-    extraction, early = _with_the_only_worker_held(tmp_path, [_raw(i) for i in range(5)], missing)
-    assert extraction.broken and extraction.read_back == 0
-    assert len(early) == 1 and early.take(_raw(0))["text"] == "Page 0 about the towpath and its lock keepers."
+def test_the_workers_read_the_bodies_from_the_crawl_state(tmp_path) -> None:
+    """A page goes to the pool without its body: the document is made from the body the state holds for that fetch
+    (here not the one the record was submitted with), and a page the state holds no body of for that fetch time is
+    left to its extract unit (a failure in the worker, not raised into the crawl)."""
+    state = CrawlState(tmp_path / "state.sqlite")
+    stored = _stored(state, _raw(0))
+    elsewhere = {**_raw(1), "fetched_at": datetime(2026, 1, 1, tzinfo=UTC)}
+    _stored(state, elsewhere)
+    submitted = [{**stored, "content": b"<p>Not what the state holds.</p>"}, _raw(1)]
+    extraction, early = _extract_during_fetch(state.path, submitted)
+    state.close()
+    assert extraction.submitted == 2 and len(early) == 1
+    assert early.take(stored)["text"] == "Page 0 about the towpath and its lock keepers."
+
+
+def test_a_crawl_state_that_cannot_be_read_leaves_the_pages_to_the_extract_units(tmp_path) -> None:
+    """The workers cannot read the bodies (here: no state file): every page is left to its extract unit, and
+    nothing is raised into the crawl."""
+    extraction, early = _extract_during_fetch(tmp_path / "missing.sqlite", [_raw(i) for i in range(5)])
+    assert extraction.submitted == 5 and len(early) == 0
 
 
 def test_stored_bodies_reads_the_fetch_the_crawl_committed_from_another_thread(tmp_path) -> None:
@@ -207,17 +172,6 @@ def test_stored_bodies_reads_the_fetch_the_crawl_committed_from_another_thread(t
     reader.join()
     state.close()
     assert found == [first["content"], b"<p>new</p>", None, None]
-
-
-def test_a_stage_whose_pages_all_find_the_pool_busy_still_extracts_them_during_the_fetch(monkeypatch, tmp_path) -> None:
-    """Room for one body at a time: every other page is read back from the crawl state, none is left to the extract
-    units, and the documents are the ones made without extraction during the fetch."""
-    monkeypatch.setattr("gristmill.tasks.crawl.early.EARLY_BODY_BYTES", 1)
-    with serve(_site()) as base:
-        early, early_stats = _run(tmp_path / "early", base, during_fetch=True)
-        after, _ = _run(tmp_path / "after", base, during_fetch=False)
-    assert _without_fetch_time(early) == _without_fetch_time(after)
-    assert early_stats["during_fetch"] == early_stats["records"] == ARTICLES + 3
 
 
 def test_a_worker_hands_back_the_memory_of_a_large_page_and_extracts_the_same() -> None:
