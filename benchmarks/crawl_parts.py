@@ -9,7 +9,8 @@ One process, CPU time (`time.process_time`), the best of `--repeat` passes over 
   main-content heuristics, the publication date (`_published`), and `document_from_raw` whole (default extractor);
 - links: `extract_links` (the crawler scans every stored page for them) against lexbor's parse and link query, the
   way it found them before;
-- WARC: each page's record gzipped by ISA-L at our level against zlib at 6 (time and compressed/raw size);
+- WARC: each page's record gzipped by ISA-L at our level against zlib at 6 (time and compressed/raw size), and the
+  whole record as `WarcSink.write` makes it (the digests computed in one call each) against warcio computing them;
 - HTTP: the pages fetched 16 at a time from a server in another process, by aiohttp (our client, as
   `tasks/crawl/fetch.py` sets it: raw bodies) and by httpx (streamed raw), bodies read whole;
 - cores: a CPU loop alone, then two copies at once in two processes (how much two busy vCPUs slow each other).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import multiprocessing
 import statistics
 import sys
@@ -26,6 +28,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,8 @@ from isal import isal_zlib  # noqa: E402
 from resiliparse.extract.html2text import extract_plain_text  # noqa: E402
 from resiliparse.parse.html import HTMLTree  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
+from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
+from warcio.warcwriter import WARCWriter  # noqa: E402
 
 from gristmill.tasks.crawl.extract import (  # noqa: E402
     _published,
@@ -47,9 +52,11 @@ from gristmill.tasks.crawl.extract import (  # noqa: E402
     extract_links,
     warm_up,
 )
-from gristmill.tasks.crawl.warc import GZIP_LEVEL  # noqa: E402
+from gristmill.tasks.crawl.fetch import Response  # noqa: E402
+from gristmill.tasks.crawl.warc import GZIP_LEVEL, WarcSink  # noqa: E402
 from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
 
+NOW = datetime.now(UTC)
 LINK_QUERY = "a[href], area[href], base[href]"  # the links as the crawler found them before its scan
 
 
@@ -63,13 +70,13 @@ def cpu(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def gzip_members(pages: list[bytes], compressobj: Callable[..., Any], level: int) -> int:
-    """Bytes out, each page a gzip member of its own (as WARC records are)."""
-    out = 0
+def gzip_members(pages: list[bytes], compressobj: Callable[..., Any], level: int, keep: bool = False) -> Any:
+    """Bytes out, each page a gzip member of its own (as WARC records are); `keep`: the members themselves."""
+    members = []
     for page in pages:
         compressor = compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-        out += len(compressor.compress(page) + compressor.flush())
-    return out
+        members.append(compressor.compress(page) + compressor.flush())
+    return b"".join(members) if keep else sum(map(len, members))
 
 
 def serve_pages(root: Path, ready: Any) -> None:
@@ -148,8 +155,37 @@ def run(root: Path, paths: list[Path], repeat: int) -> None:
         seconds = cpu(lambda module=module, level=level: gzip_members(pages, module.compressobj, level), repeat)
         ratio = gzip_members(pages, module.compressobj, level) / raw_mb
         report(f"WARC gzip, {name} level {level}", seconds, f", compressed/raw {ratio:.3f}")
+    responses = [
+        Response(r["url"], 200, "OK", "HTTP/1.1", [("Content-Type", "text/html")], "text/html", None, page, NOW)
+        for r, page in zip(raws, pages, strict=True)
+    ]
+    report("WARC records, WarcSink.write whole (ours)", cpu(lambda: warc_records(responses), repeat))
+    report("  warcio computing the digests itself", cpu(lambda: warcio_records(responses), repeat))
     http_clients(root, paths, repeat)
     cores()
+
+
+def warc_records(responses: list[Response]) -> None:
+    """Each page as the crawl archives it: digests given to warcio, record gzipped by ISA-L."""
+    with tempfile.TemporaryDirectory() as tmp, WarcSink(Path(tmp), "bench") as sink:
+        for response in responses:
+            sink.write(response)
+
+
+def warcio_records(responses: list[Response]) -> None:
+    """The same records, warcio computing the digests (its own payload loop) and gzipping each at our level."""
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "peer.warc.gz").open("wb") as out:
+        buffer = io.BytesIO()
+        writer = WARCWriter(buffer, gzip=False)
+        for response in responses:
+            headers = StatusAndHeaders("200 OK", response.headers, protocol="HTTP/1.1")
+            record = writer.create_warc_record(
+                response.url, "response", payload=io.BytesIO(response.body), http_headers=headers
+            )
+            writer.write_record(record)
+            out.write(gzip_members([buffer.getvalue()], isal_zlib.compressobj, GZIP_LEVEL, keep=True))
+            buffer.seek(0)
+            buffer.truncate()
 
 
 def report(name: str, seconds: float, extra: str = "") -> None:

@@ -77,6 +77,8 @@ def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
         "links, extract_links",
         "WARC gzip, ISA-L level 2",
         "WARC gzip, zlib level 6",
+        "WARC records, WarcSink.write whole (ours)",
+        "warcio computing the digests itself",
         "HTTP, 16 at a time, aiohttp (ours)",
         "HTTP, 16 at a time, httpx",
     ):
