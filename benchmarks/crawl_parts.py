@@ -53,7 +53,7 @@ from gristmill.tasks.crawl.extract import (  # noqa: E402
     warm_up,
 )
 from gristmill.tasks.crawl.fetch import Response  # noqa: E402
-from gristmill.tasks.crawl.warc import GZIP_LEVEL, WarcSink  # noqa: E402
+from gristmill.tasks.crawl.warc import DROPPED_HEADERS, GZIP_LEVEL, WarcSink  # noqa: E402
 from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
 
 NOW = datetime.now(UTC)
@@ -173,19 +173,25 @@ def warc_records(responses: list[Response]) -> None:
 
 
 def warcio_records(responses: list[Response]) -> None:
-    """The same records, warcio computing the digests (its own payload loop) and gzipping each at our level."""
+    """The same records as `WarcSink.write` makes them (headers, gzip, file), warcio computing the digests (its
+    own payload loop into both digests and a temporary file)."""
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "peer.warc.gz").open("wb") as out:
         buffer = io.BytesIO()
         writer = WARCWriter(buffer, gzip=False)
         for response in responses:
-            headers = StatusAndHeaders("200 OK", response.headers, protocol="HTTP/1.1")
+            headers = [(k, v) for k, v in response.headers if k.lower() not in DROPPED_HEADERS]
+            headers.append(("Content-Length", str(len(response.body))))
+            http_headers = StatusAndHeaders("200 OK", headers, protocol=response.http_version)
+            date = {"WARC-Date": response.fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
             record = writer.create_warc_record(
-                response.url, "response", payload=io.BytesIO(response.body), http_headers=headers
-            )
+                response.url, "response", payload=io.BytesIO(response.body), http_headers=http_headers,
+                warc_headers_dict=date,
+            )  # fmt: skip
             writer.write_record(record)
             out.write(gzip_members([buffer.getvalue()], isal_zlib.compressobj, GZIP_LEVEL, keep=True))
             buffer.seek(0)
             buffer.truncate()
+            out.flush()
 
 
 def report(name: str, seconds: float, extra: str = "") -> None:

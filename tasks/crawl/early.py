@@ -52,9 +52,10 @@ class EarlyDocuments:
     def take(self, raw: dict[str, Any]) -> dict[str, Any] | None:
         """The early document of this record (which need not hold its body) if it was made from the same fetch:
         the same page fetched at the same time. Handed out once (memory)."""
-        found = self.documents.pop(raw["doc_id"], None)
+        found = self.documents.get(raw["doc_id"])
         if found is None or found["fetched_at"] != raw["fetched_at"]:
-            return None
+            return None  # another fetch's (kept: a later record may be its own)
+        del self.documents[raw["doc_id"]]
         return found
 
     def __len__(self) -> int:
@@ -75,7 +76,7 @@ class EarlyExtraction:
         self._lock = threading.Condition()
         self._waiting: queue.SimpleQueue[tuple[dict[str, Any], int] | None] = queue.SimpleQueue()  # (record, size)
         self._in_flight: set[concurrent.futures.Future] = set()
-        self.submitted = self.skipped = 0
+        self.submitted = self.skipped = self.extracted = 0
         self.broken = False
         self._feeder = threading.Thread(target=self._hand_on, name="early-extraction", daemon=True)
         self._feeder.start()
@@ -129,6 +130,7 @@ class EarlyExtraction:
                 # time-limit fallback
                 return
             self.early.add(future.result())
+            self.extracted += 1
 
     def close(self, abandon: bool = False) -> None:
         """No more pages: the feeding thread ends once it has handed on the ones queued (`abandon`: dropped)."""
@@ -144,6 +146,6 @@ class EarlyExtraction:
             self._lock.wait_for(lambda: not self._in_flight)
         logger.info(
             "extracted %d of the crawl's pages while it fetched (%d left to the extract units)",
-            len(self.early),
-            self.submitted + self.skipped - len(self.early),
+            self.extracted,
+            self.submitted + self.skipped - self.extracted,
         )

@@ -51,7 +51,10 @@ LARGE_PAGE_BYTES = 1_000_000
 def stored_page_worker(cfg: CrawlConfig, state_path: Path) -> Callable[[dict, str], dict]:
     """`extraction_worker` for a record sent without its body, which the worker reads from the crawl state."""
     return functools.partial(
-        extract_stored_page, state_path=str(state_path), long_text_chars=cfg.extract_long_text_chars
+        # absolute: a workspace may be relative, and a worker's working directory need not be the crawl's
+        extract_stored_page,
+        state_path=str(state_path.resolve()),
+        long_text_chars=cfg.extract_long_text_chars,
     )
 
 

@@ -465,16 +465,20 @@ def shard_records(
     comes without its body (content None), which is then never read: a crawl's bodies are most of its raw shards
     (80 MB for 400 documentation pages), and reading them back only to set them aside cost the stage's end a
     tenth of its time. An untyped record keeps its body: whether it is HTML is read from it (`is_html_record`)."""
-    if early is None or not len(early):
-        for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS):
-            yield from ((raw, None) for raw in batch.to_pylist())
-        return
-    records = [raw for batch in iter_batches([raw_shard], columns=RAW_METADATA) for raw in batch.to_pylist()]
-    found = [early.take(raw) for raw in records]
+    records: list[dict[str, Any]] = []
+    if early is not None and len(early):
+        records = [raw for batch in iter_batches([raw_shard], columns=RAW_METADATA) for raw in batch.to_pylist()]
+    found = [early.take(raw) for raw in records] if early is not None else []
     without_body = {row for row, raw in enumerate(records) if found[row] is not None and raw["content_type"]}
-    bodies = raw_rows(raw_shard, set(range(len(records))) - without_body)
-    for row, raw in enumerate(records):
-        yield ({**raw, "content": None} if row in without_body else next(bodies)), found[row]
+    if without_body:
+        bodies = raw_rows(raw_shard, set(range(len(records))) - without_body)
+        for row, raw in enumerate(records):
+            yield ({**raw, "content": None} if row in without_body else next(bodies)), found[row]
+        return
+    # every body is read (an ingested shard, or one with nothing extracted during the fetch): streamed
+    streamed = (raw for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS) for raw in batch.to_pylist())
+    for row, raw in enumerate(streamed):
+        yield raw, found[row] if found else None
 
 
 def record_location(raw: dict[str, Any]) -> str:

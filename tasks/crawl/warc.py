@@ -45,6 +45,7 @@ class WarcSink:
         self._file = self.path.open("xb")  # never over an earlier session's file
         self._record = io.BytesIO()  # one record at a time, then gzipped as its own member (as WARC readers expect)
         self._writer = WARCWriter(self._record, gzip=False)
+        assert self._writer.header_filter is None, "a header filter would change the headers the digests cover"
         info = self._writer.create_warcinfo_record(self.path.name, {"software": software, "format": "WARC-1.1"})
         self._write(info)
         self.records = 0
@@ -59,7 +60,9 @@ class WarcSink:
         http_headers = StatusAndHeaders(status_line, headers, protocol=response.http_version)
         http_headers.compute_headers_buffer()
         # The digests warcio would compute, computed here in one call each: warcio reads the payload 16 KB at a
-        # time into both digests and a temporary file, which took the archiving thread twice their time.
+        # time into both digests and a temporary file, which took the archiving thread twice their time. The block
+        # digest covers the headers buffer computed here, which warcio writes as it is (its writer has no header
+        # filter: `__init__` asserts it).
         warc_headers = {
             "WARC-Date": response.fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "WARC-Payload-Digest": sha1_digest(response.body),

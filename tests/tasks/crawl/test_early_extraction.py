@@ -83,7 +83,9 @@ def test_an_early_document_is_used_only_for_the_same_fetch() -> None:
     early.add({"doc_id": "d1", "fetched_at": datetime(2026, 1, 1, tzinfo=UTC), "text": "stale"})  # an earlier fetch
     assert early.take(raw) is None
     early.add({"doc_id": "d1", "fetched_at": FETCHED_AT, "text": "this fetch"})
-    assert early.take(raw) == {"doc_id": "d1", "fetched_at": FETCHED_AT, "text": "this fetch"}
+    earlier_record = {**raw, "fetched_at": datetime(2026, 1, 1, tzinfo=UTC)}  # an earlier generation's shard
+    assert early.take(earlier_record) is None
+    assert early.take(raw) == {"doc_id": "d1", "fetched_at": FETCHED_AT, "text": "this fetch"}  # still kept for it
     assert early.take(raw) is None  # handed out once
     assert pickle.loads(pickle.dumps(EarlyDocuments(pool=object()))).pool is None  # the pool stays behind
 
