@@ -70,13 +70,13 @@ def cpu(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def gzip_members(pages: list[bytes], compressobj: Callable[..., Any], level: int, keep: bool = False) -> Any:
-    """Bytes out, each page a gzip member of its own (as WARC records are); `keep`: the members themselves."""
-    members = []
+def gzip_members(pages: list[bytes], compressobj: Callable[..., Any], level: int) -> int:
+    """Bytes out, each page a gzip member of its own (as WARC records are)."""
+    out = 0
     for page in pages:
         compressor = compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-        members.append(compressor.compress(page) + compressor.flush())
-    return b"".join(members) if keep else sum(map(len, members))
+        out += len(compressor.compress(page) + compressor.flush())
+    return out
 
 
 def serve_pages(root: Path, ready: Any) -> None:
@@ -188,7 +188,8 @@ def warcio_records(responses: list[Response]) -> None:
                 warc_headers_dict=date,
             )  # fmt: skip
             writer.write_record(record)
-            out.write(gzip_members([buffer.getvalue()], isal_zlib.compressobj, GZIP_LEVEL, keep=True))
+            compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, isal_zlib.MAX_WBITS + 16)
+            out.write(compressor.compress(buffer.getvalue()) + compressor.flush())
             buffer.seek(0)
             buffer.truncate()
             out.flush()

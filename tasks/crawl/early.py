@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.conf.schema import CrawlConfig
-from gristmill.tasks.crawl.extraction_pool import ExtractionPool, stored_page_worker
+from gristmill.tasks.crawl.extraction_pool import ExtractionPool, stored_page_worker, time_limit
 
 logger = logging.getLogger("gristmill.crawl.extract")
 
@@ -74,7 +74,8 @@ class EarlyExtraction:
         self.pool, self.cfg, self.early = pool, cfg, early
         self._worker = stored_page_worker(cfg, state_path)
         self._lock = threading.Condition()
-        self._waiting: queue.SimpleQueue[tuple[dict[str, Any], int] | None] = queue.SimpleQueue()  # (record, size)
+        # (record without its body, its time limit: set by the body's size, while the record still has it)
+        self._waiting: queue.SimpleQueue[tuple[dict[str, Any], float] | None] = queue.SimpleQueue()
         self._in_flight: set[concurrent.futures.Future] = set()
         self.submitted = self.skipped = self.extracted = 0
         self.broken = False
@@ -90,7 +91,8 @@ class EarlyExtraction:
                 self.skipped += 1
                 return
             self.submitted += 1
-        self._waiting.put(({**raw, "content": None}, len(raw["content"] or b"")))
+        limit = time_limit(raw, self.cfg.extract_timeout_s, self.cfg.extract_timeout_s_per_mb)
+        self._waiting.put(({**raw, "content": None}, limit))
 
     def _hand_on(self) -> None:
         try:
@@ -100,16 +102,9 @@ class EarlyExtraction:
         while (item := self._waiting.get()) is not None:
             if self.broken:  # its extract unit extracts it
                 continue
-            raw, size = item
+            raw, limit = item
             try:
-                future = self.pool.submit(
-                    raw,
-                    self.cfg.extractor,
-                    self.cfg.extract_timeout_s,
-                    self._worker,
-                    self.cfg.extract_timeout_s_per_mb,
-                    body_bytes=size,
-                )
+                future = self.pool.submit(raw, self.cfg.extractor, limit, self._worker, timeout_s_per_mb=0.0)
             except Exception as error:  # the pool broke: a help, not the crawl's business; the units extract
                 self._stop(error)
                 continue

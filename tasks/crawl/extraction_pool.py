@@ -78,12 +78,10 @@ def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     return document
 
 
-def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float, body_bytes: int | None = None) -> float:
+def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
     """The seconds a page may take: the base limit, plus an allowance per MB of body (extraction time grows with
-    the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load).
-    `body_bytes`: the body's size, for a record sent without it."""
-    size = len(raw["content"] or b"") if body_bytes is None else body_bytes  # None: a record extracted already
-    return timeout_s + timeout_s_per_mb * size / 1e6
+    the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load)."""
+    return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6  # None: a record without its body
 
 
 class ExtractionPool:
@@ -183,19 +181,11 @@ class ExtractionPool:
         self._entered("start").schedule(os.getpid)
 
     def submit(
-        self,
-        raw: dict,
-        extractor: str,
-        timeout_s: float,
-        worker: Callable[[dict, str], dict],
-        timeout_s_per_mb: float,
-        body_bytes: int | None = None,
+        self, raw: dict, extractor: str, timeout_s: float, worker: Callable[[dict, str], dict], timeout_s_per_mb: float
     ) -> concurrent.futures.Future:
-        """One record, on its own (no time-limit fallback): the future's result is its document, or the error.
-        `body_bytes`: the size of the body of a record sent without it (`stored_page_worker`), for its time limit."""
+        """One record, on its own (no time-limit fallback): the future's result is its document, or the error."""
         self._entered("submit")
-        limit = time_limit(raw, timeout_s, timeout_s_per_mb, body_bytes)
-        future = self._schedule(worker, raw, extractor, limit)
+        future = self._schedule(worker, raw, extractor, time_limit(raw, timeout_s, timeout_s_per_mb))
         future.add_done_callback(self._in_flight.discard)  # its caller keeps the future; the pool need not
         return future
 

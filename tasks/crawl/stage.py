@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -477,8 +478,7 @@ def shard_records(
         return
     # every body is read (an ingested shard, or one with nothing extracted during the fetch): streamed
     streamed = (raw for batch in iter_batches([raw_shard], batch_size=RAW_READ_ROWS) for raw in batch.to_pylist())
-    for row, raw in enumerate(streamed):
-        yield raw, found[row] if found else None
+    yield from zip(streamed, found or repeat(None), strict=False)  # repeat(None): no record extracted early
 
 
 def record_location(raw: dict[str, Any]) -> str:
