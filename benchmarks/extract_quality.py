@@ -1,6 +1,7 @@
 """Main-text extraction quality and speed of each crawl extractor on real pages with known article text.
 
     .venv/bin/python benchmarks/extract_quality.py [--data ../shared/data/html_extraction] [--limit N]
+        [--extractors NAME ...] [--long-text-chars N ...]
 
 Data: scrapinghub's article-extraction benchmark (181 news and blog pages, `html/<id>.html.gz`, and the true
 article text of each in `ground-truth.json`). Each page goes through what the crawl stage does with an HTML body,
@@ -124,13 +125,15 @@ def load(data: Path, limit: int | None) -> list[tuple[str, str, bytes, str]]:
     return pages
 
 
-def run(extractor: str, pages: list[tuple[str, str, bytes, str]]) -> dict:
+def run(extractor: str, pages: list[tuple[str, str, bytes, str]], long_text_chars: int | None = None) -> dict:
+    """One extractor over the pages; `long_text_chars` sets the long-page rule (None: `extract`'s default)."""
+    rule = {} if long_text_chars is None else {"long_text_chars": long_text_chars}
     seconds, counts, token_counts = [], [], []
     empty = dated = 0
     for _, url, body, truth in pages:
         start = time.perf_counter()
         html = decode_html(body, None)
-        result = reference(html, url) if extractor == REFERENCE else extract(html, url, extractor)
+        result = reference(html, url) if extractor == REFERENCE else extract(html, url, extractor, **rule)
         seconds.append(time.perf_counter() - start)
         text = result.text or ""
         empty += not text
@@ -140,7 +143,7 @@ def run(extractor: str, pages: list[tuple[str, str, bytes, str]]) -> dict:
     precision, recall, f1 = scores(counts)
     ordered = sorted(seconds)
     return {
-        "extractor": extractor,
+        "extractor": extractor if long_text_chars is None else f"{extractor}, long pages past {long_text_chars:,}",
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -161,6 +164,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the html_extraction folder")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pages (a quick check)")
     parser.add_argument("--extractors", nargs="+", default=list(EXTRACTORS), choices=EXTRACTORS)
+    parser.add_argument(
+        "--long-text-chars",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also the default extractor with the long-page rule at each of these thresholds (0: off)",
+    )
     args = parser.parse_args()
     if not (args.data / "ground-truth.json").is_file() or not (args.data / "html").is_dir():
         sys.exit(
@@ -171,6 +181,7 @@ def main() -> None:
     extract(pages[0][2], pages[0][1], "resiliparse")  # imports and first-call set-up out of the timings
     extract(pages[0][2], pages[0][1], "trafilatura")
     results = [run(extractor, pages) for extractor in [REFERENCE, *args.extractors]]
+    results += [run("trafilatura-precision", pages, chars) for chars in args.long_text_chars]
 
     base = results[0]
     limits = " | ".join(f"> {limit:g} s" for limit in TIME_LIMITS_S)
@@ -182,7 +193,7 @@ def main() -> None:
     print("|---" * (12 + len(TIME_LIMITS_S)) + "|")
     for r in results:
         over = " | ".join(str(n) for n in r["over"])
-        delta = "" if r is base else "{:+.3f} ± {:.3f}".format(*f1_difference(r["counts"], base["counts"]))
+        delta = "" if r is base else "{:+.4f} ± {:.4f}".format(*f1_difference(r["counts"], base["counts"]))
         print(
             f"| {r['extractor']} | {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** ± {r['f1_ci']:.3f} "
             f"| {delta} | {r['token_f1']:.3f} | {r['empty']} | {r['dated']} | {r['docs_per_s']:.1f} "

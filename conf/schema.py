@@ -226,7 +226,7 @@ class CrawlConfig(Section):
         3, ge=2, description="Pages of one site sharing one extracted text that make it navigation, not content."
     )
     extract_long_text_chars: int = Field(
-        20_000,
+        10_000,
         ge=0,
         description="With a trafilatura extractor, pages whose main text (as resiliparse finds it) is longer than "
         "this are resiliparse's: trafilatura keeps a fraction of long documentation pages, 50-100x slower "

@@ -74,6 +74,7 @@ def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
     )
     for line in (
         "extraction, document_from_raw whole",
+        "the same, long pages past 20,000 characters",
         "links, extract_links",
         "WARC gzip, ISA-L level 2",
         "WARC gzip, zlib level 6",

@@ -45,12 +45,12 @@ class Extracted:
     extractor: str | None = None  # set when not the extractor asked for (a long page: see LONG_TEXT_CHARS)
 
 
-# Pages whose main text, as resiliparse finds it, is longer than this are resiliparse's. On long documentation pages
-# (pydoc pages of 50 KB-2.5 MB) trafilatura kept a fifth or less of the text (it drops the tables and definition
-# lists that hold the method docs: 4,951 of 25,124 characters on dask.utils) at 50-100x resiliparse's time; on the
-# extraction benchmark's 181 news pages the rule takes 4 pages (F1 -0.0007 ± 0.0008). docs/benchmarks.md, "Long
-# pages".
-LONG_TEXT_CHARS = 20_000
+# Pages whose main text, as resiliparse finds it, is longer than this (about 1,500 words) are resiliparse's. On long
+# documentation pages (pydoc pages of 50 KB-2.5 MB) trafilatura kept a fifth or less of the text (it drops the tables
+# and definition lists that hold the method docs: 4,951 of 25,124 characters on dask.utils) at 20-100x resiliparse's
+# time; on the extraction benchmark's 181 news pages the rule takes 17 pages (F1 -0.0021 ± 0.0017 against
+# trafilatura-precision as is). docs/benchmarks.md, "Long pages".
+LONG_TEXT_CHARS = 10_000
 
 
 def extract(
@@ -67,14 +67,14 @@ def extract(
         return Extracted(title=None, text=None)
     lang = html_lang(html)
     if extractor == "resiliparse":
-        return _resiliparse(html, lang)
+        return _resiliparse(html, url, lang)
     if long_text_chars and len(html) > long_text_chars:  # shorter markup cannot hold that much text
         # resiliparse's main text first, as the measure: a few ms, against trafilatura's tens (short pages) to
         # seconds (long); its title and date only for a page it keeps (most pages go on to trafilatura)
         tree = HTMLTree.parse(html)
         text = _resiliparse_text(tree)
         if text is not None and len(text) > long_text_chars:
-            return _resiliparse_extracted(tree, text, lang, extractor="resiliparse")
+            return _resiliparse_extracted(tree, text, url, lang, extractor="resiliparse")
     return _trafilatura(html, url, extractor, lang)
 
 
@@ -155,8 +155,13 @@ _DATE_SELECTOR = ", ".join(
 )
 
 
-def _published(tree: HTMLTree) -> str | None:
-    """The publication date the page's markup states, by the most specific of `_DATE_RULES` that holds one."""
+def _published(tree: HTMLTree, url: str) -> str | None:
+    """The publication date the page's markup states, by the most specific of `_DATE_RULES` that holds one, else
+    the year/month/day in its URL (news sites' /2019/11/18/ paths), as htmldate reads them too."""
+    return _markup_date(tree) or _url_date(url)
+
+
+def _markup_date(tree: HTMLTree) -> str | None:
     if tree.document is None:
         return None
     found = [
@@ -170,15 +175,24 @@ def _published(tree: HTMLTree) -> str | None:
     return None
 
 
+# htmldate's URL pattern: a 4-digit year, month and day between / _ or -, not inside a longer number
+_URL_DATE = re.compile(r"\D((?:19|20)\d{2})[/_-](\d{1,2})[/_-](\d{1,2})(?:\D|$)")
+
+
+def _url_date(url: str) -> str | None:
+    match = _URL_DATE.search(url)
+    return _iso_date(f"{match[1]}-{int(match[2]):02d}-{int(match[3]):02d}") if match else None
+
+
 def _matches(element: DOMNode, tag: str, attribute: str, value: str) -> bool:
     if tag and element.tag != tag:
         return False
     return (element.getattr(attribute) or "").strip().lower() == value if value else element.hasattr(attribute)
 
 
-def _resiliparse(html: str, lang: str | None) -> Extracted:
+def _resiliparse(html: str, url: str, lang: str | None) -> Extracted:
     tree = HTMLTree.parse(html)
-    return _resiliparse_extracted(tree, _resiliparse_text(tree), lang)
+    return _resiliparse_extracted(tree, _resiliparse_text(tree), url, lang)
 
 
 def _resiliparse_text(tree: HTMLTree) -> str | None:
@@ -188,9 +202,10 @@ def _resiliparse_text(tree: HTMLTree) -> str | None:
 
 
 def _resiliparse_extracted(
-    tree: HTMLTree, text: str | None, lang: str | None, extractor: str | None = None
+    tree: HTMLTree, text: str | None, url: str, lang: str | None, extractor: str | None = None
 ) -> Extracted:
-    return Extracted(title=_clean(tree.title), text=text, published=_published(tree), lang=lang, extractor=extractor)
+    published = _published(tree, url)
+    return Extracted(title=_clean(tree.title), text=text, published=published, lang=lang, extractor=extractor)
 
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")

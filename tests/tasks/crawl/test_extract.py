@@ -195,6 +195,22 @@ def test_resiliparse_takes_the_most_specific_date_tag_that_holds_a_date() -> Non
     assert extract(news_page("").replace("<h1>", f"{no_meta}<h1>"), url, "resiliparse").published == "2018-08-08"
 
 
+@pytest.mark.parametrize(
+    ("url", "published"),
+    [
+        ("https://news.example.org/politics/2019/11/19/prison-guards/", "2019-11-19"),
+        ("https://news.example.org/2019-3-7-budget.html", "2019-03-07"),
+        ("https://news.example.org/2019/13/40/no-such-day", None),  # not a date
+        ("https://news.example.org/item/120191119/", None),  # inside a longer number
+        ("https://docs.example.org/library/os.html", None),
+    ],
+)
+def test_resiliparse_reads_the_date_in_the_url_when_the_markup_states_none(url: str, published: str | None) -> None:
+    assert extract(news_page(""), url, "resiliparse").published == published
+    tagged = news_page("").replace("<h1>", '<meta name="date" content="2021-02-02"><h1>')
+    assert extract(tagged, url, "resiliparse").published == "2021-02-02"  # the markup's date comes first
+
+
 @pytest.mark.parametrize("extractor", EXTRACTORS)
 def test_page_without_a_date_or_text(extractor: str) -> None:
     result = extract("<html><head><title>Just a title</title></head><body></body></html>", "https://x.org/", extractor)
