@@ -6,8 +6,9 @@
 One process, CPU time (`time.process_time`), the best of `--repeat` passes over the first `--pages` pages (by name):
 
 - extraction, the resiliparse path the long pages take: the parse, `extract_plain_text` with and without its
-  main-content heuristics, the publication date (`_published`), and `document_from_raw` whole (default extractor),
-  against the same with the long-page rule at 20,000 characters (before issue 14 set 10,000);
+  main-content heuristics, the publication date (`_published`, against the one selector query per rule it made
+  before), and `document_from_raw` whole (default extractor) against the same with the long-page rule at 20,000
+  characters (before issue 14 set 10,000);
 - links: `extract_links` (the crawler scans every stored page for them) against lexbor's parse and link query, the
   way it found them before;
 - WARC: each page's record gzipped by ISA-L at our level against zlib at 6 (time and compressed/raw size), and the
@@ -47,6 +48,7 @@ from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
 from warcio.warcwriter import WARCWriter  # noqa: E402
 
 from gristmill.tasks.crawl.extract import (  # noqa: E402
+    _DATE_RULES,
     _published,
     _resiliparse_text,
     document_from_raw,
@@ -59,6 +61,17 @@ from gristmill.tasks.demo_site.build import build_demo_site  # noqa: E402
 
 NOW = datetime.now(UTC)
 LINK_QUERY = "a[href], area[href], base[href]"  # the links as the crawler found them before its scan
+# the date tags as `_published` found them before its attribute lookups: one query of a selector per rule
+DATE_QUERY = ", ".join(
+    tag
+    + (f'[{attribute}="{value}" i]' if value else f"[{attribute}]")
+    + ("[datetime]" if tag != "meta" and attribute != "datetime" else "")
+    for tag, attribute, value in _DATE_RULES
+)
+
+
+def old_date_tags(tree: HTMLTree) -> list:
+    return list(tree.document.query_selector_all(DATE_QUERY))
 
 
 def cpu(fn: Callable[[], Any], repeat: int) -> float:
@@ -153,6 +166,7 @@ def run(root: Path, paths: list[Path], repeat: int) -> None:
         ("  extract_plain_text, main content (ours)", lambda: [_resiliparse_text(t) for t in trees]),
         ("  extract_plain_text, all text", lambda: [extract_plain_text(t) for t in trees]),
         ("  publication date (_published)", lambda: list(map(_published, trees, urls))),
+        ("    one selector query per rule (before)", lambda: [old_date_tags(tree) for tree in trees]),
         ("links, extract_links", lambda: [extract_links(page, "http://127.0.0.1/x.html", "utf-8") for page in pages]),
         ("  lexbor parse and link query", lambda: [LexborHTMLParser(t).css(LINK_QUERY) for t in texts]),
     ]

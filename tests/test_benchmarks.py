@@ -75,6 +75,8 @@ def test_crawl_parts_measures_each_part_and_its_peer_on_the_demo_site():
     for line in (
         "extraction, document_from_raw whole",
         "the same, long pages past 20,000 characters",
+        "publication date (_published)",
+        "one selector query per rule (before)",
         "links, extract_links",
         "WARC gzip, ISA-L level 2",
         "WARC gzip, zlib level 6",

@@ -195,6 +195,18 @@ def test_resiliparse_takes_the_most_specific_date_tag_that_holds_a_date() -> Non
     assert extract(news_page("").replace("<h1>", f"{no_meta}<h1>"), url, "resiliparse").published == "2018-08-08"
 
 
+def test_resiliparse_finds_dates_among_the_anchors_of_a_documentation_page() -> None:
+    """Pages full of `<a name>` anchors skip the name= and <time> lookups only when neither kind of tag is there."""
+    url = "https://docs.example.org/module.html"
+    anchors = "".join(f'<a name="method-{i}">method {i}</a> ' for i in range(200))
+    page = news_page("").replace("<h1>", f"<p>{anchors}</p><h1>")
+    assert extract(page, url, "resiliparse").published is None
+    dated = page.replace("</p><h1>", '<meta NAME="DCterms.Created" content="2017-07-07"></p><h1>')
+    assert extract(dated, url, "resiliparse").published == "2017-07-07"
+    timed = page.replace("</p><h1>", '<time pubdate>now</time><TIME datetime="2016-06-06">then</TIME></p><h1>')
+    assert extract(timed, url, "resiliparse").published == "2016-06-06"
+
+
 @pytest.mark.parametrize(
     ("url", "published"),
     [
