@@ -22,7 +22,8 @@ descendants (the extraction workers and their forkserver), sampled every 0.2 s; 
 CPU: the child's own CPU seconds within its clock, its helper processes' (sampled with the memory), and the site's
 server's (its threads' CPU handling requests); with them, the cores the child kept busy and its CPU per page: the
 rate is the cores kept busy over the CPU per page, so on 2 cores a stage that does more than fetch must keep both
-busy to match a one-core fetcher.
+busy to match a one-core fetcher. For the stage, the same split in two: while it fetched (until the crawl returned)
+and after (the rest of the extraction, the shards, the manifest).
 
 - scrapy:  Scrapy 2.x, 16 requests in flight (CONCURRENT_REQUESTS and _PER_DOMAIN, the site is one host),
            otherwise default settings; follows every http link on the site, parses nothing else
@@ -83,6 +84,15 @@ from gristmill.tasks.stage import execute
 def main():  # guarded: the extraction pool's forkserver imports __main__
     mode, raw = sys.argv[1], json.loads(sys.argv[2])
     config = validate_config(raw)
+    fetched = {}  # when the crawl returned (wall clock): the end of the stage's fetching
+    crawl = Crawler.run
+    def timed_crawl(self, *args, **kwargs):
+        try:
+            return crawl(self, *args, **kwargs)
+        finally:
+            fetched["at"] = time.time()
+    Crawler.run = timed_crawl
+    clock_at = time.time()
     started, cpu_started = time.perf_counter(), time.process_time()
     extract, requests = {}, 0
     if mode == "fetch":
@@ -100,7 +110,7 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
     hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
     result = {"pages": pages, "seconds": seconds, "cpu_s": cpu_s, "hwm_mb": hwm / 1024,
               "timeouts": extract.get("timeouts", 0), "requests": requests,
-              "during_fetch": extract.get("during_fetch", 0)}
+              "during_fetch": extract.get("during_fetch", 0), "clock_at": clock_at, "fetched_at": fetched["at"]}
     print(json.dumps(result))
 
 
@@ -319,10 +329,13 @@ def run_child(args: list[str]) -> dict[str, float]:
         process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, stdout=out, stderr=err)
         peak = 0.0
         helpers_cpu: dict[int, float] = {}  # pid -> CPU seconds so far
+        samples: list[tuple[float, float, float]] = []  # (wall clock, the child's CPU s, its helpers' CPU s)
         while process.poll() is None:
             tree = _descendants(process.pid)  # the child first, then its descendants
             peak = max(peak, sum(_pss_mb(pid) for pid in tree))
             helpers_cpu.update((pid, cpu) for pid in tree[1:] if (cpu := _cpu_s(pid)) is not None)
+            if (own := _cpu_s(process.pid)) is not None:
+                samples.append((time.time(), own, sum(helpers_cpu.values())))
             time.sleep(0.2)
         served = SiteHandler.cpu_s - served_before
         out.seek(0)
@@ -336,7 +349,28 @@ def run_child(args: list[str]) -> dict[str, float]:
     # handling while the child ran
     result["helpers_cpu_s"] = sum(helpers_cpu.values())
     result["server_cpu_s"] = served
+    if "fetched_at" in result:  # a stage: where its time went, while it fetched and after
+        result.update(phases(samples, result["clock_at"], result["fetched_at"], result["clock_at"] + result["seconds"]))
     return result
+
+
+def phases(samples: list[tuple[float, float, float]], start: float, fetched: float, end: float) -> dict[str, float]:
+    """Seconds and cores kept busy (the child's, its helpers') while the stage fetched and after its fetch ended,
+    from the CPU samples (every 0.2 s, so each boundary is interpolated between two of them)."""
+    found = {"fetch_s": fetched - start, "after_s": end - fetched}
+    for name, lo, hi in (("fetch", start, fetched), ("after", fetched, end)):
+        for column, label in ((1, "child"), (2, "helpers")):
+            spent = _cpu_at(samples, hi, column) - _cpu_at(samples, lo, column)
+            found[f"{name}_{label}_cores"] = spent / (hi - lo) if hi > lo else 0.0
+    return found
+
+
+def _cpu_at(samples: list[tuple[float, float, float]], at: float, column: int) -> float:
+    """A cumulative CPU column at wall-clock time `at`, linear between the samples around it."""
+    before = [s for s in samples if s[0] <= at] or samples[:1]
+    after = [s for s in samples if s[0] >= at] or samples[-1:]
+    (t0, *v0), (t1, *v1) = before[-1], after[0]
+    return v0[column - 1] if t1 == t0 else v0[column - 1] + (v1[column - 1] - v0[column - 1]) * (at - t0) / (t1 - t0)
 
 
 def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) -> list[str]:
@@ -422,6 +456,7 @@ def main() -> None:
 
 
 CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
+WHO = ("child", "helpers")
 
 
 Run = dict[str, float]
@@ -460,6 +495,22 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         busy = statistics.median((r["cpu_s"] + r["helpers_cpu_s"]) / r["seconds"] for r in results)
         per_page = statistics.median(1000 * (r["cpu_s"] + r["helpers_cpu_s"]) / r["pages"] for r in results)
         print(f"| {name} | {mode} | {own:.2f} | {helpers:.2f} | {server:.2f} | {busy:.2f} | {per_page:.1f} |")
+    stages = [(key, results) for key, results in runs.items() if key[1].startswith("stage")]
+    if stages:
+        print(
+            "\nThe stage's time, median of the rounds: while it fetched (the crawl, with extraction during it unless "
+            "stage-serial) and after (the rest of the extraction, raw and document shards, the manifest); cores kept "
+            "busy by the stage's process + its helpers in each\n"
+        )
+        print("| site | mode | fetching s | cores busy fetching | after the fetch s | cores busy after |")
+        print("|---|---|---:|---|---:|---|")
+        for (name, mode), results in stages:
+            cells = []
+            for phase in ("fetch", "after"):
+                child, helpers = (statistics.median(r[f"{phase}_{who}_cores"] for r in results) for who in WHO)
+                seconds = statistics.median(r[f"{phase}_s"] for r in results)
+                cells += [f"{seconds:.2f}", f"{child:.2f} + {helpers:.2f} = {child + helpers:.2f}"]
+            print(f"| {name} | {mode} | " + " | ".join(cells) + " |")
     for key, label in (
         (("plain", "stage"), "whole stage / Scrapy fetching"),
         (("plain", "stage-serial"), "whole stage, extraction after the fetch / Scrapy fetching"),

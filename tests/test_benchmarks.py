@@ -54,6 +54,13 @@ def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
     cpu_rows = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=7)}
     assert float(cpu_rows["plain", "stage"][1]) > 0 and float(cpu_rows["plain", "fetch"][1]) == 0
     assert float(cpu_rows["plain", "stage"][0]) > 0
+    # The stage's time in two: while it fetched, and after; only the stage modes have it.
+    phases = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=6) if " = " in cells[3]}
+    assert set(phases) == {("plain", "stage"), ("plain", "stage-huge-pages")}
+    fetching_s, busy, after_s, _ = phases["plain", "stage"]
+    assert float(fetching_s) > 0 and float(after_s) > 0
+    child, helpers = (float(part) for part in busy.split(" = ")[0].split(" + "))
+    assert child > 0
 
 
 def _table_rows(text: str, columns: int) -> list[list[str]]:
