@@ -333,9 +333,10 @@ def run_child(args: list[str]) -> dict[str, float]:
         while process.poll() is None:
             tree = _descendants(process.pid)  # the child first, then its descendants
             peak = max(peak, sum(_pss_mb(pid) for pid in tree))
-            helpers_cpu.update((pid, cpu) for pid in tree[1:] if (cpu := _cpu_s(pid)) is not None)
-            if (own := _cpu_s(process.pid)) is not None:
-                samples.append((time.time(), own, sum(helpers_cpu.values())))
+            cpu = {pid: seconds for pid in tree if (seconds := _cpu_s(pid)) is not None}
+            helpers_cpu.update((pid, seconds) for pid, seconds in cpu.items() if pid != process.pid)
+            if process.pid in cpu:
+                samples.append((time.time(), cpu[process.pid], sum(helpers_cpu.values())))
             time.sleep(0.2)
         served = SiteHandler.cpu_s - served_before
         out.seek(0)
@@ -349,7 +350,7 @@ def run_child(args: list[str]) -> dict[str, float]:
     # handling while the child ran
     result["helpers_cpu_s"] = sum(helpers_cpu.values())
     result["server_cpu_s"] = served
-    if "fetched_at" in result:  # a stage: where its time went, while it fetched and after
+    if "fetched_at" in result:  # ours, not Scrapy's: where the time went while it fetched and after
         result.update(phases(samples, result["clock_at"], result["fetched_at"], result["clock_at"] + result["seconds"]))
     return result
 
@@ -369,8 +370,8 @@ def _cpu_at(samples: list[tuple[float, float, float]], at: float, column: int) -
     """A cumulative CPU column at wall-clock time `at`, linear between the samples around it."""
     before = [s for s in samples if s[0] <= at] or samples[:1]
     after = [s for s in samples if s[0] >= at] or samples[-1:]
-    (t0, *v0), (t1, *v1) = before[-1], after[0]
-    return v0[column - 1] if t1 == t0 else v0[column - 1] + (v1[column - 1] - v0[column - 1]) * (at - t0) / (t1 - t0)
+    (t0, v0), (t1, v1) = (before[-1][0], before[-1][column]), (after[0][0], after[0][column])
+    return v0 if t1 == t0 else v0 + (v1 - v0) * (at - t0) / (t1 - t0)
 
 
 def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) -> list[str]:
@@ -456,7 +457,7 @@ def main() -> None:
 
 
 CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
-WHO = ("child", "helpers")
+WHO = ("child", "helpers")  # whose cores a stage's phase reports: its own process's, its helper processes'
 
 
 Run = dict[str, float]
