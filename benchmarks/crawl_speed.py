@@ -37,6 +37,8 @@ and after (the rest of the extraction, the shards, the manifest).
 - stage-huge-pages: the stage with the kernel's transparent huge pages left as the machine has them (the stage
            turns them off for its processes: tasks/crawl/memory.py); the same as stage where they are not `always`
            (/sys/kernel/mm/transparent_hugepage/enabled)
+- stage-normal-priority: the stage with its extraction workers at the crawl's CPU priority (the stage lowers
+           theirs: tasks/crawl/extraction_pool.py, WORKER_NICENESS)
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ import pandas  # the pipeline's process has it (MLflow imports it); pyarrow's fi
 from gristmill.conf.schema import validate_config
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.state import CrawlState
-from gristmill.tasks.crawl import stage
+from gristmill.tasks.crawl import extraction_pool, stage
 from gristmill.tasks.stage import execute
 
 
@@ -103,6 +105,8 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
     else:
         if mode == "stage-huge-pages":
             stage.without_transparent_huge_pages = contextlib.nullcontext
+        if mode == "stage-normal-priority":
+            extraction_pool.WORKER_NICENESS = 0
         summary = execute(config, "crawl", stage.run)
         pages = summary.count_in
         extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
@@ -406,7 +410,7 @@ def main() -> None:
         "--modes",
         nargs="+",
         default=["scrapy", "fetch", "stage", "stage-serial"],
-        choices=["scrapy", "fetch", "stage", "stage-serial", "stage-huge-pages"],
+        choices=["scrapy", "fetch", "stage", "stage-serial", "stage-huge-pages", "stage-normal-priority"],
     )
     parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight (Scrapy: 16)")
     parser.add_argument("--extractor", default=None, help="crawl.extractor (default: the config's default)")
@@ -531,6 +535,13 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         print(
             f"whole stage / the same with transparent huge pages left on: {statistics.median(ratios):.2f}x pages/s "
             f"(per round: {joined(ratios)}); the child's CPU {statistics.median(cpu):.2f}x"
+        )
+    if ("plain", "stage-normal-priority") in median and ("plain", "stage") in median:
+        stage_runs, normal_runs = runs["plain", "stage"], runs["plain", "stage-normal-priority"]
+        ratios = per_round(stage_runs, normal_runs)
+        print(
+            "whole stage / the same with its extraction workers at the crawl's priority: "
+            f"{statistics.median(ratios):.2f}x pages/s (per round: {joined(ratios)})"
         )
     if ("redirects", "fetch") in median and ("plain", "fetch") in median:
         ratios = per_round(runs["redirects", "fetch"], runs["plain", "fetch"])

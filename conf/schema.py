@@ -235,11 +235,12 @@ class CrawlConfig(Section):
     extract_timeout_s: float = Field(
         5.0,
         gt=0,
-        description="Per-document extraction time limit (plus extract_timeout_s_per_mb); a page past it is "
-        "extracted with resiliparse instead.",
+        description="Per-document extraction limit in CPU seconds (plus extract_timeout_s_per_mb); a page that "
+        "uses more is extracted with resiliparse instead. CPU, not wall time: a busy machine slows a page down "
+        "without cutting it.",
     )
     extract_timeout_s_per_mb: float = Field(
-        4.0, ge=0, description="Extra extraction time allowed per MB of page: long pages take longer."
+        4.0, ge=0, description="Extra extraction CPU seconds allowed per MB of page: long pages take longer."
     )
     extract_workers: int = Field(
         2, ge=1, le=256, description="Extraction processes per shard.", json_schema_extra=RUNTIME

@@ -112,17 +112,26 @@ def write_token_shard(path: Path, rows: np.ndarray, dtype: pa.DataType | None = 
 
 
 def stubborn_document(raw: dict, extractor: str) -> dict:
-    """An ExtractionPool worker (module level, so it pickles) that misbehaves on request: the page ".../hang" never
-    finishes (".../slow" finishes only with resiliparse), ".../raise" raises, ".../die" kills its process; the rest
-    go through `document_from_raw`."""
+    """An ExtractionPool worker (module level, so it pickles) that misbehaves on request: the page ".../hang" computes
+    for ever, as a pathological page does (".../slow" too, except with resiliparse), ".../stall" waits 600 s without
+    computing, ".../nap" waits 2 s without computing and then goes on, ".../raise" raises, ".../die" kills its
+    process; the rest go through `document_from_raw`."""
     page = raw["url"].rsplit("/", 1)[-1]
     if page == "hang" or (page == "slow" and extractor != "resiliparse"):
-        time.sleep(600)
+        while True:
+            pass
+    if page in ("stall", "nap"):
+        time.sleep(600 if page == "stall" else 2)
     if page == "raise":
         raise ValueError(f"cannot read {raw['url']}")
     if page == "die":
         os._exit(3)
     return document_from_raw(raw, extractor)
+
+
+def document_noting_niceness(raw: dict, extractor: str) -> dict:
+    """An ExtractionPool worker that reports its process's nice value as the document's title."""
+    return {**document_from_raw(raw, extractor), "title": str(os.nice(0))}
 
 
 def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:

@@ -1,7 +1,10 @@
-"""Extraction in worker processes, each page within a time limit that grows with its size, in input order.
+"""Extraction in worker processes, each page within a limit on the CPU time it may use (growing with its size), in
+input order.
 
 One pathological page cannot stall a shard: a page that runs past its limit has its worker killed and replaced,
 and is extracted again with resiliparse (a few milliseconds where trafilatura takes seconds), so it still has text.
+The workers run at a lower CPU priority than the process that feeds them (the crawl's event loop), and their limit
+counts the CPU they used, not the seconds that passed: a busy machine slows a page down without cutting it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -78,14 +82,48 @@ def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     return document
 
 
+# The crawl's event loop wakes for every response and must then run at once: each moment it waits for a core while
+# the workers hold both, fewer requests are in flight. The workers are throughput work beside it, so they run with
+# this much less priority (nice): the crawl gets a core the moment it wants one, the workers take every cycle it
+# leaves. On 400 documentation pages on 2 cores the stage ran at 1.01-1.18x the pages/s it reached with the workers
+# at the crawl's priority in four interleaved runs (docs/benchmarks.md, "Crawl speed"); the kernel's batch policy
+# (SCHED_BATCH) gave 1.02-1.04x. Under other load a worker gets less of a core, so a page's limit counts the CPU
+# time it used, not the wall-clock time that passed.
+WORKER_NICENESS = 10
+# A worker that makes no progress at all (blocked, not computing) is cut after this many times its page's CPU limit
+# in wall-clock time: enough for a worker at WORKER_NICENESS sharing its core with busy ordinary processes.
+WALL_CLOCK_FACTOR = 20
+
+
+def start_worker(niceness: int) -> None:
+    """A worker's start (the pool's initializer): lower its priority by `niceness`, and leave SIGPROF to end it (the
+    CPU limit)."""
+    if niceness and hasattr(os, "nice"):
+        os.nice(niceness)
+    if hasattr(signal, "SIGPROF"):
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+
+
+def within_cpu_limit(worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit_s: float) -> dict:
+    """`worker(raw, extractor)` in a worker, which the kernel ends (SIGPROF) once the call has used `limit_s` seconds
+    of CPU: a signal's default action stops a process stuck in C code too, where no Python handler would run."""
+    if not hasattr(signal, "ITIMER_PROF"):  # not POSIX: only the wall-clock limit applies
+        return worker(raw, extractor)
+    signal.setitimer(signal.ITIMER_PROF, limit_s)
+    try:
+        return worker(raw, extractor)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+
 def time_limit(raw: dict, timeout_s: float, timeout_s_per_mb: float) -> float:
-    """The seconds a page may take: the base limit, plus an allowance per MB of body (extraction time grows with
+    """The CPU seconds a page may use: the base limit, plus an allowance per MB of body (extraction time grows with
     the page: trafilatura took up to 2 s on 2.5 MB documentation pages on a quiet machine, 7 s under load)."""
     return timeout_s + timeout_s_per_mb * len(raw["content"] or b"") / 1e6  # None: a record without its body
 
 
 class ExtractionPool:
-    """Worker processes that turn RAW_SCHEMA records into DOCUMENT_SCHEMA records, each within a time limit.
+    """Worker processes that turn RAW_SCHEMA records into DOCUMENT_SCHEMA records, each within a CPU-time limit.
 
     A page that takes longer is extracted again with resiliparse and yielded with that text and the reason; a page
     that crashes its worker is yielded with text None and the reason. The worker is killed and replaced (pebble).
@@ -110,7 +148,9 @@ class ExtractionPool:
             context = WorkerContext()
         else:  # a Python whose process start we have not checked: the server imports __main__ once, for all workers
             context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
-        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context)
+        self._pool = pebble.ProcessPool(
+            max_workers=self.workers, context=context, initializer=start_worker, initargs=(WORKER_NICENESS,)
+        )
         return self
 
     def __exit__(
@@ -138,7 +178,7 @@ class ExtractionPool:
         ready: Callable[[dict], dict | None] | None = None,
     ) -> Iterator[tuple[dict, str | None]]:
         """(document, problem) for each raw record, in input order; problem is None, or what went wrong
-        ("extraction timed out after 5.0 s; resiliparse's text kept", "extraction failed: ValueError: ...").
+        ("extraction timed out after 5.0 s of CPU; resiliparse's text kept", "extraction failed: ValueError: ...").
         `worker` must be a module-level function (it is pickled by reference). At most 4 x workers records are in
         flight. `ready` is asked once for each record, in input order, as the record is taken: it may hold the record's
         document already (extracted while the crawl fetched), which is used as is (and then the record need not hold
@@ -197,7 +237,9 @@ class ExtractionPool:
     def _schedule(
         self, worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit: float
     ) -> concurrent.futures.Future:
-        future = self._entered("_schedule").schedule(worker, args=(raw, extractor), timeout=limit)
+        future = self._entered("_schedule").schedule(
+            within_cpu_limit, args=(worker, raw, extractor, limit), timeout=limit * WALL_CLOCK_FACTOR
+        )
         self._in_flight.add(future)
         return future
 
@@ -214,9 +256,14 @@ class ExtractionPool:
     def _outcome(self, raw: dict, future: concurrent.futures.Future, limit: float) -> tuple[dict, str | None]:
         try:
             return future.result(), None
-        except concurrent.futures.TimeoutError:  # pebble's: the task ran past `timeout`, its worker was killed
-            problem = f"extraction timed out after {limit:.1f} s"
-        except Exception as error:  # an extractor error, or pebble.ProcessExpired when the worker died
+        except pebble.ProcessExpired as error:  # the worker died: at its CPU limit (SIGPROF), or of something else
+            if hasattr(signal, "SIGPROF") and error.exitcode == -signal.SIGPROF:
+                problem = f"extraction timed out after {limit:.1f} s of CPU"
+            else:
+                problem = f"extraction failed: {type(error).__name__}: {error}"
+        except concurrent.futures.TimeoutError:  # pebble's: no result within WALL_CLOCK_FACTOR x the limit
+            problem = f"extraction timed out after {limit * WALL_CLOCK_FACTOR:.0f} s without finishing"
+        except Exception as error:  # an extractor error
             problem = f"extraction failed: {type(error).__name__}: {error}"
         finally:
             self._in_flight.discard(future)

@@ -8,6 +8,7 @@ import datetime as dt
 import difflib
 import gzip
 import json
+import os
 import pydoc
 import time
 
@@ -26,8 +27,8 @@ from gristmill.tasks.crawl.extract import (
     extract_links,
     html_lang,
 )
-from gristmill.tasks.crawl.extraction_pool import ExtractionPool, time_limit
-from tests.helpers import document_noting_dateparser_locales, stubborn_document
+from gristmill.tasks.crawl.extraction_pool import WALL_CLOCK_FACTOR, WORKER_NICENESS, ExtractionPool, time_limit
+from tests.helpers import document_noting_dateparser_locales, document_noting_niceness, stubborn_document
 
 ARTICLE = [
     "The river mill at Lower Weston ground wheat for three villages from the twelfth century onwards.",
@@ -391,7 +392,8 @@ def test_pool_left_early_does_not_wait_for_its_pages() -> None:
     with ExtractionPool(workers=1) as pool:
         results = pool.map(pages("first", "hang", "last"), "resiliparse", timeout_s=300, worker=stubborn_document)
         assert next(results)[1] is None
-    # The hanging page (600 s, limit 300 s) was cancelled on the way out: a bound with a wide margin, not a race.
+    # The hanging page (it never ends; limit 300 s of CPU) was cancelled on the way out: a bound with a wide margin,
+    # not a race.
     assert time.monotonic() - start < 150
 
 
@@ -403,7 +405,7 @@ def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
         elapsed = time.monotonic() - start
     assert [document["url"] for document, _ in results] == [record["url"] for record in records]
     problems = {document["url"].rsplit("/", 1)[1]: problem for document, problem in results}
-    assert problems["hang"] == "extraction timed out after 1.0 s"
+    assert problems["hang"] == "extraction timed out after 1.0 s of CPU"
     assert problems["raise"] == "extraction failed: ValueError: cannot read https://gazette.example.org/raise"
     assert problems["die"] is not None and problems["die"].startswith("extraction failed: ProcessExpired")
     for name in ("first", "after-hang", "after-die", "last"):
@@ -411,8 +413,29 @@ def test_pool_cuts_a_stuck_page_and_carries_on() -> None:
     for document, problem in results:
         assert (document["text"] is None) == (problem is not None)  # a failed page is kept, without text
         assert document["raw_bytes"] > 0 and document["fetched_at"] == FETCHED
-    # The hanging page sleeps 600 s: it was cut at the limit (two workers were replaced); a margin, not a race.
+    # The hanging page never ends: it was cut at its limit (two workers were replaced); a margin, not a race.
     assert 1.0 <= elapsed < 300
+
+
+def test_the_limit_counts_cpu_time_so_a_page_that_waits_is_not_cut() -> None:
+    """A page that waits 2 s without computing stays well within 1 s of CPU: it is extracted, not cut, as a page
+    slowed down by a busy machine is. One that makes no progress at all is cut after WALL_CLOCK_FACTOR x its limit."""
+    with ExtractionPool(workers=1) as pool:
+        napped = list(pool.map(pages("nap", "last"), "resiliparse", timeout_s=1.0, worker=stubborn_document))
+        stalled = list(pool.map(pages("stall", "last"), "resiliparse", timeout_s=0.25, worker=stubborn_document))
+    assert [problem for _, problem in napped] == [None, None]
+    assert NEWS[0] in napped[0][0]["text"]
+    assert [problem for _, problem in stalled] == [
+        f"extraction timed out after {0.25 * WALL_CLOCK_FACTOR:.0f} s without finishing",
+        None,
+    ]
+
+
+def test_workers_run_at_a_lower_priority_than_the_process_that_feeds_them() -> None:
+    with ExtractionPool(workers=1) as pool:
+        [(document, problem)] = list(pool.map(pages("a"), "resiliparse", timeout_s=30, worker=document_noting_niceness))
+    assert problem is None
+    assert int(document["title"]) == min(19, os.nice(0) + WORKER_NICENESS)
 
 
 def test_a_page_past_its_time_limit_gets_resiliparse_text_instead_of_none() -> None:
@@ -422,7 +445,7 @@ def test_a_page_past_its_time_limit_gets_resiliparse_text_instead_of_none() -> N
     assert [document["url"] for document, _ in results] == [record["url"] for record in records]
     problems = {document["url"].rsplit("/", 1)[1]: problem for document, problem in results}
     assert problems == {
-        "first": None, "slow": "extraction timed out after 1.0 s; resiliparse's text kept", "last": None
+        "first": None, "slow": "extraction timed out after 1.0 s of CPU; resiliparse's text kept", "last": None
     }  # fmt: skip
     assert all(NEWS[0] in document["text"] for document, _ in results)
     assert [document.get("extractor") for document, _ in results] == [None, "resiliparse", None]  # None: the stage's
