@@ -37,8 +37,9 @@ and after (the rest of the extraction, the shards, the manifest).
 - stage-huge-pages: the stage with the kernel's transparent huge pages left as the machine has them (the stage
            turns them off for its processes: tasks/crawl/memory.py); the same as stage where they are not `always`
            (/sys/kernel/mm/transparent_hugepage/enabled)
-- stage-normal-priority: the stage with its extraction workers at the crawl's CPU priority (the stage lowers
-           theirs: tasks/crawl/extraction_pool.py, WORKER_NICENESS)
+
+--load N keeps N processes computing beside every mode: load from other work on the machine, which the extraction's
+CPU-time limit must not mistake for slow pages.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ import pandas  # the pipeline's process has it (MLflow imports it); pyarrow's fi
 from gristmill.conf.schema import validate_config
 from gristmill.tasks.crawl.crawler import Crawler
 from gristmill.tasks.crawl.state import CrawlState
-from gristmill.tasks.crawl import extraction_pool, stage
+from gristmill.tasks.crawl import stage
 from gristmill.tasks.stage import execute
 
 
@@ -105,8 +106,6 @@ def main():  # guarded: the extraction pool's forkserver imports __main__
     else:
         if mode == "stage-huge-pages":
             stage.without_transparent_huge_pages = contextlib.nullcontext
-        if mode == "stage-normal-priority":
-            extraction_pool.WORKER_NICENESS = 0
         summary = execute(config, "crawl", stage.run)
         pages = summary.count_in
         extract = json.loads(Path(summary.manifest).read_text()).get("stats", {}).get("extract", {})
@@ -378,6 +377,19 @@ def _cpu_at(samples: list[tuple[float, float, float]], at: float, column: int) -
     return v0 if t1 == t0 else v0 + (v1 - v0) * (at - t0) / (t1 - t0)
 
 
+@contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """`count` processes that compute for ever, at the benchmark's priority, until the block ends: load from
+    elsewhere on the machine, the same for every mode."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
 def stage_args(mode: str, base: str, workspace: Path, args: argparse.Namespace) -> list[str]:
     config = {
         "workspace": str(workspace),
@@ -410,9 +422,12 @@ def main() -> None:
         "--modes",
         nargs="+",
         default=["scrapy", "fetch", "stage", "stage-serial"],
-        choices=["scrapy", "fetch", "stage", "stage-serial", "stage-huge-pages", "stage-normal-priority"],
+        choices=["scrapy", "fetch", "stage", "stage-serial", "stage-huge-pages"],
     )
     parser.add_argument("--concurrency", type=int, default=16, help="our requests in flight (Scrapy: 16)")
+    parser.add_argument(
+        "--load", type=int, default=0, help="CPU-bound processes kept busy beside every mode (load from elsewhere)"
+    )
     parser.add_argument("--extractor", default=None, help="crawl.extractor (default: the config's default)")
     parser.add_argument("--workers", type=int, default=None, help="crawl.extract_workers (default: the config's)")
     args = parser.parse_args()
@@ -433,31 +448,39 @@ def main() -> None:
             add_redirects(site, Path(tmp) / "redirects")
             sites["redirects"] = Path(tmp) / "redirects"
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-        for round_ in range(args.rounds):
-            for name, root in sites.items():
-                with serve(root) as base:
-                    for mode in args.modes if name == "plain" else ["fetch"]:
-                        if mode == "scrapy":
-                            child = [SCRAPY_CHILD, base, str(args.pages)]
-                        else:
-                            child = stage_args(mode, base, Path(tmp) / f"ws-{name}-{mode}-{round_}", args)
-                        result = run_child(child)
-                        result["rate"] = result["pages"] / result["seconds"]
-                        runs.setdefault((name, mode), []).append(result)
-                        print(
-                            f"  round {round_ + 1} {name:9s} {mode:6s}: {result['pages']} pages in "
-                            f"{result['seconds']:.1f} s = {result['rate']:.1f} pages/s, peak PSS "
-                            f"{result['peak_pss_mb']:.0f} MB"
-                            + (
-                                f", {result['timeouts']} extraction time-outs, {result['during_fetch']} pages "
-                                "extracted during the fetch"
-                                if mode.startswith("stage")
-                                else ""
-                            )
-                            + (f", {result['requests']} requests" if mode == "fetch" else ""),
-                            flush=True,
-                        )
+        with busy_processes(args.load):
+            measure(args, sites, Path(tmp), runs)
         report(runs)
+
+
+def measure(
+    args: argparse.Namespace, sites: dict[str, Path], tmp: Path, runs: dict[tuple[str, str], list[Run]]
+) -> None:
+    """The rounds: each mode in turn, each in a child process, against each site."""
+    for round_ in range(args.rounds):
+        for name, root in sites.items():
+            with serve(root) as base:
+                for mode in args.modes if name == "plain" else ["fetch"]:
+                    if mode == "scrapy":
+                        child = [SCRAPY_CHILD, base, str(args.pages)]
+                    else:
+                        child = stage_args(mode, base, tmp / f"ws-{name}-{mode}-{round_}", args)
+                    result = run_child(child)
+                    result["rate"] = result["pages"] / result["seconds"]
+                    runs.setdefault((name, mode), []).append(result)
+                    print(
+                        f"  round {round_ + 1} {name:9s} {mode:6s}: {result['pages']} pages in "
+                        f"{result['seconds']:.1f} s = {result['rate']:.1f} pages/s, peak PSS "
+                        f"{result['peak_pss_mb']:.0f} MB"
+                        + (
+                            f", {result['timeouts']} extraction time-outs, {result['during_fetch']} pages "
+                            "extracted during the fetch"
+                            if mode.startswith("stage")
+                            else ""
+                        )
+                        + (f", {result['requests']} requests" if mode == "fetch" else ""),
+                        flush=True,
+                    )
 
 
 CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
@@ -535,13 +558,6 @@ def report(runs: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         print(
             f"whole stage / the same with transparent huge pages left on: {statistics.median(ratios):.2f}x pages/s "
             f"(per round: {joined(ratios)}); the child's CPU {statistics.median(cpu):.2f}x"
-        )
-    if ("plain", "stage-normal-priority") in median and ("plain", "stage") in median:
-        stage_runs, normal_runs = runs["plain", "stage"], runs["plain", "stage-normal-priority"]
-        ratios = per_round(stage_runs, normal_runs)
-        print(
-            "whole stage / the same with its extraction workers at the crawl's priority: "
-            f"{statistics.median(ratios):.2f}x pages/s (per round: {joined(ratios)})"
         )
     if ("redirects", "fetch") in median and ("plain", "fetch") in median:
         ratios = per_round(runs["redirects", "fetch"], runs["plain", "fetch"])

@@ -129,11 +129,6 @@ def stubborn_document(raw: dict, extractor: str) -> dict:
     return document_from_raw(raw, extractor)
 
 
-def document_noting_niceness(raw: dict, extractor: str) -> dict:
-    """An ExtractionPool worker that reports its process's nice value as the document's title."""
-    return {**document_from_raw(raw, extractor), "title": str(os.nice(0))}
-
-
 def document_noting_dateparser_locales(raw: dict, extractor: str) -> dict:
     """An ExtractionPool worker that reports, as the document's title, how many dateparser locales its process had
     loaded before this page and after it ("before:after"): equal means the page paid no locale loading inside its

@@ -37,11 +37,11 @@ def test_dedup_speed_runs_the_stage_against_datasketch_on_a_small_corpus(shared_
 
 
 def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
-    """Without Scrapy (a bench extra): our fetch, the whole stage (and with huge pages left on, and with its workers
-    at the crawl's priority), and the redirecting copy of the site."""
+    """Without Scrapy (a bench extra): our fetch, the whole stage (and with huge pages left on), and the
+    redirecting copy of the site, with a busy process beside them (--load)."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "crawl_speed.py"), "--site", "demo", "--pages", "20"]
-        + ["--rounds", "1", "--modes", "fetch", "stage", "stage-huge-pages", "stage-normal-priority", "--redirects"],
+        + ["--rounds", "1", "--modes", "fetch", "stage", "stage-huge-pages", "--redirects", "--load", "1"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -50,17 +50,29 @@ def test_crawl_speed_runs_our_fetch_and_the_whole_stage_on_the_demo_site():
     assert "| plain | stage | 20 |" in done.stdout and "| redirects | fetch | 20 |" in done.stdout
     assert "fetch, pages/s, half the links redirecting / no redirects:" in done.stdout
     assert "whole stage / the same with transparent huge pages left on:" in done.stdout
-    assert "whole stage / the same with its extraction workers at the crawl's priority:" in done.stdout
     # The CPU table: the stage's extraction ran in helper processes, our fetch alone has none.
     cpu_rows = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=7)}
     assert float(cpu_rows["plain", "stage"][1]) > 0 and float(cpu_rows["plain", "fetch"][1]) == 0
     assert float(cpu_rows["plain", "stage"][0]) > 0
     # The stage's time in two: while it fetched, and after; only the stage modes have it.
     phases = {tuple(cells[:2]): cells[2:] for cells in _table_rows(done.stdout, columns=6) if " = " in cells[3]}
-    assert set(phases) == {("plain", "stage"), ("plain", "stage-huge-pages"), ("plain", "stage-normal-priority")}
+    assert set(phases) == {("plain", "stage"), ("plain", "stage-huge-pages")}
     fetching_s, busy, after_s, _ = phases["plain", "stage"]
     assert float(fetching_s) > 0 and float(after_s) > 0
     assert float(busy.split(" + ")[0]) > 0  # the stage's own process, fetching
+    assert not _running("while True: pass")  # the --load process ended with the benchmark
+
+
+def _running(command_fragment: str) -> list[int]:
+    """Processes whose command line holds `command_fragment` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if command_fragment in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # a process that ended while we looked
+            continue
+    return found
 
 
 def _table_rows(text: str, columns: int) -> list[list[str]]:

@@ -3,8 +3,8 @@ input order.
 
 One pathological page cannot stall a shard: a page that runs past its limit has its worker killed and replaced,
 and is extracted again with resiliparse (a few milliseconds where trafilatura takes seconds), so it still has text.
-The workers run at a lower CPU priority than the process that feeds them (the crawl's event loop), and their limit
-counts the CPU they used, not the seconds that passed: a busy machine slows a page down without cutting it.
+The limit counts the CPU a page's extraction used, not the seconds that passed: a busy machine slows a page down
+without cutting it.
 """
 
 from __future__ import annotations
@@ -82,24 +82,17 @@ def extract_in_worker(raw: dict, extractor: str, long_text_chars: int) -> dict:
     return document
 
 
-# The crawl's event loop wakes for every response and must then run at once: each moment it waits for a core while
-# the workers hold both, fewer requests are in flight. The workers are throughput work beside it, so they run with
-# this much less priority (nice): the crawl gets a core the moment it wants one, the workers take every cycle it
-# leaves. On 400 documentation pages on 2 cores the stage ran at 1.01-1.18x the pages/s it reached with the workers
-# at the crawl's priority in four interleaved runs (docs/benchmarks.md, "Crawl speed"); the kernel's batch policy
-# (SCHED_BATCH) gave 1.02-1.04x. Under other load a worker gets less of a core, so a page's limit counts the CPU
-# time it used, not the wall-clock time that passed.
-WORKER_NICENESS = 10
-# A worker that makes no progress at all (blocked, not computing) is cut after this many times its page's CPU limit
-# in wall-clock time: enough for a worker at WORKER_NICENESS sharing its core with busy ordinary processes.
+# A page's limit counts the CPU its extraction used, not the wall-clock time that passed: on a busy machine a worker
+# gets part of a core, and its pages take longer without being any harder (under load, the wall-clock limit cut 7
+# pages of a documentation site at 5 s). A worker that makes no progress at all (blocked, not computing) is cut after
+# this many times its page's limit in wall-clock time: enough for a worker that shares its core with a dozen busy
+# processes.
 WALL_CLOCK_FACTOR = 20
 
 
-def start_worker(niceness: int) -> None:
-    """A worker's start (the pool's initializer): lower its priority by `niceness`, and leave SIGPROF to end it (the
-    CPU limit)."""
-    if niceness and hasattr(os, "nice"):
-        os.nice(niceness)
+def start_worker() -> None:
+    """A worker's start (the pool's initializer): SIGPROF's default action ends it (the CPU limit), whatever
+    handler it may have inherited."""
     if hasattr(signal, "SIGPROF"):
         signal.signal(signal.SIGPROF, signal.SIG_DFL)
 
@@ -148,9 +141,7 @@ class ExtractionPool:
             context = WorkerContext()
         else:  # a Python whose process start we have not checked: the server imports __main__ once, for all workers
             context.set_forkserver_preload(["__main__", __name__, "gristmill.tasks.crawl.warm_up"])
-        self._pool = pebble.ProcessPool(
-            max_workers=self.workers, context=context, initializer=start_worker, initargs=(WORKER_NICENESS,)
-        )
+        self._pool = pebble.ProcessPool(max_workers=self.workers, context=context, initializer=start_worker)
         return self
 
     def __exit__(

@@ -8,7 +8,6 @@ import datetime as dt
 import difflib
 import gzip
 import json
-import os
 import pydoc
 import time
 
@@ -27,8 +26,8 @@ from gristmill.tasks.crawl.extract import (
     extract_links,
     html_lang,
 )
-from gristmill.tasks.crawl.extraction_pool import WALL_CLOCK_FACTOR, WORKER_NICENESS, ExtractionPool, time_limit
-from tests.helpers import document_noting_dateparser_locales, document_noting_niceness, stubborn_document
+from gristmill.tasks.crawl.extraction_pool import WALL_CLOCK_FACTOR, ExtractionPool, time_limit
+from tests.helpers import document_noting_dateparser_locales, stubborn_document
 
 ARTICLE = [
     "The river mill at Lower Weston ground wheat for three villages from the twelfth century onwards.",
@@ -429,13 +428,6 @@ def test_the_limit_counts_cpu_time_so_a_page_that_waits_is_not_cut() -> None:
         f"extraction timed out after {0.25 * WALL_CLOCK_FACTOR:.0f} s without finishing",
         None,
     ]
-
-
-def test_workers_run_at_a_lower_priority_than_the_process_that_feeds_them() -> None:
-    with ExtractionPool(workers=1) as pool:
-        [(document, problem)] = list(pool.map(pages("a"), "resiliparse", timeout_s=30, worker=document_noting_niceness))
-    assert problem is None
-    assert int(document["title"]) == min(19, os.nice(0) + WORKER_NICENESS)
 
 
 def test_a_page_past_its_time_limit_gets_resiliparse_text_instead_of_none() -> None:
