@@ -92,16 +92,14 @@ WALL_CLOCK_FACTOR = 20
 
 def start_worker() -> None:
     """A worker's start (the pool's initializer): SIGPROF's default action ends it (the CPU limit), whatever
-    handler it may have inherited."""
-    if hasattr(signal, "SIGPROF"):
-        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    handler it may have inherited. (The pool's processes come from a forkserver, which only POSIX systems have,
+    and they all have SIGPROF and its timer.)"""
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
 
 
 def within_cpu_limit(worker: Callable[[dict, str], dict], raw: dict, extractor: str, limit_s: float) -> dict:
     """`worker(raw, extractor)` in a worker, which the kernel ends (SIGPROF) once the call has used `limit_s` seconds
     of CPU: a signal's default action stops a process stuck in C code too, where no Python handler would run."""
-    if not hasattr(signal, "ITIMER_PROF"):  # not POSIX: only the wall-clock limit applies
-        return worker(raw, extractor)
     signal.setitimer(signal.ITIMER_PROF, limit_s)
     try:
         return worker(raw, extractor)
@@ -248,7 +246,7 @@ class ExtractionPool:
         try:
             return future.result(), None
         except pebble.ProcessExpired as error:  # the worker died: at its CPU limit (SIGPROF), or of something else
-            if hasattr(signal, "SIGPROF") and error.exitcode == -signal.SIGPROF:
+            if error.exitcode == -signal.SIGPROF:
                 problem = f"extraction timed out after {limit:.1f} s of CPU"
             else:
                 problem = f"extraction failed: {type(error).__name__}: {error}"
