@@ -447,16 +447,14 @@ def main() -> None:
         if args.redirects:
             add_redirects(site, Path(tmp) / "redirects")
             sites["redirects"] = Path(tmp) / "redirects"
-        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         with busy_processes(args.load):
-            measure(args, sites, Path(tmp), runs)
+            runs = measure(args, sites, Path(tmp))
         report(runs)
 
 
-def measure(
-    args: argparse.Namespace, sites: dict[str, Path], tmp: Path, runs: dict[tuple[str, str], list[Run]]
-) -> None:
-    """The rounds: each mode in turn, each in a child process, against each site."""
+def measure(args: argparse.Namespace, sites: dict[str, Path], tmp: Path) -> dict[tuple[str, str], list[Run]]:
+    """The rounds: each mode in turn, each in a child process, against each site; each mode's results by site."""
+    runs: dict[tuple[str, str], list[Run]] = {}
     for round_ in range(args.rounds):
         for name, root in sites.items():
             with serve(root) as base:
@@ -481,6 +479,7 @@ def measure(
                         + (f", {result['requests']} requests" if mode == "fetch" else ""),
                         flush=True,
                     )
+    return runs
 
 
 CPU_KEYS = ("cpu_s", "helpers_cpu_s", "server_cpu_s")
